@@ -1,0 +1,90 @@
+-- agentstore schema, version 1.
+--
+-- This file is the fresh schema: a new database gets exactly this, then
+-- `PRAGMA user_version = 1` and our `PRAGMA application_id`. Older files are moved
+-- forward by the steps in src/store/migrate.rs. Times are integer microseconds since
+-- the Unix epoch (UTC). Every table is STRICT.
+
+-- One row per agent: its identity, its memory settings (so the running agent and the
+-- admin CLI apply the same limits) and the counters that the triggers below keep.
+CREATE TABLE agents (
+    id                   INTEGER PRIMARY KEY,
+    name                 TEXT    NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 200),
+    created_at           INTEGER NOT NULL,
+    -- memory settings (defaults as in the original design)
+    max_memory_mb        REAL    NOT NULL DEFAULT 10.0 CHECK (max_memory_mb > 0),
+    max_entries          INTEGER NOT NULL DEFAULT 1000 CHECK (max_entries > 0),
+    cleanup_interval     INTEGER NOT NULL DEFAULT 100  CHECK (cleanup_interval >= 0),
+    keep_fraction        REAL    NOT NULL DEFAULT 0.7  CHECK (keep_fraction >= 0 AND keep_fraction <= 1),
+    importance_threshold REAL    NOT NULL DEFAULT 0.5  CHECK (importance_threshold >= 0 AND importance_threshold <= 1),
+    importance_weight    REAL    NOT NULL DEFAULT 0.7  CHECK (importance_weight >= 0),
+    recency_weight       REAL    NOT NULL DEFAULT 0.3  CHECK (recency_weight >= 0),
+    low_water            REAL    NOT NULL DEFAULT 0.8  CHECK (low_water >= 0 AND low_water <= 1),
+    -- messages ever added through the regular path; drives the cleanup interval and
+    -- numbers the agent's memory entries
+    message_count        INTEGER NOT NULL DEFAULT 0,
+    -- kept by the memory_entries triggers, so stats and budget checks never sum the table
+    memory_entries       INTEGER NOT NULL DEFAULT 0,
+    memory_bytes         INTEGER NOT NULL DEFAULT 0,
+    memory_importance    REAL    NOT NULL DEFAULT 0.0
+) STRICT;
+
+-- One row per memory entry. The table is clustered on the cleanup order
+-- (agent, importance, created, id): a cleanup removes a contiguous run of leaf pages
+-- instead of touching a row on every page, and the context walk reads the most
+-- important entries of an agent from adjacent pages. `id` is the agent's message
+-- number (agents.message_count when the entry was added), unique per agent.
+CREATE TABLE memory_entries (
+    agent_id    INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    importance  REAL    NOT NULL CHECK (importance >= 0.0 AND importance <= 1.0),
+    created_at  INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    size_bytes  INTEGER NOT NULL CHECK (size_bytes >= 0),
+    content     TEXT    NOT NULL,
+    PRIMARY KEY (agent_id, importance, created_at, id)
+) STRICT, WITHOUT ROWID;
+
+-- Serves: dropping the oldest entries beyond max_entries, oldest/newest for stats and
+-- recency, `memory list --order time`, and prune --older-than.
+CREATE INDEX memory_entries_by_time ON memory_entries (agent_id, created_at, id);
+
+-- The per-agent counters. SQLite has no statement-level triggers, so these run once
+-- per row; each is a primary-key update of one small row.
+CREATE TRIGGER memory_entries_count_insert AFTER INSERT ON memory_entries BEGIN
+    UPDATE agents
+       SET memory_entries    = memory_entries + 1,
+           memory_bytes      = memory_bytes + NEW.size_bytes,
+           memory_importance = memory_importance + NEW.importance
+     WHERE id = NEW.agent_id;
+END;
+
+CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries BEGIN
+    UPDATE agents
+       SET memory_entries    = memory_entries - 1,
+           memory_bytes      = memory_bytes - OLD.size_bytes,
+           memory_importance = CASE WHEN memory_entries = 1 THEN 0.0
+                                    ELSE memory_importance - OLD.importance END
+     WHERE id = OLD.agent_id;
+END;
+
+-- Entries are never updated in place; refuse it so the counters cannot drift.
+CREATE TRIGGER memory_entries_no_update BEFORE UPDATE ON memory_entries BEGIN
+    SELECT RAISE(ABORT, 'memory entries are immutable; delete and add instead');
+END;
+
+-- One row per agent: the original design's get_memory_stats(), in SQL. Reads only the
+-- agents row and two ends of memory_entries_by_time, so it costs the same at any size.
+CREATE VIEW memory_stats AS
+SELECT a.name                                                   AS agent,
+       a.memory_entries                                         AS total_entries,
+       a.memory_bytes                                           AS total_bytes,
+       a.memory_bytes / 1048576.0                               AS total_memory_mb,
+       CASE WHEN a.memory_entries > 0
+            THEN a.memory_importance / a.memory_entries END     AS avg_importance_score,
+       a.memory_bytes * 100.0 / (a.max_memory_mb * 1048576.0)  AS memory_utilization_pct,
+       (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id) AS oldest_created_at,
+       (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id) AS newest_created_at,
+       a.message_count                                          AS message_count,
+       a.max_entries                                            AS max_entries,
+       a.max_memory_mb                                          AS max_memory_mb
+  FROM agents a;

@@ -1,0 +1,47 @@
+//! `agentstore check`: the file's health.
+
+use serde_json::to_value;
+
+use crate::cli::Context;
+use crate::cli::output::{Output, Reply};
+
+/// Run SQLite's integrity and foreign-key checks, read the schema version, count rows,
+/// and compare the trigger-kept counters with the real counts. Exits 0 when all is
+/// well, 3 when a problem was found (each listed), 1 when the file cannot be checked.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  agentstore check && echo healthy")]
+pub struct Args {}
+
+/// Runs `check`.
+pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
+    let store = ctx.open_for_read()?;
+    let report = store.check()?;
+    let mut fields = vec![
+        ("integrity".to_string(), report.integrity.join("; ")),
+        (
+            "foreign key violations".to_string(),
+            report.foreign_key_violations.to_string(),
+        ),
+        (
+            "schema version".to_string(),
+            report.schema_version.to_string(),
+        ),
+        ("journal mode".to_string(), report.journal_mode.clone()),
+    ];
+    for (table, n) in &report.row_counts {
+        fields.push((format!("rows in {table}"), n.to_string()));
+    }
+    let verdict = if report.ok {
+        "ok".to_string()
+    } else {
+        report.problems.join("\n")
+    };
+    fields.push(("problems".to_string(), verdict));
+    Ok(Reply {
+        problems: !report.ok,
+        output: Output::Fields {
+            fields,
+            json: to_value(&report)?,
+        },
+    })
+}

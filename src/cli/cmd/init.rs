@@ -1,0 +1,26 @@
+//! `agentstore init`: create the file and its schema.
+
+use agentstore::SCHEMA_VERSION;
+use serde_json::json;
+
+use crate::cli::Context;
+use crate::cli::output::{Output, Reply};
+
+/// Create the database file with owner-only permissions and apply the schema. On an
+/// existing agentstore file it only checks it (and migrates an older one).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  agentstore --db ./agent.db init")]
+pub struct Args {}
+
+/// Runs `init`.
+pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
+    let existed = ctx.db.exists();
+    let store = ctx.open_for_write()?;
+    let path = store.path().display().to_string();
+    let verb = if existed { "checked" } else { "created" };
+    Ok(Output::Text {
+        text: format!("{verb} {path} (schema {SCHEMA_VERSION})"),
+        json: json!({ "path": path, "created": !existed, "schema_version": SCHEMA_VERSION }),
+    }
+    .into())
+}

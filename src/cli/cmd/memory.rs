@@ -1,0 +1,234 @@
+//! `agentstore memory`: an agent's memory entries.
+
+use std::time::Duration;
+
+use agentstore::{ListOrder, Prune, clock::to_rfc3339};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{json, to_value};
+
+use crate::cli::Context;
+use crate::cli::output::{self, Output, Reply};
+use crate::cli::parse;
+
+/// `memory` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add an entry (with the agent's retention: cleanup, cap, byte budget) and print
+    /// its id. The agent is created on first use.
+    #[command(
+        after_help = "Example:\n  agentstore memory add --agent bot --importance 0.9 'the user prefers metric units'"
+    )]
+    Add(AddArgs),
+    /// List an agent's entries, newest or most important first.
+    #[command(
+        after_help = "Examples:\n  agentstore memory list --agent bot --limit 20\n  agentstore --json memory list --agent bot --order importance"
+    )]
+    List(ListArgs),
+    /// Show an agent's memory stats: entries, size, average importance, utilisation of
+    /// the byte budget, age of the oldest entry and the span of time covered.
+    #[command(after_help = "Example:\n  agentstore memory stats --agent bot")]
+    Stats(AgentArg),
+    /// Print the compressed context the agent would put in a prompt: entries ranked by
+    /// 0.7 importance + 0.3 recency, packed greedily into the character budget, shown
+    /// in chronological order, with a note of how many were left out.
+    #[command(after_help = "Example:\n  agentstore memory context --agent bot --max-chars 1000")]
+    Context(ContextArgs),
+    /// Remove entries by one rule; --dry-run reports what would go without deleting.
+    #[command(after_help = "Examples:
+  agentstore memory prune --agent bot --older-than 30d --dry-run
+  agentstore memory prune --agent bot --min-importance 0.3
+  agentstore memory prune --agent bot --keep-fraction 0.5
+  agentstore memory prune --agent bot --max-bytes 1048576")]
+    Prune(PruneArgs),
+}
+
+/// The agent to act on.
+#[derive(Debug, clap::Args)]
+pub struct AgentArg {
+    /// The agent's name.
+    #[arg(long)]
+    pub agent: String,
+}
+
+/// `memory add`.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Importance, a number between 0 and 1.
+    #[arg(long, default_value = "0.5", value_parser = parse::unit_interval)]
+    pub importance: f64,
+    /// The entry's text.
+    pub text: String,
+}
+
+/// Orders for `memory list`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Order {
+    /// Newest first.
+    Time,
+    /// Most important first.
+    Importance,
+}
+
+/// `memory list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// At most this many entries.
+    #[arg(long, default_value = "50", value_parser = parse::positive)]
+    pub limit: u64,
+    /// Sort order.
+    #[arg(long, value_enum, default_value = "time")]
+    pub order: Order,
+}
+
+/// `memory context`.
+#[derive(Debug, clap::Args)]
+pub struct ContextArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Character budget for the entries.
+    #[arg(long, default_value = "2000", value_parser = parse::positive)]
+    pub max_chars: u64,
+}
+
+/// `memory prune`: exactly one rule.
+#[derive(Debug, clap::Args)]
+#[group(id = "rule", required = true, multiple = false)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Keep this share of entries (the most important, newest among equals).
+    #[arg(long, group = "rule", value_parser = parse::unit_interval)]
+    pub keep_fraction: Option<f64>,
+    /// Remove entries whose importance is below this.
+    #[arg(long, group = "rule", value_parser = parse::unit_interval)]
+    pub min_importance: Option<f64>,
+    /// Remove entries older than this (e.g. 90m, 12h, 7d).
+    #[arg(long, group = "rule", value_parser = parse::duration)]
+    pub older_than: Option<Duration>,
+    /// Remove the least important entries until the content is at most this many bytes.
+    #[arg(long, group = "rule", value_parser = parse::count)]
+    pub max_bytes: Option<u64>,
+    /// Report what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs a `memory` subcommand.
+pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
+    match cmd {
+        Command::Add(a) => {
+            let store = ctx.open_for_write()?;
+            let agent = store.agent(&a.agent.agent)?;
+            let id = store.memory(&agent).add(&a.text, a.importance)?;
+            Ok(Output::Text {
+                text: id.to_string(),
+                json: json!({ "id": id, "agent": agent.name }),
+            }
+            .into())
+        }
+        Command::List(a) => {
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent.agent)?;
+            let order = match a.order {
+                Order::Time => ListOrder::Time,
+                Order::Importance => ListOrder::Importance,
+            };
+            let entries = store.memory(&agent).list(order, a.limit)?;
+            let rows = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        to_rfc3339(e.created_at)[..19].replace('T', " "),
+                        format!("{:.3}", e.importance),
+                        output::bytes(e.size_bytes as u64),
+                        output::snippet(&e.content, 60),
+                    ]
+                })
+                .collect();
+            Ok(Output::Rows {
+                header: ["id", "created (UTC)", "importance", "size", "content"]
+                    .map(String::from)
+                    .to_vec(),
+                rows,
+                json: to_value(&entries)?,
+            }
+            .into())
+        }
+        Command::Stats(a) => {
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent)?;
+            let s = store.memory(&agent).stats()?;
+            let mut fields = vec![
+                ("total_entries".to_string(), s.total_entries.to_string()),
+                (
+                    "total_memory_mb".to_string(),
+                    format!(
+                        "{:.4} ({})",
+                        s.total_memory_mb,
+                        output::bytes(agent.memory_bytes)
+                    ),
+                ),
+            ];
+            let hours = |h: f64| output::duration_micros((h * 3_600_000_000.0) as i64);
+            if let (Some(avg), Some(util), Some(age), Some(span)) = (
+                s.avg_importance_score,
+                s.memory_utilization_pct,
+                s.oldest_entry_age_hours,
+                s.memory_span_hours,
+            ) {
+                fields.push(("avg_importance_score".into(), format!("{avg:.3}")));
+                fields.push(("memory_utilization_pct".into(), format!("{util:.2}%")));
+                fields.push((
+                    "oldest_entry_age_hours".into(),
+                    format!("{age:.3} ({})", hours(age)),
+                ));
+                fields.push((
+                    "memory_span_hours".into(),
+                    format!("{span:.3} ({})", hours(span)),
+                ));
+            }
+            Ok(Output::Fields {
+                fields,
+                json: to_value(&s)?,
+            }
+            .into())
+        }
+        Command::Context(a) => {
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent.agent)?;
+            let c = store.memory(&agent).context(a.max_chars)?;
+            Ok(Output::Text {
+                text: c.text.clone(),
+                json: to_value(&c)?,
+            }
+            .into())
+        }
+        Command::Prune(a) => {
+            let rule = match (a.keep_fraction, a.min_importance, a.older_than, a.max_bytes) {
+                (Some(f), ..) => Prune::KeepFraction(f),
+                (_, Some(x), ..) => Prune::MinImportance(x),
+                (_, _, Some(d), _) => Prune::OlderThan(d),
+                (.., Some(b)) => Prune::MaxBytes(b),
+                _ => unreachable!("clap requires exactly one rule"),
+            };
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent.agent)?;
+            let report = store.memory(&agent).prune(rule, a.dry_run)?;
+            let verb = if a.dry_run { "would remove" } else { "removed" };
+            Ok(Output::Text {
+                text: format!(
+                    "{verb} {} entries ({})",
+                    report.removed_entries,
+                    output::bytes(report.removed_bytes)
+                ),
+                json: to_value(report)?,
+            }
+            .into())
+        }
+    }
+}

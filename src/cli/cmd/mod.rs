@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod agents;
+pub mod check;
+pub mod init;
+pub mod memory;
+pub mod sql;

@@ -1,0 +1,129 @@
+//! The admin CLI, used by `main.rs` only (the library never depends on clap). Each
+//! subcommand is a module with an `Args` struct, whose doc comments are its help, and a
+//! `run` that returns data for [`output`] to render.
+
+pub mod cmd;
+pub mod output;
+pub mod parse;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agentstore::{ErrorKind, Store, StoreOptions};
+use clap::{Parser, Subcommand};
+
+use output::Reply;
+
+/// agentstore keeps a long-lived LLM agent's state (memory, and soon tool and response
+/// caches) in one SQLite file. This CLI inspects, queries and prunes that file, also
+/// while the agent is running.
+#[derive(Debug, Parser)]
+#[command(name = "agentstore", version, max_term_width = 100)]
+#[command(after_help = "Examples:
+  agentstore init
+  agentstore memory add --agent bot --importance 0.9 'the user prefers metric units'
+  agentstore --json memory stats --agent bot
+  agentstore sql 'SELECT * FROM memory_stats'")]
+pub struct Cli {
+    /// The database file.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTSTORE_DB",
+        default_value = "agentstore.db"
+    )]
+    pub db: PathBuf,
+
+    /// Print one JSON document to stdout instead of a table or text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database file (owner-only permissions) and its schema, or check an
+    /// existing one.
+    Init(cmd::init::Args),
+    /// List agents.
+    #[command(subcommand)]
+    Agents(cmd::agents::Command),
+    /// Add, list, inspect and prune an agent's memory entries.
+    #[command(subcommand)]
+    Memory(cmd::memory::Command),
+    /// Run one read-only SQL query and print its rows.
+    Sql(cmd::sql::Args),
+    /// Check the file: integrity, schema version, row counts and the trigger-kept
+    /// counters. Exits 3 when it finds a problem.
+    Check(cmd::check::Args),
+}
+
+/// Runs the parsed command and renders its reply.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context {
+        db: cli.db,
+        json: cli.json,
+    };
+    let reply = match cli.command {
+        Command::Init(a) => cmd::init::run(&ctx, a)?,
+        Command::Agents(c) => cmd::agents::run(&ctx, c)?,
+        Command::Memory(c) => cmd::memory::run(&ctx, c)?,
+        Command::Sql(a) => cmd::sql::run(&ctx, a)?,
+        Command::Check(a) => cmd::check::run(&ctx, a)?,
+    };
+    let Reply { output, problems } = reply;
+    output.print(ctx.json)?;
+    Ok(if problems {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What every command gets from the global flags.
+#[derive(Debug)]
+pub struct Context {
+    /// `--db`.
+    pub db: PathBuf,
+    /// `--json`.
+    pub json: bool,
+}
+
+impl Context {
+    /// Opens the store for a command that writes (creating the file if needed).
+    pub fn open_for_write(&self) -> agentstore::Result<Store> {
+        Store::open(&self.db, StoreOptions::default())
+    }
+
+    /// Opens the store for a command that only reads: never creates a file.
+    pub fn open_for_read(&self) -> agentstore::Result<Store> {
+        Store::open(&self.db, StoreOptions::existing())
+    }
+}
+
+/// The one line printed for an error: the library's message and its causes.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    // The library's messages already include their SQLite cause; add only new text.
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = s.source();
+    }
+    line.replace('\n', " ")
+}
+
+/// 2 for invalid input, 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<agentstore::Error>() {
+        Some(err) if err.kind() == ErrorKind::InvalidInput => 2,
+        _ => 1,
+    }
+}

@@ -1,0 +1,171 @@
+//! The one renderer: commands return [`Output`] data and this prints it as a table or
+//! text, or as one JSON document with `--json`. stdout carries only data.
+
+use std::io::{self, Write};
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{ContentArrangement, Table};
+use serde_json::Value;
+
+/// What a command returns: its output, and whether it found problems (exit code 3).
+#[derive(Debug)]
+pub struct Reply {
+    /// What to print.
+    pub output: Output,
+    /// True when a check ran and found problems.
+    pub problems: bool,
+}
+
+impl From<Output> for Reply {
+    fn from(output: Output) -> Self {
+        Reply {
+            output,
+            problems: false,
+        }
+    }
+}
+
+/// Data to print. Each variant carries the JSON document and its human form.
+#[derive(Debug)]
+pub enum Output {
+    /// Rows under a header; JSON is usually an array of objects.
+    Rows {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+        json: Value,
+    },
+    /// Name/value pairs; JSON is an object.
+    Fields {
+        fields: Vec<(String, String)>,
+        json: Value,
+    },
+    /// Plain text (a line or several).
+    Text { text: String, json: Value },
+}
+
+impl Output {
+    /// Prints to stdout.
+    pub fn print(&self, json: bool) -> io::Result<()> {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        if json {
+            let doc = match self {
+                Output::Rows { json, .. }
+                | Output::Fields { json, .. }
+                | Output::Text { json, .. } => json,
+            };
+            serde_json::to_writer_pretty(&mut out, doc)?;
+            writeln!(out)?;
+        } else {
+            match self {
+                Output::Rows { header, rows, .. } => {
+                    if rows.is_empty() {
+                        writeln!(out, "(no rows)")?;
+                    } else {
+                        let mut t = table();
+                        t.set_header(header);
+                        for r in rows {
+                            t.add_row(r);
+                        }
+                        writeln!(out, "{t}")?;
+                    }
+                }
+                Output::Fields { fields, .. } => {
+                    let mut t = table();
+                    for (k, v) in fields {
+                        t.add_row(vec![k, v]);
+                    }
+                    writeln!(out, "{t}")?;
+                }
+                Output::Text { text, .. } => {
+                    if !text.is_empty() {
+                        writeln!(out, "{text}")?;
+                    }
+                }
+            }
+        }
+        out.flush()
+    }
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t
+}
+
+/// True when the error is a write to a closed pipe (`agentstore sql ... | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Bytes in binary units: `812 B`, `12.4 KiB`, `3.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A duration in its largest unit: `3d`, `5h`, `12m`, `40s`, `814ms`.
+pub fn duration_micros(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    let text = match m {
+        m if m >= 86_400_000_000 => format!("{}d", m / 86_400_000_000),
+        m if m >= 3_600_000_000 => format!("{}h", m / 3_600_000_000),
+        m if m >= 60_000_000 => format!("{}m", m / 60_000_000),
+        m if m >= 1_000_000 => format!("{}s", m / 1_000_000),
+        m if m >= 1_000 => format!("{}ms", m / 1_000),
+        m => format!("{m}µs"),
+    };
+    format!("{sign}{text}")
+}
+
+/// Cuts text to `max` characters on one line, with an ellipsis when cut.
+pub fn snippet(text: &str, max: usize) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(812), "812 B");
+        assert_eq!(bytes(12_697), "12.4 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn durations_use_the_largest_unit() {
+        assert_eq!(duration_micros(3 * 86_400_000_000 + 5), "3d");
+        assert_eq!(duration_micros(814_000), "814ms");
+        assert_eq!(duration_micros(-90_000_000), "-1m");
+    }
+
+    #[test]
+    fn snippets_cut_on_characters() {
+        assert_eq!(snippet("héllo wörld", 5), "héllo…");
+        assert_eq!(snippet("a\nb", 10), "a b");
+    }
+}

@@ -1,0 +1,94 @@
+//! Injected time. The store never reads the system clock directly, so TTLs, ages and
+//! recency are tested by moving a [`ManualClock`] instead of sleeping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// A source of wall-clock time, in integer microseconds since the Unix epoch (UTC).
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time in microseconds since the Unix epoch.
+    fn now_micros(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_micros(&self) -> i64 {
+        Utc::now().timestamp_micros()
+    }
+}
+
+/// A clock that only moves when told to; clones share the same time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock standing at `micros` microseconds since the epoch.
+    pub fn new(micros: i64) -> Self {
+        ManualClock(Arc::new(AtomicI64::new(micros)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, micros: i64) {
+        self.0.store(micros, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.0.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_micros(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Microseconds since the epoch as a UTC date-time (clamped to chrono's range).
+pub fn to_datetime(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Microseconds since the epoch as RFC 3339 UTC with microseconds,
+/// e.g. `2025-01-01T00:00:00.000000Z`.
+pub fn to_rfc3339(micros: i64) -> String {
+    to_datetime(micros).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Serializes an `i64` microsecond timestamp as RFC 3339 (for `#[serde(serialize_with)]`).
+pub(crate) fn serialize_micros<S: serde::Serializer>(
+    micros: &i64,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&to_rfc3339(*micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_has_microseconds_and_z() {
+        assert_eq!(
+            to_rfc3339(1_735_689_600_000_001),
+            "2025-01-01T00:00:00.000001Z"
+        );
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(10);
+        let shared = c.clone();
+        c.advance(Duration::from_millis(2));
+        assert_eq!(shared.now_micros(), 2010);
+        shared.set(5);
+        assert_eq!(c.now_micros(), 5);
+    }
+}

@@ -1,0 +1,151 @@
+//! The library's one error type. Messages are lowercase, name the bad value and say
+//! what to do; the CLI prints them once and picks the exit code from [`Error::kind`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A `Result` whose error defaults to [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the store can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An importance outside `[0, 1]`, or NaN / infinite.
+    #[error("importance must be a finite number between 0 and 1, got {0}")]
+    InvalidImportance(f64),
+
+    /// Any other argument that is out of range or malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// A read asked for an agent that does not exist.
+    #[error("no agent named '{0}' (see `agentstore agents list`)")]
+    UnknownAgent(String),
+
+    /// A read-only open found no file.
+    #[error("no agentstore database at {} (create one with `agentstore init`)", .0.display())]
+    NotFound(PathBuf),
+
+    /// The file is not an SQLite database at all. It was left untouched.
+    #[error("{} is not an SQLite database; agentstore left it untouched", .0.display())]
+    NotADatabase(PathBuf),
+
+    /// The file is an SQLite database of some other application. It was left untouched.
+    #[error(
+        "{} is an SQLite database of another application ({detail}); agentstore left it untouched",
+        path.display()
+    )]
+    ForeignDatabase {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        detail: String,
+    },
+
+    /// The file was written by a newer agentstore. It was left untouched.
+    #[error(
+        "{} was written by a newer agentstore (schema {found}, this build knows {known}); upgrade agentstore",
+        path.display()
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// The file's `user_version`.
+        found: i64,
+        /// The newest schema this build knows.
+        known: i64,
+    },
+
+    /// The read-only `sql` entry point refused a statement.
+    #[error("refused: {0}")]
+    NotReadOnly(String),
+
+    /// A read-only query ran past its time limit and was interrupted.
+    #[error("query interrupted after {}: it ran past the time limit (raise it with --timeout)", humanize(.0))]
+    QueryTimeout(Duration),
+
+    /// The disk (or the file system's quota) is full. Nothing partial was stored.
+    #[error("disk full: the write was not stored; free some space and retry")]
+    DiskFull,
+
+    /// An SQLite error, with the statement that raised it.
+    #[error("sqlite error in `{statement}`: {source}")]
+    Sql {
+        /// The statement (or the step) that failed.
+        statement: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// No pooled connection could be had in time.
+    #[error("could not get a database connection: {0}")]
+    Pool(#[from] r2d2::Error),
+
+    /// A file system error outside SQLite.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How an [`Error`] should be treated by a caller that maps errors to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The caller passed an invalid value (CLI exit code 2).
+    InvalidInput,
+    /// Something failed at run time (CLI exit code 1).
+    Runtime,
+}
+
+impl Error {
+    /// Whether this is the caller's bad input or a runtime failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidImportance(_) | Error::InvalidArgument(_) | Error::NotReadOnly(_) => {
+                ErrorKind::InvalidInput
+            }
+            _ => ErrorKind::Runtime,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+}
+
+fn humanize(d: &Duration) -> String {
+    humantime::format_duration(*d).to_string()
+}
+
+/// Attaches the failing statement to an SQLite error.
+pub(crate) trait SqlContext<T> {
+    /// Wraps the error with the statement (or step name) that raised it.
+    fn sql(self, statement: &str) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for std::result::Result<T, rusqlite::Error> {
+    fn sql(self, statement: &str) -> Result<T> {
+        self.map_err(|source| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::DiskFull,
+            _ => Error::Sql {
+                statement: short_statement(statement),
+                source,
+            },
+        })
+    }
+}
+
+/// The statement on one line, cut to a readable length.
+fn short_statement(sql: &str) -> String {
+    let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}

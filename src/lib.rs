@@ -1,0 +1,37 @@
+//! agentstore keeps a long-lived LLM agent's state in one SQLite file, so the agent
+//! can be killed, restarted, inspected and pruned without losing what it knew.
+//!
+//! The [`Store`] is plain synchronous Rust over an r2d2 pool of SQLite connections
+//! (WAL, `synchronous=NORMAL` by default, a busy timeout, `BEGIN IMMEDIATE` for every
+//! write). `schema.sql` at the repository root is the schema, embedded in the crate;
+//! its views are a public interface for any SQLite client.
+//!
+//! ```
+//! use agentstore::{Store, StoreOptions};
+//!
+//! # fn main() -> agentstore::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("agent.db"), StoreOptions::default())?;
+//! let agent = store.agent("assistant")?; // created on first use
+//! let memory = store.memory(&agent);
+//! memory.add("the user prefers metric units", 0.9)?;
+//! memory.add("small talk about the weather", 0.2)?;
+//! assert_eq!(memory.stats()?.total_entries, 2);
+//! let context = memory.context(2000)?;
+//! assert!(context.text.starts_with("the user prefers metric units"));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod clock;
+mod error;
+mod store;
+pub mod workload;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, ErrorKind, Result};
+pub use store::{
+    APPLICATION_ID, AgentRecord, CheckReport, CompressedContext, ListOrder, MAX_CONTENT_BYTES,
+    Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, Prune, PruneReport, QueryResult,
+    SCHEMA_SQL, SCHEMA_VERSION, Store, StoreOptions, Synchronous, query_read_only,
+};

@@ -1,0 +1,44 @@
+//! The `agentstore` binary: parse, run, print the error once, choose the exit code
+//! (0 ok, 1 runtime failure, 2 usage or invalid value, 3 a check found problems).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        // --help and --version are "errors" that print to stdout and succeed.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // Usage errors: one line on stderr, exit 2.
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!(
+                "agentstore: {}",
+                line.join(" ").trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            if cli::output::is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("agentstore: {}", cli::error_line(&e));
+            ExitCode::from(cli::exit_code(&e))
+        }
+    }
+}

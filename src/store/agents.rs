@@ -1,0 +1,238 @@
+//! Agents: one row each in `agents`, holding the agent's settings and the counters that
+//! the memory triggers keep. Every other table hangs off an agent.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::Store;
+use crate::clock::serialize_micros;
+use crate::error::{Error, Result, SqlContext};
+
+/// An agent's memory settings, stored in its row so that the running agent and the
+/// admin CLI apply the same limits. Defaults are the original design's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemorySettings {
+    /// Byte budget; over it, the emergency cleanup runs.
+    pub max_memory_mb: f64,
+    /// Hard cap on entries; the oldest beyond it are dropped.
+    pub max_entries: u64,
+    /// Run the regular cleanup every this many messages (0 turns it off).
+    pub cleanup_interval: u64,
+    /// The share of entries the regular cleanup keeps.
+    pub keep_fraction: f64,
+    /// Stored for the original design's `importance_threshold`; no automatic cleanup
+    /// uses it (the original did not either).
+    pub importance_threshold: f64,
+    /// Weight of importance in the context score.
+    pub importance_weight: f64,
+    /// Weight of recency in the context score.
+    pub recency_weight: f64,
+    /// The emergency cleanup deletes down to this share of the byte budget.
+    pub low_water: f64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        MemorySettings {
+            max_memory_mb: 10.0,
+            max_entries: 1000,
+            cleanup_interval: 100,
+            keep_fraction: 0.7,
+            importance_threshold: 0.5,
+            importance_weight: 0.7,
+            recency_weight: 0.3,
+            low_water: 0.8,
+        }
+    }
+}
+
+impl MemorySettings {
+    /// The byte budget in bytes.
+    pub fn max_bytes(&self) -> f64 {
+        self.max_memory_mb * 1024.0 * 1024.0
+    }
+
+    /// Checks every value before it reaches SQL.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first bad setting.
+    pub fn validate(&self) -> Result<()> {
+        let unit = |name: &str, v: f64| {
+            if v.is_finite() && (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "{name} must be between 0 and 1, got {v}"
+                )))
+            }
+        };
+        if !(self.max_memory_mb.is_finite() && self.max_memory_mb > 0.0) {
+            return Err(Error::invalid(format!(
+                "max_memory_mb must be a positive number, got {}",
+                self.max_memory_mb
+            )));
+        }
+        if self.max_entries == 0 || self.max_entries > i64::MAX as u64 {
+            return Err(Error::invalid(format!(
+                "max_entries must be at least 1, got {}",
+                self.max_entries
+            )));
+        }
+        if self.cleanup_interval > i64::MAX as u64 {
+            return Err(Error::invalid("cleanup_interval is too large"));
+        }
+        unit("keep_fraction", self.keep_fraction)?;
+        unit("importance_threshold", self.importance_threshold)?;
+        unit("low_water", self.low_water)?;
+        for (name, w) in [
+            ("importance_weight", self.importance_weight),
+            ("recency_weight", self.recency_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::invalid(format!(
+                    "{name} must be a finite number >= 0, got {w}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One agent as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRecord {
+    /// Row id; other tables refer to it.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// When the agent was first used (RFC 3339 in JSON).
+    #[serde(serialize_with = "serialize_micros")]
+    pub created_at: i64,
+    /// Messages added through the regular path so far.
+    pub message_count: u64,
+    /// Memory entries now (trigger-kept).
+    pub memory_entries: u64,
+    /// Bytes of memory content now (trigger-kept).
+    pub memory_bytes: u64,
+    /// The agent's memory settings.
+    pub settings: MemorySettings,
+}
+
+const AGENT_COLUMNS: &str = "id, name, created_at, message_count, memory_entries, memory_bytes, \
+     max_memory_mb, max_entries, cleanup_interval, keep_fraction, importance_threshold, \
+     importance_weight, recency_weight, low_water";
+
+fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
+    Ok(AgentRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+        message_count: r.get(3)?,
+        memory_entries: r.get(4)?,
+        memory_bytes: r.get(5)?,
+        settings: MemorySettings {
+            max_memory_mb: r.get(6)?,
+            max_entries: r.get(7)?,
+            cleanup_interval: r.get(8)?,
+            keep_fraction: r.get(9)?,
+            importance_threshold: r.get(10)?,
+            importance_weight: r.get(11)?,
+            recency_weight: r.get(12)?,
+            low_water: r.get(13)?,
+        },
+    })
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "agent name must be 1 to 200 characters without control characters, got {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The agent called `name`, created with default settings on first use.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty or over-long name; SQLite errors.
+    pub fn agent(&self, name: &str) -> Result<AgentRecord> {
+        validate_name(name)?;
+        if let Some(found) = self.read(|c| lookup(c, name))? {
+            return Ok(found);
+        }
+        const INSERT: &str =
+            "INSERT INTO agents (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
+        let now = self.now_micros();
+        self.write(|tx| {
+            tx.prepare_cached(INSERT)
+                .and_then(|mut s| s.execute(params![name, now]))
+                .sql(INSERT)?;
+            lookup(tx, name)?.ok_or_else(|| Error::UnknownAgent(name.to_string()))
+        })
+    }
+
+    /// The agent called `name`, which must exist (for commands that only read).
+    ///
+    /// # Errors
+    /// [`Error::UnknownAgent`] when there is no such agent.
+    pub fn existing_agent(&self, name: &str) -> Result<AgentRecord> {
+        self.read(|c| lookup(c, name))?
+            .ok_or_else(|| Error::UnknownAgent(name.to_string()))
+    }
+
+    /// Every agent, by name.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn agents(&self) -> Result<Vec<AgentRecord>> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name");
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql).sql(&sql)?;
+            let rows = stmt.query_map([], agent_from_row).sql(&sql)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().sql(&sql)
+        })
+    }
+
+    /// Replaces an agent's memory settings. They apply from the next call on, in this
+    /// process and in every other one that uses the file.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad setting; [`Error::UnknownAgent`].
+    pub fn set_memory_settings(&self, name: &str, settings: &MemorySettings) -> Result<()> {
+        settings.validate()?;
+        const UPDATE: &str = "UPDATE agents SET max_memory_mb = ?2, max_entries = ?3, \
+             cleanup_interval = ?4, keep_fraction = ?5, importance_threshold = ?6, \
+             importance_weight = ?7, recency_weight = ?8, low_water = ?9 WHERE name = ?1";
+        let s = settings;
+        let changed = self.write(|tx| {
+            tx.execute(
+                UPDATE,
+                params![
+                    name,
+                    s.max_memory_mb,
+                    s.max_entries as i64,
+                    s.cleanup_interval as i64,
+                    s.keep_fraction,
+                    s.importance_threshold,
+                    s.importance_weight,
+                    s.recency_weight,
+                    s.low_water
+                ],
+            )
+            .sql(UPDATE)
+        })?;
+        if changed == 0 {
+            return Err(Error::UnknownAgent(name.to_string()));
+        }
+        Ok(())
+    }
+}
+
+fn lookup(c: &rusqlite::Connection, name: &str) -> Result<Option<AgentRecord>> {
+    let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1");
+    c.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([name], agent_from_row).optional())
+        .sql(&sql)
+}

@@ -1,0 +1,164 @@
+//! Opening a database file: the identity check that runs before anything can write,
+//! file creation with owner-only permissions, and the one function that configures
+//! every pooled connection.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::error::{Error, Result, SqlContext};
+
+/// `PRAGMA application_id` of an agentstore file: "AGST" in ASCII.
+pub const APPLICATION_ID: i32 = 0x4147_5354;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Longest content (in UTF-8 bytes) accepted for one entry; larger input is refused
+/// before it reaches SQLite.
+pub const MAX_CONTENT_BYTES: usize = 1 << 20;
+
+/// Durability of a commit (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Survives a crash of the process; the last commits may be lost on power loss.
+    #[default]
+    Normal,
+    /// Survives power loss too, at the cost of an fsync per commit.
+    Full,
+}
+
+/// What a file turned out to be when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// A zero-byte file, or an SQLite database with no tables and no marks.
+    Empty,
+    /// An agentstore database at this schema version or an older one.
+    Ours { version: i64 },
+}
+
+/// Creates `path` with owner-only permissions if it does not exist yet. SQLite gives
+/// the -wal and -shm files the same permissions as the database file.
+pub(crate) fn create_private_file(path: &Path) -> Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(Error::Io {
+            context: format!("cannot create {}", path.display()),
+            source,
+        }),
+    }
+}
+
+/// Opens a connection without creating anything and without any pragma that writes.
+pub(crate) fn open_raw(path: &Path, read_only: bool) -> Result<Connection> {
+    let access = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags).map_err(|e| match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.to_path_buf()),
+        _ => Error::Sql {
+            statement: format!("open {}", path.display()),
+            source: e,
+        },
+    })
+}
+
+/// Reads the file's marks. Only reads: safe on a file that is not ours.
+pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
+    const SQL: &str = "SELECT (SELECT application_id FROM pragma_application_id), \
+                              (SELECT user_version FROM pragma_user_version), \
+                              (SELECT count(*) FROM sqlite_schema)";
+    let marks = conn.query_row(SQL, [], |r| {
+        Ok((
+            r.get::<_, i32>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    let (app_id, version, objects) = match marks {
+        Ok(m) => m,
+        Err(e) if is_not_a_database(&e) => return Err(Error::NotADatabase(path.to_path_buf())),
+        Err(e) => return Err(e).sql(SQL),
+    };
+    let foreign = |detail: String| Error::ForeignDatabase {
+        path: path.to_path_buf(),
+        detail,
+    };
+    match app_id {
+        APPLICATION_ID if version > SCHEMA_VERSION => Err(Error::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        }),
+        APPLICATION_ID if version >= 1 => Ok(Identity::Ours { version }),
+        APPLICATION_ID => Err(foreign(format!(
+            "agentstore mark but schema version {version}"
+        ))),
+        0 if objects == 0 && version == 0 => Ok(Identity::Empty),
+        0 => Err(foreign(format!(
+            "{objects} schema objects, no agentstore application_id"
+        ))),
+        other => Err(foreign(format!("application_id {other:#x}"))),
+    }
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Connection settings, shared by every pooled connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionSettings {
+    pub busy_timeout: Duration,
+    pub synchronous: Synchronous,
+}
+
+/// Configures one connection. Runs on every pooled connection, and only after the
+/// identity check has accepted the file (switching to WAL rewrites header bytes).
+pub(crate) fn configure(conn: &Connection, s: ConnectionSettings) -> rusqlite::Result<()> {
+    // Wait for another process's write lock instead of failing at once.
+    conn.busy_timeout(s.busy_timeout)?;
+    // WAL: readers (the admin CLI) never block the agent's writes, and commits append.
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    // NORMAL: in WAL mode a commit survives a process crash without an fsync per commit;
+    // FULL adds the fsync so it survives power loss too.
+    let sync = match s.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // Agents own their entries: deleting an agent deletes its rows, and no orphan can appear.
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // After a checkpoint, truncate the WAL back to 64 MiB so one large cleanup does not
+    // leave a large file behind for the life of the process.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // 16 MiB page cache per connection (default 2 MiB): a 100,000-entry agent is about
+    // 25 MiB of pages, and cleanups and context walks touch a good part of it.
+    conn.pragma_update(None, "cache_size", -16 * 1024)?;
+    // Sorts and temporary b-trees in memory, never in a temp file beside the database.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // The store has more hot statements than rusqlite's default cache of 16 holds.
+    conn.set_prepared_statement_cache_capacity(64);
+    // Backstop for the size checks done in Rust: no single value above 64 MiB.
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        64 * 1024 * 1024,
+    )?;
+    Ok(())
+}

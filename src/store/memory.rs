@@ -1,0 +1,730 @@
+//! Memory entries: adding with the original design's retention (regular cleanup every
+//! N messages, a hard cap on entries, an emergency cleanup over the byte budget),
+//! pruning on demand, O(1) stats, and the compressed context. Everything that selects
+//! rows is SQL over the clustered primary key (agent, importance, created, id) or the
+//! time index; counts and byte totals come from trigger-kept counters in `agents`.
+
+use rusqlite::{Connection, Transaction, params};
+use serde::Serialize;
+
+use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
+use crate::clock::serialize_micros;
+use crate::error::{Error, Result, SqlContext};
+
+/// A stored memory entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryEntry {
+    /// The agent's message number for this entry (unique per agent).
+    pub id: i64,
+    /// The text.
+    pub content: String,
+    /// Importance in `[0, 1]`.
+    pub importance: f64,
+    /// When it was added (RFC 3339 UTC with microseconds in JSON).
+    #[serde(serialize_with = "serialize_micros")]
+    pub created_at: i64,
+    /// UTF-8 byte length of `content`.
+    pub size_bytes: i64,
+}
+
+/// An entry to restore as it was (see [`Memory::import_entries`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    /// The text.
+    pub content: String,
+    /// Importance in `[0, 1]`.
+    pub importance: f64,
+    /// Creation time, microseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// The original design's memory stats. With no entries, only the first two are present.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryStats {
+    /// Entries now.
+    pub total_entries: u64,
+    /// Content bytes now, in MiB.
+    pub total_memory_mb: f64,
+    /// Mean importance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg_importance_score: Option<f64>,
+    /// Content bytes as a percentage of the byte budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_utilization_pct: Option<f64>,
+    /// Age of the oldest entry, in hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_entry_age_hours: Option<f64>,
+    /// Time between the oldest and the newest entry, in hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_span_hours: Option<f64>,
+}
+
+/// Order of [`Memory::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Newest first.
+    Time,
+    /// Most important first (newest first among equals).
+    Importance,
+}
+
+/// What a prune removes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Prune {
+    /// Keep `floor(count * f)` entries, the top by (importance, created); remove the rest.
+    KeepFraction(f64),
+    /// Remove entries whose importance is below this.
+    MinImportance(f64),
+    /// Remove entries created more than this long ago.
+    OlderThan(std::time::Duration),
+    /// Remove entries, least important and oldest first, until the content bytes are at
+    /// most this.
+    MaxBytes(u64),
+}
+
+/// What a prune removed, or would remove on a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// Entries removed (or that would be).
+    pub removed_entries: u64,
+    /// Content bytes removed (or that would be).
+    pub removed_bytes: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+/// The compressed context for a prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompressedContext {
+    /// The chosen entries in chronological order, one per line, then the truncation
+    /// note when any entry was left out.
+    pub text: String,
+    /// Entries included.
+    pub included: u64,
+    /// Entries left out.
+    pub truncated: u64,
+}
+
+/// One agent's memory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    store: Store,
+    agent_id: i64,
+}
+
+impl Store {
+    /// The memory of `agent`.
+    pub fn memory(&self, agent: &AgentRecord) -> Memory {
+        Memory {
+            store: self.clone(),
+            agent_id: agent.id,
+        }
+    }
+}
+
+fn validate_importance(importance: f64) -> Result<()> {
+    if importance.is_finite() && (0.0..=1.0).contains(&importance) {
+        Ok(())
+    } else {
+        Err(Error::InvalidImportance(importance))
+    }
+}
+
+fn validate_content(content: &str) -> Result<()> {
+    if content.len() > MAX_CONTENT_BYTES {
+        return Err(Error::invalid(format!(
+            "content is {} bytes; the most one entry can hold is {MAX_CONTENT_BYTES}",
+            content.len()
+        )));
+    }
+    Ok(())
+}
+
+// --- the predicates that pick entries; each DELETE has a COUNT twin for dry runs ---
+
+/// The lowest ?2 entries of agent ?1 by (importance, created, id): a range of the
+/// clustered primary key, bounded by the ?2-th row.
+macro_rules! lowest_n {
+    () => {
+        "agent_id = ?1 AND (importance, created_at, id) <= (
+             SELECT importance, created_at, id FROM memory_entries WHERE agent_id = ?1
+              ORDER BY importance, created_at, id LIMIT 1 OFFSET ?2 - 1)"
+    };
+}
+
+/// The lowest entries of agent ?1 by (importance, created, id) whose sizes add up to at
+/// least ?2 bytes, fewest first: a running sum over the primary key.
+macro_rules! lowest_bytes {
+    () => {
+        "agent_id = ?1 AND (importance, created_at, id) <= (
+             SELECT importance, created_at, id FROM (
+                 SELECT importance, created_at, id,
+                        sum(size_bytes) OVER (ORDER BY importance, created_at, id
+                                              ROWS UNBOUNDED PRECEDING) AS freed
+                   FROM memory_entries WHERE agent_id = ?1)
+              WHERE freed >= ?2 ORDER BY importance, created_at, id LIMIT 1)"
+    };
+}
+
+/// The oldest ?2 entries of agent ?1 by (created, id), over the time index.
+macro_rules! oldest_n {
+    () => {
+        "agent_id = ?1 AND (created_at, id) <= (
+             SELECT created_at, id FROM memory_entries WHERE agent_id = ?1
+              ORDER BY created_at, id LIMIT 1 OFFSET ?2 - 1)"
+    };
+}
+
+macro_rules! below_importance {
+    () => {
+        "agent_id = ?1 AND importance < ?2"
+    };
+}
+
+macro_rules! created_before {
+    () => {
+        "agent_id = ?1 AND created_at < ?2"
+    };
+}
+
+macro_rules! delete_where {
+    ($pred:expr) => {
+        concat!("DELETE FROM memory_entries WHERE ", $pred)
+    };
+}
+
+macro_rules! count_where {
+    ($pred:expr) => {
+        concat!(
+            "SELECT count(*), coalesce(sum(size_bytes), 0) FROM memory_entries WHERE ",
+            $pred
+        )
+    };
+}
+
+/// The settings and counters that one add needs, read while bumping the message count.
+struct AddState {
+    message_count: i64,
+    cleanup_interval: i64,
+    keep_fraction: f64,
+    max_entries: i64,
+    max_bytes: f64,
+    low_water: f64,
+    entries: i64,
+    bytes: i64,
+}
+
+const BUMP: &str = "UPDATE agents SET message_count = message_count + 1 WHERE id = ?1
+    RETURNING message_count, cleanup_interval, keep_fraction, max_entries,
+              max_memory_mb, low_water, memory_entries, memory_bytes";
+
+const COUNTERS: &str = "SELECT memory_entries, memory_bytes FROM agents WHERE id = ?1";
+
+const INSERT: &str = "INSERT INTO memory_entries
+    (agent_id, importance, created_at, id, size_bytes, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Runs a prepared-and-cached DELETE with two bound values; returns rows deleted.
+fn delete(tx: &Connection, sql: &str, agent_id: i64, bound: i64) -> Result<u64> {
+    let n = tx
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(params![agent_id, bound]))
+        .sql(sql)?;
+    Ok(n as u64)
+}
+
+fn counters(tx: &Connection, agent_id: i64) -> Result<(i64, i64)> {
+    tx.prepare_cached(COUNTERS)
+        .and_then(|mut s| s.query_row([agent_id], |r| Ok((r.get(0)?, r.get(1)?))))
+        .sql(COUNTERS)
+}
+
+/// How many entries the regular cleanup deletes from `count`: all but
+/// `floor(count * keep)`, or none when that floor is 0 (the original kept everything
+/// then, because `list[-0:]` is the whole list).
+pub(crate) fn regular_cleanup_deletes(count: i64, keep_fraction: f64) -> i64 {
+    let keep = (count as f64 * keep_fraction).floor() as i64;
+    if keep == 0 { 0 } else { count - keep }
+}
+
+/// One add, inside the caller's transaction, in the original's order.
+fn add_in(
+    tx: &Transaction<'_>,
+    agent_id: i64,
+    content: &str,
+    importance: f64,
+    now: i64,
+) -> Result<i64> {
+    let s = tx
+        .prepare_cached(BUMP)
+        .and_then(|mut st| {
+            st.query_row([agent_id], |r| {
+                Ok(AddState {
+                    message_count: r.get(0)?,
+                    cleanup_interval: r.get(1)?,
+                    keep_fraction: r.get(2)?,
+                    max_entries: r.get(3)?,
+                    max_bytes: r.get::<_, f64>(4)? * 1024.0 * 1024.0,
+                    low_water: r.get(5)?,
+                    entries: r.get(6)?,
+                    bytes: r.get(7)?,
+                })
+            })
+        })
+        .sql(BUMP)?;
+    let (mut entries, mut bytes) = (s.entries, s.bytes);
+
+    // 1. Every cleanup_interval-th message, the regular cleanup over existing entries.
+    if s.cleanup_interval > 0 && s.message_count % s.cleanup_interval == 0 {
+        let n = regular_cleanup_deletes(entries, s.keep_fraction);
+        if n > 0 {
+            delete(tx, delete_where!(lowest_n!()), agent_id, n)?;
+            (entries, bytes) = counters(tx, agent_id)?;
+        }
+    }
+
+    // 2. The entry itself; its id is the agent's message number.
+    let size = content.len() as i64;
+    tx.prepare_cached(INSERT)
+        .and_then(|mut st| {
+            st.execute(params![
+                agent_id,
+                importance,
+                now,
+                s.message_count,
+                size,
+                content
+            ])
+        })
+        .sql(INSERT)?;
+    entries += 1;
+    bytes += size;
+
+    // 3. The hard cap: drop the oldest beyond max_entries (the original's deque maxlen).
+    if entries > s.max_entries {
+        delete(
+            tx,
+            delete_where!(oldest_n!()),
+            agent_id,
+            entries - s.max_entries,
+        )?;
+        (_, bytes) = counters(tx, agent_id)?;
+    }
+
+    // 4. Over the byte budget: delete the least important down to low_water x budget.
+    if bytes as f64 > s.max_bytes {
+        let target = (s.low_water * s.max_bytes).floor() as i64;
+        delete(tx, delete_where!(lowest_bytes!()), agent_id, bytes - target)?;
+    }
+    Ok(s.message_count)
+}
+
+impl Memory {
+    /// The agent's row id.
+    pub fn agent_id(&self) -> i64 {
+        self.agent_id
+    }
+
+    /// Adds one entry and applies the agent's retention, all in one transaction:
+    /// bump the message counter and run the regular cleanup on every
+    /// `cleanup_interval`-th message, insert, drop the oldest beyond `max_entries`,
+    /// and run the emergency cleanup when over the byte budget. Returns the entry's id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidImportance`], [`Error::InvalidArgument`] for oversized content;
+    /// SQLite errors. Nothing is written when it fails.
+    pub fn add(&self, content: &str, importance: f64) -> Result<i64> {
+        validate_importance(importance)?;
+        validate_content(content)?;
+        let now = self.store.now_micros();
+        self.store
+            .write(|tx| add_in(tx, self.agent_id, content, importance, now))
+    }
+
+    /// Adds a batch in one transaction, with the same result as adding them one by one.
+    /// Returns their ids in order.
+    ///
+    /// # Errors
+    /// As [`Memory::add`]; every item is validated before anything is written.
+    pub fn add_many<S: AsRef<str>>(&self, items: &[(S, f64)]) -> Result<Vec<i64>> {
+        for (content, importance) in items {
+            validate_importance(*importance)?;
+            validate_content(content.as_ref())?;
+        }
+        let now = self.store.now_micros();
+        self.store.write(|tx| {
+            items
+                .iter()
+                .map(|(c, imp)| add_in(tx, self.agent_id, c.as_ref(), *imp, now))
+                .collect()
+        })
+    }
+
+    /// Restores entries exactly as given (content, importance, creation time), in one
+    /// transaction, without running any retention: for imports and preloading. Each
+    /// takes the next message number as its id. Returns how many were stored.
+    ///
+    /// # Errors
+    /// As [`Memory::add`]; every item is validated before anything is written.
+    pub fn import_entries(&self, entries: &[NewEntry]) -> Result<u64> {
+        for e in entries {
+            validate_importance(e.importance)?;
+            validate_content(&e.content)?;
+        }
+        const RESERVE: &str = "UPDATE agents SET message_count = message_count + ?2 \
+                               WHERE id = ?1 RETURNING message_count";
+        self.store.write(|tx| {
+            let last: i64 = tx
+                .query_row(RESERVE, params![self.agent_id, entries.len() as i64], |r| {
+                    r.get(0)
+                })
+                .sql(RESERVE)?;
+            let first = last - entries.len() as i64 + 1;
+            let mut insert = tx.prepare_cached(INSERT).sql(INSERT)?;
+            for (i, e) in entries.iter().enumerate() {
+                let size = e.content.len() as i64;
+                insert
+                    .execute(params![
+                        self.agent_id,
+                        e.importance,
+                        e.created_at,
+                        first + i as i64,
+                        size,
+                        e.content
+                    ])
+                    .sql(INSERT)?;
+            }
+            Ok(entries.len() as u64)
+        })
+    }
+
+    /// Runs the regular cleanup now, with the agent's `keep_fraction`. Returns the
+    /// number of entries removed.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn cleanup(&self) -> Result<u64> {
+        const KEEP: &str = "SELECT memory_entries, keep_fraction FROM agents WHERE id = ?1";
+        self.store.write(|tx| {
+            let (count, keep): (i64, f64) = tx
+                .query_row(KEEP, [self.agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .sql(KEEP)?;
+            match regular_cleanup_deletes(count, keep) {
+                0 => Ok(0),
+                n => delete(tx, delete_where!(lowest_n!()), self.agent_id, n),
+            }
+        })
+    }
+
+    /// Removes entries by `rule` in one statement, or with `dry_run` counts what it
+    /// would remove with the same predicate. Unlike the regular cleanup,
+    /// `KeepFraction` keeps exactly `floor(count * f)` entries, even when that is 0.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a fraction or importance outside `[0, 1]` or a
+    /// duration that reaches before the epoch; SQLite errors.
+    pub fn prune(&self, rule: Prune, dry_run: bool) -> Result<PruneReport> {
+        let now = self.store.now_micros();
+        let apply = |tx: &Connection| -> Result<PruneReport> {
+            let (count, bytes) = counters(tx, self.agent_id)?;
+            let (delete_sql, count_sql, bound) = match rule {
+                Prune::KeepFraction(f) => {
+                    if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
+                        return Err(Error::invalid(format!(
+                            "keep fraction must be between 0 and 1, got {f}"
+                        )));
+                    }
+                    let keep = (count as f64 * f).floor() as i64;
+                    (
+                        delete_where!(lowest_n!()),
+                        count_where!(lowest_n!()),
+                        count - keep,
+                    )
+                }
+                Prune::MinImportance(x) => {
+                    validate_importance(x)?;
+                    let sql = (
+                        delete_where!(below_importance!()),
+                        count_where!(below_importance!()),
+                    );
+                    return run_prune(tx, sql, self.agent_id, x, dry_run);
+                }
+                Prune::OlderThan(d) => {
+                    let micros = i64::try_from(d.as_micros())
+                        .ok()
+                        .and_then(|d| now.checked_sub(d))
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "duration {} reaches before 1970",
+                                humantime::format_duration(d)
+                            ))
+                        })?;
+                    let sql = (
+                        delete_where!(created_before!()),
+                        count_where!(created_before!()),
+                    );
+                    return run_prune(tx, sql, self.agent_id, micros, dry_run);
+                }
+                Prune::MaxBytes(max) => (
+                    delete_where!(lowest_bytes!()),
+                    count_where!(lowest_bytes!()),
+                    bytes.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX)),
+                ),
+            };
+            if bound <= 0 {
+                return Ok(PruneReport {
+                    removed_entries: 0,
+                    removed_bytes: 0,
+                    dry_run,
+                });
+            }
+            run_prune(tx, (delete_sql, count_sql), self.agent_id, bound, dry_run)
+        };
+        if dry_run {
+            self.store.snapshot(|c| apply(c))
+        } else {
+            self.store.write(|tx| apply(tx))
+        }
+    }
+
+    /// The original design's stats, from the trigger-kept counters and the two ends of
+    /// the time index: the same cost at any number of entries.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stats(&self) -> Result<MemoryStats> {
+        const STATS: &str = "SELECT a.memory_entries, a.memory_bytes, a.memory_importance,
+                a.max_memory_mb,
+                (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id),
+                (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id)
+           FROM agents a WHERE a.id = ?1";
+        let now = self.store.now_micros();
+        self.store.read(|c| {
+            c.prepare_cached(STATS)
+                .and_then(|mut s| {
+                    s.query_row([self.agent_id], |r| {
+                        let entries: u64 = r.get(0)?;
+                        let bytes: i64 = r.get(1)?;
+                        let importance_sum: f64 = r.get(2)?;
+                        let max_mb: f64 = r.get(3)?;
+                        let oldest: Option<i64> = r.get(4)?;
+                        let newest: Option<i64> = r.get(5)?;
+                        let mb = bytes as f64 / (1024.0 * 1024.0);
+                        let hours = |micros: i64| micros as f64 / 3_600_000_000.0;
+                        let mut stats = MemoryStats {
+                            total_entries: entries,
+                            total_memory_mb: mb,
+                            avg_importance_score: None,
+                            memory_utilization_pct: None,
+                            oldest_entry_age_hours: None,
+                            memory_span_hours: None,
+                        };
+                        if let (true, Some(oldest), Some(newest)) = (entries > 0, oldest, newest) {
+                            stats.avg_importance_score = Some(importance_sum / entries as f64);
+                            stats.memory_utilization_pct = Some(mb / max_mb * 100.0);
+                            stats.oldest_entry_age_hours = Some(hours(now - oldest));
+                            stats.memory_span_hours = Some(hours(newest - oldest));
+                        }
+                        Ok(stats)
+                    })
+                })
+                .sql(STATS)
+        })
+    }
+
+    /// Up to `limit` entries in `order`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn list(&self, order: ListOrder, limit: u64) -> Result<Vec<MemoryEntry>> {
+        const BY_TIME: &str = "SELECT id, content, importance, created_at, size_bytes
+            FROM memory_entries WHERE agent_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2";
+        const BY_IMPORTANCE: &str = "SELECT id, content, importance, created_at, size_bytes
+            FROM memory_entries WHERE agent_id = ?1
+            ORDER BY importance DESC, created_at DESC, id DESC LIMIT ?2";
+        let sql = match order {
+            ListOrder::Time => BY_TIME,
+            ListOrder::Importance => BY_IMPORTANCE,
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.store.read(|c| {
+            let mut stmt = c.prepare_cached(sql).sql(sql)?;
+            let rows = stmt
+                .query_map(params![self.agent_id, limit], |r| {
+                    Ok(MemoryEntry {
+                        id: r.get(0)?,
+                        content: r.get(1)?,
+                        importance: r.get(2)?,
+                        created_at: r.get(3)?,
+                        size_bytes: r.get(4)?,
+                    })
+                })
+                .sql(sql)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().sql(sql)
+        })
+    }
+
+    /// The compressed context: entries ranked by
+    /// `importance_weight * importance + recency_weight * recency` (ties: newer first),
+    /// taken greedily until the first that does not fit in `max_chars` characters, then
+    /// emitted in chronological order, with a note of how many were left out.
+    ///
+    /// The ranking runs in SQL over a range of the importance order: any entry below
+    /// importance `c` scores under `w_i * c + w_r`, so once the ranked entries above
+    /// that bound settle the answer, nothing below `c` is read. `c` starts just under
+    /// the top importance and is lowered until the answer is settled.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn context(&self, max_chars: u64) -> Result<CompressedContext> {
+        self.store
+            .snapshot(|c| compressed_context(c, self.agent_id, max_chars))
+    }
+}
+
+fn run_prune(
+    tx: &Connection,
+    (delete_sql, count_sql): (&str, &str),
+    agent_id: i64,
+    bound: impl rusqlite::ToSql,
+    dry_run: bool,
+) -> Result<PruneReport> {
+    let (entries, bytes): (i64, i64) = tx
+        .prepare_cached(count_sql)
+        .and_then(|mut s| s.query_row(params![agent_id, bound], |r| Ok((r.get(0)?, r.get(1)?))))
+        .sql(count_sql)?;
+    if !dry_run && entries > 0 {
+        let deleted = tx
+            .prepare_cached(delete_sql)
+            .and_then(|mut s| s.execute(params![agent_id, bound]))
+            .sql(delete_sql)?;
+        debug_assert_eq!(deleted as i64, entries);
+    }
+    Ok(PruneReport {
+        removed_entries: entries as u64,
+        removed_bytes: bytes as u64,
+        dry_run,
+    })
+}
+
+/// One ranked candidate of the context walk.
+struct Ranked {
+    importance: f64,
+    created_at: i64,
+    id: i64,
+    chars: u64,
+    score: f64,
+}
+
+fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<CompressedContext> {
+    const ENDS: &str = "SELECT a.memory_entries, a.importance_weight, a.recency_weight,
+            (SELECT max(importance) FROM memory_entries m WHERE m.agent_id = a.id),
+            (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id),
+            (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id)
+       FROM agents a WHERE a.id = ?1";
+    // Recency as the original: 1 - (newest - created) / (newest - oldest), 1.0 when the
+    // span is 0; the same float operations as a Rust reference, so ranks agree exactly.
+    const RANKED: &str = "SELECT importance, created_at, id, length(content),
+            ?2 * importance + ?3 * (CASE WHEN ?5 = 0 THEN 1.0
+                 ELSE 1.0 - CAST(?4 - created_at AS REAL) / CAST(?5 AS REAL) END) AS score
+       FROM memory_entries
+      WHERE agent_id = ?1 AND importance >= ?6
+      ORDER BY score DESC, created_at DESC, id DESC";
+    const CONTENT: &str = "SELECT content FROM memory_entries
+      WHERE agent_id = ?1 AND importance = ?2 AND created_at = ?3 AND id = ?4";
+
+    let (total, wi, wr, top, oldest, newest): (
+        u64,
+        f64,
+        f64,
+        Option<f64>,
+        Option<i64>,
+        Option<i64>,
+    ) = c
+        .prepare_cached(ENDS)
+        .and_then(|mut s| {
+            s.query_row([agent_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+        })
+        .sql(ENDS)?;
+    let (Some(top), Some(oldest), Some(newest)) = (top, oldest, newest) else {
+        return Ok(CompressedContext {
+            text: String::new(),
+            included: 0,
+            truncated: 0,
+        });
+    };
+    let span = newest - oldest;
+
+    let mut stmt = c.prepare_cached(RANKED).sql(RANKED)?;
+    let mut gap = 1.0 / 64.0;
+    let chosen = loop {
+        // Below `cutoff` nothing is read; a cutoff under 0 reads every entry.
+        let cutoff = if gap >= 1.0 { -1.0 } else { top - gap };
+        let everything = cutoff <= 0.0;
+        // Any unread entry scores below this (a small margin absorbs rounding).
+        let unread_bound = wi * cutoff + wr + 1e-9;
+        let mut rows = stmt
+            .query(params![agent_id, wi, wr, newest, span, cutoff])
+            .sql(RANKED)?;
+        let mut chosen: Vec<Ranked> = Vec::new();
+        let mut used = 0u64;
+        let mut settled = everything;
+        while let Some(r) = rows.next().sql(RANKED)? {
+            let cand = Ranked {
+                importance: r.get(0).sql(RANKED)?,
+                created_at: r.get(1).sql(RANKED)?,
+                id: r.get(2).sql(RANKED)?,
+                chars: r.get(3).sql(RANKED)?,
+                score: r.get(4).sql(RANKED)?,
+            };
+            if !everything && cand.score <= unread_bound {
+                // An unread entry might outrank this one: read more.
+                settled = false;
+                break;
+            }
+            if used + cand.chars > max_chars {
+                settled = true;
+                break;
+            }
+            used += cand.chars;
+            chosen.push(cand);
+        }
+        if settled {
+            break chosen;
+        }
+        gap *= 4.0;
+    };
+
+    let mut chosen = chosen;
+    chosen.sort_by_key(|e| (e.created_at, e.id));
+    let mut content = c.prepare_cached(CONTENT).sql(CONTENT)?;
+    let mut lines = Vec::with_capacity(chosen.len() + 1);
+    for e in &chosen {
+        let text: String = content
+            .query_row(params![agent_id, e.importance, e.created_at, e.id], |r| {
+                r.get(0)
+            })
+            .sql(CONTENT)?;
+        lines.push(text);
+    }
+    let included = chosen.len() as u64;
+    let truncated = total - included;
+    if truncated > 0 {
+        lines.push(format!(
+            "[... {truncated} earlier messages truncated for length ...]"
+        ));
+    }
+    Ok(CompressedContext {
+        text: lines.join("\n"),
+        included,
+        truncated,
+    })
+}

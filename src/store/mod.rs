@@ -1,0 +1,199 @@
+//! The synchronous core: [`Store`] owns the connection pool, the clock and the file's
+//! identity; one module per table group owns that group's SQL.
+
+mod agents;
+mod check;
+mod connection;
+mod memory;
+mod migrate;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+pub use agents::{AgentRecord, MemorySettings};
+pub use check::CheckReport;
+pub use connection::{APPLICATION_ID, MAX_CONTENT_BYTES, SCHEMA_VERSION, Synchronous};
+pub use memory::{
+    CompressedContext, ListOrder, Memory, MemoryEntry, MemoryStats, NewEntry, Prune, PruneReport,
+};
+pub use migrate::SCHEMA_SQL;
+pub use sql::{QueryResult, query_read_only};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result, SqlContext};
+use connection::{ConnectionSettings, Identity};
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Create the file (owner-only permissions) and its schema if it does not exist.
+    /// Commands that only read set this to `false`, so they never create a file.
+    pub create: bool,
+    /// Commit durability; see [`Synchronous`].
+    pub synchronous: Synchronous,
+    /// How long a statement waits for another process's lock before failing.
+    pub busy_timeout: Duration,
+    /// Most pooled connections at once.
+    pub pool_size: u32,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            create: true,
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            pool_size: 8,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Options for a command that only reads: the file must already exist.
+    pub fn existing() -> Self {
+        StoreOptions {
+            create: false,
+            ..Self::default()
+        }
+    }
+
+    /// These options with another clock.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+}
+
+/// An open agentstore database. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<SqliteConnectionManager>,
+    clock: Arc<dyn Clock>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (or, with `options.create`, creates) the database at `path`.
+    ///
+    /// The file's identity is checked before anything can write to it: a file that is
+    /// not SQLite, an SQLite database of another application, or one written by a newer
+    /// agentstore is refused and left byte-for-byte untouched. An older agentstore file
+    /// is migrated in one transaction.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NotADatabase`], [`Error::ForeignDatabase`],
+    /// [`Error::TooNew`], or an I/O or SQLite error.
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        if path.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is a directory, not a database file",
+                path.display()
+            )));
+        }
+        if !path.exists() {
+            if !options.create {
+                return Err(Error::NotFound(path));
+            }
+            connection::create_private_file(&path)?;
+        }
+        let settings = ConnectionSettings {
+            busy_timeout: options.busy_timeout,
+            synchronous: options.synchronous,
+        };
+
+        let mut conn = connection::open_raw(&path, false)?;
+        conn.busy_timeout(options.busy_timeout)
+            .sql("busy_timeout")?;
+        match connection::identify(&conn, &path)? {
+            Identity::Ours { version } if version == SCHEMA_VERSION => {}
+            // An empty file holds no agentstore data; a reader must not initialise it.
+            Identity::Empty if !options.create => return Err(Error::NotFound(path)),
+            _ => {
+                connection::configure(&conn, settings).sql("configure connection")?;
+                migrate::migrate(&mut conn, &path)?;
+            }
+        }
+
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(move |c| connection::configure(c, settings));
+        let pool = Pool::builder()
+            .max_size(options.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(options.busy_timeout + Duration::from_secs(5))
+            .build(manager)?;
+        drop(conn);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                clock: options.clock,
+                path,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The current time of the store's clock, in microseconds since the epoch.
+    pub fn now_micros(&self) -> i64 {
+        self.inner.clock.now_micros()
+    }
+
+    fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
+        Ok(self.inner.pool.get()?)
+    }
+
+    /// Runs `f` on a pooled connection, outside any transaction (for single statements).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        f(&conn)
+    }
+
+    /// Runs `f` in a read transaction: every statement sees the same snapshot.
+    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().sql("BEGIN")?;
+        let out = f(&tx)?;
+        tx.commit().sql("COMMIT")?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a write transaction that takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): in WAL mode a deferred transaction that reads and then
+    /// writes can fail with SQLITE_BUSY whatever the busy timeout. Commits when `f`
+    /// returns Ok, rolls back otherwise.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql("BEGIN IMMEDIATE")?;
+        let out = f(&tx)?;
+        tx.commit().sql("COMMIT")?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,215 @@
+//! The read-only query entry point behind `agentstore sql`. A read-only open is not
+//! enough on its own (`VACUUM INTO` writes a new file even then, and `ATTACH` can create
+//! one), so five locks are layered: a read-only connection with `query_only`, an
+//! authorizer that allows only reads, functions other than `load_extension` and
+//! read-only pragmas, a limit of zero attached databases, SQLite's own verdict that the
+//! statement is read-only, and one statement at a time. A progress handler interrupts a
+//! query that runs past its time limit.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::connection::{Identity, identify, open_raw};
+use crate::error::{Error, Result, SqlContext};
+
+/// Rows of a read-only query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryResult {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// Rows; each value is JSON: null, integer, real, text, or a BLOB as `X'..'` hex.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Pragmas that only read. Those marked with `true` take an argument that names
+/// something (a table, an index, a row limit) rather than setting a value.
+const READ_PRAGMAS: &[(&str, bool)] = &[
+    ("application_id", false),
+    ("collation_list", false),
+    ("compile_options", false),
+    ("data_version", false),
+    ("database_list", false),
+    ("encoding", false),
+    ("foreign_key_check", true),
+    ("foreign_key_list", true),
+    ("foreign_keys", false),
+    ("freelist_count", false),
+    ("function_list", false),
+    ("index_info", true),
+    ("index_list", true),
+    ("index_xinfo", true),
+    ("integrity_check", true),
+    ("journal_mode", false),
+    ("module_list", false),
+    ("page_count", false),
+    ("page_size", false),
+    ("pragma_list", false),
+    ("quick_check", true),
+    ("schema_version", false),
+    ("table_info", true),
+    ("table_list", true),
+    ("table_xinfo", true),
+    ("user_version", false),
+];
+
+fn authorize(ctx: &AuthContext<'_>) -> std::result::Result<(), String> {
+    match ctx.action {
+        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Recursive => Ok(()),
+        AuthAction::Function { function_name } => {
+            if function_name.eq_ignore_ascii_case("load_extension") {
+                Err("load_extension() is not allowed".into())
+            } else {
+                Ok(())
+            }
+        }
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            let name = pragma_name.to_ascii_lowercase();
+            match READ_PRAGMAS.iter().find(|(p, _)| *p == name) {
+                Some((_, true)) => Ok(()),
+                Some((_, false)) if pragma_value.is_none() => Ok(()),
+                _ => Err(match pragma_value {
+                    Some(v) => format!("PRAGMA {pragma_name} = {v} is not a read-only pragma"),
+                    None => format!("PRAGMA {pragma_name} is not a read-only pragma"),
+                }),
+            }
+        }
+        AuthAction::Attach { filename } => Err(format!("ATTACH '{filename}' is not allowed")),
+        other => Err(format!("{} is not allowed", describe(&other))),
+    }
+}
+
+fn describe(action: &AuthAction<'_>) -> String {
+    let debug = format!("{action:?}");
+    let kind = debug
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or("this statement");
+    match kind {
+        "Insert" => "INSERT".into(),
+        "Update" => "UPDATE".into(),
+        "Delete" => "DELETE".into(),
+        "Transaction" | "Savepoint" => "transaction control".into(),
+        k if k.starts_with("Create") || k.starts_with("Drop") || k == "AlterTable" => {
+            "schema change (DDL)".into()
+        }
+        k => format!("{k} (a write)"),
+    }
+}
+
+/// Runs one read-only query against the database at `path`.
+///
+/// # Errors
+/// [`Error::NotReadOnly`] for anything that could write or is not one statement,
+/// [`Error::QueryTimeout`] when it runs past `timeout`, [`Error::NotFound`] and the
+/// identity errors of [`super::Store::open`], or the query's own SQLite error.
+pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
+    if sql.trim().is_empty() {
+        return Err(Error::invalid("the query is empty"));
+    }
+    if path.is_dir() {
+        return Err(Error::invalid(format!(
+            "{} is a directory, not a database file",
+            path.display()
+        )));
+    }
+    if !path.exists() {
+        return Err(Error::NotFound(path.to_path_buf()));
+    }
+    let conn = open_raw(path, true)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .sql("busy_timeout")?;
+    if identify(&conn, path)? == Identity::Empty {
+        return Err(Error::NotFound(path.to_path_buf()));
+    }
+    lock_down(&conn)?;
+
+    let denied: Arc<Mutex<Option<String>>> = Arc::default();
+    let slot = Arc::clone(&denied);
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| match authorize(&ctx) {
+        Ok(()) => Authorization::Allow,
+        Err(why) => {
+            if let Ok(mut s) = slot.lock() {
+                s.get_or_insert(why);
+            }
+            Authorization::Deny
+        }
+    }))
+    .sql("authorizer")?;
+
+    let refused = |e: rusqlite::Error| -> Error {
+        if let Some(why) = denied.lock().ok().and_then(|mut s| s.take()) {
+            return Error::NotReadOnly(format!("{why}; `sql` runs read-only queries"));
+        }
+        match e {
+            rusqlite::Error::MultipleStatement => {
+                Error::NotReadOnly("more than one statement; `sql` runs one query at a time".into())
+            }
+            e if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) => {
+                Error::QueryTimeout(timeout)
+            }
+            e if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) => Error::NotReadOnly(
+                "the statement tried to write; `sql` runs read-only queries".into(),
+            ),
+            e => Error::Sql {
+                statement: sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                source: e,
+            },
+        }
+    };
+
+    let mut stmt = conn.prepare(sql).map_err(refused)?;
+    if !stmt.readonly() {
+        return Err(Error::NotReadOnly(
+            "SQLite reports that this statement can write; `sql` runs read-only queries".into(),
+        ));
+    }
+    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+
+    let deadline = Instant::now() + timeout;
+    conn.progress_handler(10_000, Some(move || Instant::now() >= deadline))
+        .sql("progress_handler")?;
+
+    let mut rows = stmt.query([]).map_err(refused)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(refused)? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            values.push(to_json(row.get_ref(i).map_err(refused)?));
+        }
+        out.push(values);
+    }
+    Ok(QueryResult { columns, rows: out })
+}
+
+/// The connection-level locks: no writes, no attached databases.
+fn lock_down(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "query_only", true)
+        .sql("PRAGMA query_only")?;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
+        .sql("SQLITE_LIMIT_ATTACHED")?;
+    Ok(())
+}
+
+fn to_json(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => {
+            let hex: String = b.iter().map(|x| format!("{x:02X}")).collect();
+            Value::String(format!("X'{hex}'"))
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The deterministic data of the benchmark workloads (`WORKLOADS.md`, section 1):
+//! SplitMix64, the 5,000-word vocabulary and the generators built on it. Another
+//! language can rebuild the same bytes, so results join across implementations.
+
+/// The SplitMix64 generator of WORKLOADS.md.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// A fresh generator with seed `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+
+    /// The next 64-bit value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// `next_u64() % n` (the modulo bias is accepted).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A float in `[0, 1)` from the top 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// The vocabulary (seed 1): 5,000 distinct lowercase words of 3 to 10 letters, in the
+/// order generated.
+pub fn vocab() -> Vec<String> {
+    let mut r = SplitMix64::new(1);
+    let mut words = Vec::with_capacity(5000);
+    let mut seen = std::collections::HashSet::with_capacity(5000);
+    while words.len() < 5000 {
+        let len = 3 + r.below(8);
+        let w: String = (0..len)
+            .map(|_| char::from(b'a' + r.below(26) as u8))
+            .collect();
+        if seen.insert(w.clone()) {
+            words.push(w);
+        }
+    }
+    words
+}
+
+/// A content string of about 200 characters: vocabulary words until at least 200
+/// characters (spaces included) are reached.
+pub fn content(r: &mut SplitMix64, vocab: &[String]) -> String {
+    let mut out = String::with_capacity(216);
+    while out.len() < 200 {
+        let w = &vocab[r.below(vocab.len() as u64) as usize];
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
+}
+
+/// The first `n` memory pairs `(content, importance)` of `seed` (101 for W1, 201 for
+/// the preloaded entries of W2 to W4).
+pub fn memory_pairs(seed: u64, n: usize, vocab: &[String]) -> Vec<(String, f64)> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let c = content(&mut r, vocab);
+            let imp = r.unit();
+            (c, imp)
+        })
+        .collect()
+}
+
+/// 2025-01-01T00:00:00Z in microseconds: the timestamp of preloaded entry 0.
+pub const PRELOAD_EPOCH_MICROS: i64 = 1_735_689_600_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn sha256_hex(s: &str) -> String {
+        Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn splitmix_matches_the_test_vectors() {
+        let mut r = SplitMix64::new(0);
+        assert_eq!(
+            [r.next_u64(), r.next_u64(), r.next_u64()],
+            [0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f]
+        );
+        let mut r = SplitMix64::new(1);
+        assert_eq!(
+            [r.next_u64(), r.next_u64(), r.next_u64()],
+            [
+                10451216379200822465,
+                13757245211066428519,
+                17911839290282890590
+            ]
+        );
+    }
+
+    #[test]
+    fn vocab_matches_the_published_checks() {
+        let v = vocab();
+        assert_eq!(
+            v[0..8].join(" "),
+            "todf rly heyyilpbs oib hbvfhqo jwvgx qceh whwkmh"
+        );
+        assert_eq!(v[4997..5000].join(" "), "jifv moe oxscdq");
+        assert_eq!(
+            sha256_hex(&v.join("\n")),
+            "e7a9ee5af6b9140c0364f8804b0dd9fc84a3f9087d89316842cf12e464a4d9f6"
+        );
+    }
+
+    #[test]
+    fn memory_pairs_match_the_published_checks() {
+        let v = vocab();
+        let pairs = memory_pairs(101, 100_000, &v);
+        assert!(pairs[0].0.starts_with("kci ockr aegkzm quqw dnsyzl pjv"));
+        assert_eq!(pairs[0].0.len(), 201);
+        assert_eq!(pairs[0].1, 0.920045227884284);
+        let joined: Vec<&str> = pairs.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(
+            sha256_hex(&joined.join("\n")),
+            "70a040bbcbb64c23969abb2df98f6d8056f51bbbbfadb43d190f16e3c80d3f2c"
+        );
+    }
+}
