@@ -1,0 +1,415 @@
+//! The binary as a user runs it: each command, its JSON shape and its exit code.
+
+use std::io::Read;
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+use crate::common::{TempDb, TestResult};
+
+fn agentstore(db: &TempDb) -> Command {
+    let mut c = Command::cargo_bin("agentstore").expect("binary");
+    c.env_remove("AGENTSTORE_DB").arg("--db").arg(&db.path);
+    c
+}
+
+fn json_of(db: &TempDb, args: &[&str]) -> Value {
+    let out = agentstore(db).arg("--json").args(args).assert().success();
+    serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON")
+}
+
+fn add(db: &TempDb, agent: &str, importance: &str, text: &str) -> String {
+    let out = agentstore(db)
+        .args([
+            "memory",
+            "add",
+            "--agent",
+            agent,
+            "--importance",
+            importance,
+            text,
+        ])
+        .assert()
+        .success();
+    String::from_utf8(out.get_output().stdout.clone())
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn init_creates_and_then_checks() {
+    let db = TempDb::new();
+    agentstore(&db)
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("created "));
+    let v = json_of(&db, &["init"]);
+    assert_eq!(v["created"], false);
+    assert_eq!(v["schema_version"], 1);
+}
+
+#[test]
+fn the_database_comes_from_the_environment_too() {
+    let db = TempDb::new();
+    Command::cargo_bin("agentstore")
+        .unwrap()
+        .env("AGENTSTORE_DB", &db.path)
+        .arg("init")
+        .assert()
+        .success();
+    assert!(db.path.exists());
+}
+
+#[test]
+fn memory_add_prints_ids_and_list_has_the_json_shape() {
+    let db = TempDb::new();
+    assert_eq!(add(&db, "bot", "0.9", "the user prefers metric units"), "1");
+    assert_eq!(add(&db, "bot", "0.1", "small talk"), "2");
+    let v = json_of(&db, &["memory", "list", "--agent", "bot"]);
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let keys: Vec<&String> = items[0].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["id", "content", "importance", "created_at", "size_bytes"]
+    );
+    assert_eq!(items[0]["id"], 2, "newest first");
+    let created = items[0]["created_at"].as_str().unwrap();
+    assert!(
+        created.len() == 27 && created.ends_with('Z') && created.as_bytes()[19] == b'.',
+        "RFC 3339 with microseconds: {created}"
+    );
+    let by_importance = json_of(
+        &db,
+        &[
+            "memory",
+            "list",
+            "--agent",
+            "bot",
+            "--order",
+            "importance",
+            "--limit",
+            "1",
+        ],
+    );
+    assert_eq!(by_importance[0]["content"], "the user prefers metric units");
+    agentstore(&db)
+        .args(["memory", "list", "--agent", "bot"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("small talk"));
+}
+
+#[test]
+fn memory_stats_and_context() {
+    let db = TempDb::new();
+    add(&db, "bot", "0.9", "alpha");
+    add(&db, "bot", "0.3", "beta");
+    let s = json_of(&db, &["memory", "stats", "--agent", "bot"]);
+    assert_eq!(s["total_entries"], 2);
+    assert!((s["avg_importance_score"].as_f64().unwrap() - 0.6).abs() < 1e-12);
+    let c = json_of(
+        &db,
+        &["memory", "context", "--agent", "bot", "--max-chars", "5"],
+    );
+    assert_eq!(
+        c["text"],
+        "alpha\n[... 1 earlier messages truncated for length ...]"
+    );
+    agentstore(&db)
+        .args(["memory", "context", "--agent", "bot"])
+        .assert()
+        .success()
+        .stdout("alpha\nbeta\n");
+}
+
+#[test]
+fn prune_modes_and_dry_run() {
+    let db = TempDb::new();
+    for (i, imp) in ["0.1", "0.2", "0.8", "0.9"].iter().enumerate() {
+        add(&db, "bot", imp, &format!("entry {i}"));
+    }
+    let dry = json_of(
+        &db,
+        &[
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--min-importance",
+            "0.5",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry["removed_entries"], 2);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        json_of(&db, &["memory", "stats", "--agent", "bot"])["total_entries"],
+        4
+    );
+    agentstore(&db)
+        .args([
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--min-importance",
+            "0.5",
+        ])
+        .assert()
+        .success()
+        .stdout("removed 2 entries (14 B)\n");
+    let kept = json_of(
+        &db,
+        &[
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--keep-fraction",
+            "0.5",
+        ],
+    );
+    assert_eq!(kept["removed_entries"], 1);
+    let bytes = json_of(
+        &db,
+        &[
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--max-bytes",
+            "0",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(bytes["removed_bytes"], 7);
+    let old = json_of(
+        &db,
+        &["memory", "prune", "--agent", "bot", "--older-than", "1h"],
+    );
+    assert_eq!(old["removed_entries"], 0);
+}
+
+#[test]
+fn agents_list_and_check() {
+    let db = TempDb::new();
+    add(&db, "b", "0.5", "x");
+    add(&db, "a", "0.5", "y");
+    let v = json_of(&db, &["agents", "list"]);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(v[0]["settings"]["max_entries"], 1000);
+    let c = json_of(&db, &["check"]);
+    assert_eq!(c["ok"], true);
+    assert_eq!(c["row_counts"]["memory_entries"], 2);
+}
+
+#[test]
+fn check_exits_3_when_a_counter_is_wrong() -> TestResult {
+    let db = TempDb::new();
+    add(&db, "bot", "0.5", "x");
+    {
+        let c = rusqlite::Connection::open(&db.path)?;
+        c.execute("UPDATE agents SET memory_entries = 7", [])?;
+    }
+    agentstore(&db)
+        .arg("check")
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "counter says 7 entries, table has 1",
+        ));
+    Ok(())
+}
+
+#[test]
+fn sql_prints_rows_and_refuses_writes() {
+    let db = TempDb::new();
+    add(&db, "bot", "0.5", "x");
+    let v = json_of(
+        &db,
+        &["sql", "SELECT agent, total_entries FROM memory_stats"],
+    );
+    assert_eq!(v, serde_json::json!([{"agent": "bot", "total_entries": 1}]));
+    agentstore(&db)
+        .args(["sql", "DELETE FROM memory_entries"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with(
+            "agentstore: refused: DELETE is not allowed",
+        ));
+    agentstore(&db)
+        .args([
+            "sql",
+            "--timeout",
+            "200ms",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("time limit"));
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let db = TempDb::new();
+    add(&db, "bot", "0.5", "x");
+    let cases: &[&[&str]] = &[
+        &[
+            "memory",
+            "add",
+            "--agent",
+            "bot",
+            "--importance",
+            "1.5",
+            "x",
+        ],
+        &[
+            "memory",
+            "add",
+            "--agent",
+            "bot",
+            "--importance",
+            "NaN",
+            "x",
+        ],
+        &["memory", "list", "--agent", "bot", "--order", "size"],
+        &["memory", "list", "--agent", "bot", "--limit", "0"],
+        &["memory", "prune", "--agent", "bot", "--older-than", "7x"],
+        &["memory", "prune", "--agent", "bot"],
+        &[
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--keep-fraction",
+            "0.5",
+            "--max-bytes",
+            "1",
+        ],
+        &[
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--older-than",
+            "100000000y",
+        ],
+        &["sql", "SELECT 1; SELECT 2"],
+        &["mem", "list"],
+    ];
+    for args in cases {
+        let out = agentstore(&db).args(*args).assert().code(2);
+        let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("agentstore: "), "{args:?}: {stderr}");
+    }
+    agentstore(&db)
+        .args(["memory", "prune", "--agent", "bot", "--older-than", "7x"])
+        .assert()
+        .stderr(predicate::str::contains(
+            "'7x' is not a duration; try 90m, 12h or 7d",
+        ));
+}
+
+#[test]
+fn runtime_errors_exit_1_and_reads_create_nothing() {
+    let db = TempDb::new();
+    for args in [
+        &["agents", "list"][..],
+        &["memory", "list", "--agent", "bot"],
+        &["memory", "stats", "--agent", "bot"],
+        &["check"],
+        &["sql", "SELECT 1"],
+        &[
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--min-importance",
+            "0.5",
+        ],
+    ] {
+        agentstore(&db)
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::starts_with(
+                "agentstore: no agentstore database at",
+            ));
+    }
+    assert!(db.snapshot().is_empty(), "a read created a file");
+
+    add(&db, "bot", "0.5", "x");
+    agentstore(&db)
+        .args(["memory", "stats", "--agent", "ghost"])
+        .assert()
+        .code(1)
+        .stderr("agentstore: no agent named 'ghost' (see `agentstore agents list`)\n");
+
+    let text = TempDb::new();
+    std::fs::write(&text.path, "hello").unwrap();
+    agentstore(&text)
+        .args(["memory", "add", "--agent", "bot", "x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not an SQLite database"));
+    assert_eq!(std::fs::read(&text.path).unwrap(), b"hello");
+}
+
+#[test]
+fn help_has_examples() {
+    for args in [
+        &["memory", "add", "--help"][..],
+        &["memory", "prune", "--help"],
+        &["sql", "--help"],
+        &["check", "--help"],
+        &["agents", "list", "--help"],
+    ] {
+        Command::cargo_bin("agentstore")
+            .unwrap()
+            .args(args)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("agentstore "))
+            .stdout(predicate::str::contains("Example"));
+    }
+}
+
+#[test]
+fn a_closed_stdout_pipe_exits_quietly() -> TestResult {
+    let db = TempDb::new();
+    add(&db, "bot", "0.5", "x");
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("agentstore"))
+        .arg("--db")
+        .arg(&db.path)
+        .args([
+            "sql",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) SELECT i FROM n",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first)?;
+    drop(stdout); // like `| head -c 16`
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

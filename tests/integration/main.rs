@@ -1,0 +1,9 @@
+//! Integration tests on real SQLite files in temporary directories, and on the built
+//! binary. One test binary, one module per area.
+
+mod cli;
+mod common;
+mod context;
+mod open;
+mod retention;
+mod sql;

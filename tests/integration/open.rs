@@ -1,0 +1,155 @@
+//! Opening files: what is created, and what is refused without changing a byte.
+
+use std::os::unix::fs::PermissionsExt;
+
+use agentstore::{APPLICATION_ID, Error, SCHEMA_VERSION, Store, StoreOptions};
+use rusqlite::Connection;
+
+use crate::common::{TempDb, TestResult};
+
+fn assert_refused_untouched(db: &TempDb, check: impl Fn(&Error) -> bool) {
+    let before = db.snapshot();
+    for options in [StoreOptions::default(), StoreOptions::existing()] {
+        let err = Store::open(&db.path, options).expect_err("must refuse");
+        assert!(check(&err), "unexpected error: {err}");
+        assert!(err.to_string().contains("untouched") || matches!(err, Error::TooNew { .. }));
+    }
+    assert_eq!(db.snapshot(), before, "the directory changed");
+}
+
+#[test]
+fn a_new_file_gets_the_schema_marks_and_owner_only_permissions() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    store.agent("a")?;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{}{suffix}", db.path.display());
+        let mode = std::fs::metadata(&p)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{p} has mode {mode:o}");
+    }
+    let c = Connection::open(&db.path)?;
+    let (app, version, mode): (i32, i64, String) = c.query_row(
+        "SELECT (SELECT application_id FROM pragma_application_id), \
+                (SELECT user_version FROM pragma_user_version), \
+                (SELECT journal_mode FROM pragma_journal_mode)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    assert_eq!(
+        (app, version, mode.as_str()),
+        (APPLICATION_ID, SCHEMA_VERSION, "wal")
+    );
+    // The embedded schema is what the file has.
+    let tables: i64 = c.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('agents', 'memory_entries')",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(tables, 2);
+    Ok(())
+}
+
+#[test]
+fn a_text_file_is_refused_untouched() {
+    let db = TempDb::new();
+    std::fs::write(&db.path, "this is not a database\n".repeat(300)).unwrap();
+    assert_refused_untouched(&db, |e| matches!(e, Error::NotADatabase(_)));
+}
+
+#[test]
+fn a_png_is_refused_untouched() {
+    let db = TempDb::new();
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(std::iter::repeat_n(7u8, 5000));
+    std::fs::write(&db.path, png).unwrap();
+    assert_refused_untouched(&db, |e| matches!(e, Error::NotADatabase(_)));
+}
+
+#[test]
+fn another_applications_database_is_refused_untouched() {
+    let db = TempDb::new();
+    {
+        let c = Connection::open(&db.path).unwrap();
+        c.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('mine');")
+            .unwrap();
+    }
+    assert_refused_untouched(&db, |e| matches!(e, Error::ForeignDatabase { .. }));
+
+    let other = TempDb::new();
+    {
+        let c = Connection::open(&other.path).unwrap();
+        c.execute_batch("PRAGMA application_id = 1234;").unwrap();
+    }
+    assert_refused_untouched(&other, |e| matches!(e, Error::ForeignDatabase { .. }));
+}
+
+#[test]
+fn a_newer_schema_is_refused_untouched() -> TestResult {
+    let db = TempDb::new();
+    {
+        let store = Store::open(&db.path, StoreOptions::default())?;
+        store.memory(&store.agent("a")?).add("kept", 0.5)?;
+    }
+    {
+        let c = Connection::open(&db.path)?;
+        // The pool's last connection may still be closing on another thread.
+        c.busy_timeout(std::time::Duration::from_secs(10))?;
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+        // Close in DELETE mode so that no -wal/-shm is left for the snapshot.
+        c.pragma_update(None, "journal_mode", "DELETE")?;
+    }
+    let before = db.snapshot();
+    let err = Store::open(&db.path, StoreOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} was written by a newer agentstore (schema {}, this build knows {}); upgrade agentstore",
+            db.path.display(),
+            SCHEMA_VERSION + 1,
+            SCHEMA_VERSION
+        )
+    );
+    assert_eq!(db.snapshot(), before);
+    Ok(())
+}
+
+#[test]
+fn reading_never_creates_a_file() {
+    let db = TempDb::new();
+    let err = Store::open(&db.path, StoreOptions::existing()).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)));
+    assert!(db.snapshot().is_empty());
+
+    // An empty file is not initialised by a reader either.
+    std::fs::write(&db.path, b"").unwrap();
+    let err = Store::open(&db.path, StoreOptions::existing()).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    assert_eq!(db.snapshot(), vec![("agent.db".to_string(), vec![])]);
+}
+
+#[test]
+fn a_directory_or_missing_parent_is_a_clear_error() {
+    let db = TempDb::new();
+    let err = Store::open(db.dir.path(), StoreOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("is a directory"), "{err}");
+    let err = Store::open(
+        db.dir.path().join("no/such/dir/x.db"),
+        StoreOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("cannot create"), "{err}");
+}
+
+#[test]
+fn unknown_agents_are_an_error_for_readers() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let err = store.existing_agent("ghost").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no agent named 'ghost' (see `agentstore agents list`)"
+    );
+    assert!(store.agents()?.is_empty());
+    assert!(matches!(store.agent(""), Err(Error::InvalidArgument(_))));
+    Ok(())
+}

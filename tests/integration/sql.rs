@@ -1,0 +1,114 @@
+//! The read-only query entry point: reads work, every kind of write is refused and
+//! leaves the file unchanged.
+
+use std::time::Duration;
+
+use agentstore::{Error, Store, StoreOptions, query_read_only};
+use serde_json::json;
+
+use crate::common::{TempDb, TestResult};
+
+fn populated() -> TempDb {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default()).unwrap();
+    let memory = store.memory(&store.agent("a").unwrap());
+    memory.add("hello", 0.25).unwrap();
+    memory.add("world", 0.75).unwrap();
+    drop(memory);
+    drop(store);
+    db
+}
+
+#[test]
+fn reads_return_columns_and_json_values() -> TestResult {
+    let db = populated();
+    let r = query_read_only(
+        &db.path,
+        "SELECT id, content, importance, NULL AS missing, X'00FF' AS blob FROM memory_entries ORDER BY id",
+        Duration::from_secs(5),
+    )?;
+    assert_eq!(
+        r.columns,
+        ["id", "content", "importance", "missing", "blob"]
+    );
+    assert_eq!(
+        r.rows[0],
+        [
+            json!(1),
+            json!("hello"),
+            json!(0.25),
+            json!(null),
+            json!("X'00FF'")
+        ]
+    );
+    let stats = query_read_only(
+        &db.path,
+        "SELECT agent, total_entries FROM memory_stats",
+        Duration::from_secs(5),
+    )?;
+    assert_eq!(stats.rows, [[json!("a"), json!(2)]]);
+    let pragma = query_read_only(
+        &db.path,
+        "PRAGMA table_info(agents)",
+        Duration::from_secs(5),
+    )?;
+    assert!(!pragma.rows.is_empty());
+    Ok(())
+}
+
+#[test]
+fn writes_are_refused_and_change_nothing() {
+    let db = populated();
+    let before = db.snapshot();
+    let attach_target = db.dir.path().join("other.db");
+    let vacuum_target = db.dir.path().join("copy.db");
+    let tricks = [
+        "INSERT INTO agents (name, created_at) VALUES ('x', 0)".to_string(),
+        "UPDATE agents SET name = 'y'".into(),
+        "DELETE FROM memory_entries".into(),
+        "REPLACE INTO agents (id, name, created_at) VALUES (1, 'z', 0)".into(),
+        "DROP TABLE memory_entries".into(),
+        "CREATE TABLE t (x)".into(),
+        "INSERT INTO agents (name, created_at) VALUES ('x', 0) RETURNING id".into(),
+        "WITH d AS (SELECT 1) DELETE FROM memory_entries RETURNING id".into(),
+        "BEGIN IMMEDIATE".into(),
+        format!("ATTACH '{}' AS o", attach_target.display()),
+        format!("VACUUM INTO '{}'", vacuum_target.display()),
+        "PRAGMA writable_schema = ON".into(),
+        "PRAGMA query_only = 0".into(),
+        "PRAGMA journal_mode = DELETE".into(),
+        "PRAGMA user_version = 99".into(),
+        "SELECT load_extension('/tmp/nothing')".into(),
+        "SELECT 1; DELETE FROM memory_entries".into(),
+    ];
+    for sql in &tricks {
+        let err = query_read_only(&db.path, sql, Duration::from_secs(5))
+            .expect_err(&format!("accepted: {sql}"));
+        assert!(matches!(err, Error::NotReadOnly(_)), "{sql}: {err}");
+        assert!(err.to_string().starts_with("refused: "), "{sql}: {err}");
+    }
+    assert!(!attach_target.exists() && !vacuum_target.exists());
+    let after: Vec<_> = db
+        .snapshot()
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("-shm") && !n.ends_with("-wal"))
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("-shm") && !n.ends_with("-wal"))
+        .collect();
+    assert_eq!(after, before);
+}
+
+#[test]
+fn a_runaway_query_is_interrupted() {
+    let db = populated();
+    let err = query_read_only(
+        &db.path,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n",
+        Duration::from_millis(200),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::QueryTimeout(_)), "{err}");
+    assert!(err.to_string().contains("time limit"));
+}
