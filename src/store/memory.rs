@@ -4,7 +4,7 @@
 //! rows is SQL over the clustered primary key (agent, importance, created, id) or the
 //! time index; counts and byte totals come from trigger-kept counters in `agents`.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
@@ -202,9 +202,9 @@ macro_rules! count_where {
     };
 }
 
-/// The settings and counters that one add needs, read while bumping the message count.
+/// The settings and counters that an add needs, read while reserving message numbers.
 struct AddState {
-    message_count: i64,
+    last_message: i64,
     cleanup_interval: i64,
     keep_fraction: f64,
     max_entries: i64,
@@ -214,7 +214,8 @@ struct AddState {
     bytes: i64,
 }
 
-const BUMP: &str = "UPDATE agents SET message_count = message_count + 1 WHERE id = ?1
+/// Reserves ?2 message numbers and reads everything the adds need, in one statement.
+const RESERVE: &str = "UPDATE agents SET message_count = message_count + ?2 WHERE id = ?1
     RETURNING message_count, cleanup_interval, keep_fraction, max_entries,
               max_memory_mb, low_water, memory_entries, memory_bytes";
 
@@ -246,20 +247,26 @@ pub(crate) fn regular_cleanup_deletes(count: i64, keep_fraction: f64) -> i64 {
     if keep == 0 { 0 } else { count - keep }
 }
 
-/// One add, inside the caller's transaction, in the original's order.
-fn add_in(
-    tx: &Transaction<'_>,
+/// Adds `items` in the caller's transaction, each exactly as the original added one:
+/// bump the message counter and, on a multiple of cleanup_interval, clean up the
+/// existing entries; insert; drop the oldest beyond max_entries; over the byte budget,
+/// delete the least important down to low_water x budget. The message numbers are
+/// reserved with one statement and the counters followed in Rust, re-read from the
+/// trigger-kept columns after each delete, so an add that deletes nothing runs one
+/// INSERT and nothing else.
+fn add_in<S: AsRef<str>>(
+    tx: &Connection,
     agent_id: i64,
-    content: &str,
-    importance: f64,
+    items: &[(S, f64)],
     now: i64,
-) -> Result<i64> {
+) -> Result<Vec<i64>> {
+    let n = items.len() as i64;
     let s = tx
-        .prepare_cached(BUMP)
+        .prepare_cached(RESERVE)
         .and_then(|mut st| {
-            st.query_row([agent_id], |r| {
+            st.query_row(params![agent_id, n], |r| {
                 Ok(AddState {
-                    message_count: r.get(0)?,
+                    last_message: r.get(0)?,
                     cleanup_interval: r.get(1)?,
                     keep_fraction: r.get(2)?,
                     max_entries: r.get(3)?,
@@ -270,52 +277,42 @@ fn add_in(
                 })
             })
         })
-        .sql(BUMP)?;
+        .sql(RESERVE)?;
     let (mut entries, mut bytes) = (s.entries, s.bytes);
+    let mut ids = Vec::with_capacity(items.len());
+    let mut insert = tx.prepare_cached(INSERT).sql(INSERT)?;
+    for (k, (content, importance)) in items.iter().enumerate() {
+        let message = s.last_message - n + 1 + k as i64;
 
-    // 1. Every cleanup_interval-th message, the regular cleanup over existing entries.
-    if s.cleanup_interval > 0 && s.message_count % s.cleanup_interval == 0 {
-        let n = regular_cleanup_deletes(entries, s.keep_fraction);
-        if n > 0 {
-            delete(tx, delete_where!(lowest_n!()), agent_id, n)?;
+        if s.cleanup_interval > 0 && message % s.cleanup_interval == 0 {
+            let doomed = regular_cleanup_deletes(entries, s.keep_fraction);
+            if doomed > 0 {
+                delete(tx, delete_where!(lowest_n!()), agent_id, doomed)?;
+                (entries, bytes) = counters(tx, agent_id)?;
+            }
+        }
+
+        let content = content.as_ref();
+        let size = content.len() as i64;
+        insert
+            .execute(params![agent_id, importance, now, message, size, content])
+            .sql(INSERT)?;
+        entries += 1;
+        bytes += size;
+
+        if entries > s.max_entries {
+            delete(tx, delete_where!(oldest_n!()), agent_id, entries - s.max_entries)?;
             (entries, bytes) = counters(tx, agent_id)?;
         }
-    }
 
-    // 2. The entry itself; its id is the agent's message number.
-    let size = content.len() as i64;
-    tx.prepare_cached(INSERT)
-        .and_then(|mut st| {
-            st.execute(params![
-                agent_id,
-                importance,
-                now,
-                s.message_count,
-                size,
-                content
-            ])
-        })
-        .sql(INSERT)?;
-    entries += 1;
-    bytes += size;
-
-    // 3. The hard cap: drop the oldest beyond max_entries (the original's deque maxlen).
-    if entries > s.max_entries {
-        delete(
-            tx,
-            delete_where!(oldest_n!()),
-            agent_id,
-            entries - s.max_entries,
-        )?;
-        (_, bytes) = counters(tx, agent_id)?;
+        if bytes as f64 > s.max_bytes {
+            let target = (s.low_water * s.max_bytes).floor() as i64;
+            delete(tx, delete_where!(lowest_bytes!()), agent_id, bytes - target)?;
+            (entries, bytes) = counters(tx, agent_id)?;
+        }
+        ids.push(message);
     }
-
-    // 4. Over the byte budget: delete the least important down to low_water x budget.
-    if bytes as f64 > s.max_bytes {
-        let target = (s.low_water * s.max_bytes).floor() as i64;
-        delete(tx, delete_where!(lowest_bytes!()), agent_id, bytes - target)?;
-    }
-    Ok(s.message_count)
+    Ok(ids)
 }
 
 impl Memory {
@@ -336,8 +333,10 @@ impl Memory {
         validate_importance(importance)?;
         validate_content(content)?;
         let now = self.store.now_micros();
-        self.store
-            .write(|tx| add_in(tx, self.agent_id, content, importance, now))
+        let ids = self
+            .store
+            .write(|tx| add_in(tx, self.agent_id, &[(content, importance)], now))?;
+        Ok(ids[0])
     }
 
     /// Adds a batch in one transaction, with the same result as adding them one by one.
@@ -351,12 +350,7 @@ impl Memory {
             validate_content(content.as_ref())?;
         }
         let now = self.store.now_micros();
-        self.store.write(|tx| {
-            items
-                .iter()
-                .map(|(c, imp)| add_in(tx, self.agent_id, c.as_ref(), *imp, now))
-                .collect()
-        })
+        self.store.write(|tx| add_in(tx, self.agent_id, items, now))
     }
 
     /// Restores entries exactly as given (content, importance, creation time), in one

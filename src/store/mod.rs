@@ -3,18 +3,19 @@
 
 mod agents;
 mod check;
+mod checkpoint;
 mod connection;
 mod memory;
 mod migrate;
 mod sql;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 pub use agents::{AgentRecord, MemorySettings};
 pub use check::CheckReport;
@@ -83,6 +84,9 @@ struct Inner {
     pool: Pool<SqliteConnectionManager>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
+    settings: ConnectionSettings,
+    /// Started by the first write; stopped and joined when the last clone is dropped.
+    checkpointer: OnceLock<Option<checkpoint::Checkpointer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -142,6 +146,9 @@ impl Store {
         let pool = Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(1))
+            // A local SQLite connection does not go stale; the default check-out test
+            // ran `SELECT 1` before every call.
+            .test_on_check_out(false)
             .connection_timeout(options.busy_timeout + Duration::from_secs(5))
             .build(manager)?;
         drop(conn);
@@ -150,6 +157,8 @@ impl Store {
                 pool,
                 clock: options.clock,
                 path,
+                settings,
+                checkpointer: OnceLock::new(),
             }),
         })
     }
@@ -187,13 +196,54 @@ impl Store {
     /// (`BEGIN IMMEDIATE`): in WAL mode a deferred transaction that reads and then
     /// writes can fail with SQLITE_BUSY whatever the busy timeout. Commits when `f`
     /// returns Ok, rolls back otherwise.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .sql("BEGIN IMMEDIATE")?;
-        let out = f(&tx)?;
-        tx.commit().sql("COMMIT")?;
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        let tx = WriteTx::begin(&conn)?;
+        let out = f(&conn)?;
+        tx.commit()?;
+        let inner = &*self.inner;
+        inner
+            .checkpointer
+            .get_or_init(|| checkpoint::Checkpointer::start(&inner.path, inner.settings))
+            .as_ref()
+            .inspect(|c| c.note_write());
         Ok(out)
+    }
+}
+
+/// A `BEGIN IMMEDIATE` transaction on a pooled connection, rolled back on drop unless
+/// committed, so an error or a panic in the middle returns the connection to the pool
+/// in autocommit mode with no lock held. BEGIN and COMMIT are cached statements
+/// (rusqlite's `Transaction` parses them on every call).
+struct WriteTx<'c> {
+    conn: &'c Connection,
+    done: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self> {
+        const BEGIN: &str = "BEGIN IMMEDIATE";
+        conn.prepare_cached(BEGIN)
+            .and_then(|mut s| s.execute([]))
+            .sql(BEGIN)?;
+        Ok(WriteTx { conn, done: false })
+    }
+
+    fn commit(mut self) -> Result<()> {
+        const COMMIT: &str = "COMMIT";
+        self.conn
+            .prepare_cached(COMMIT)
+            .and_then(|mut s| s.execute([]))
+            .sql(COMMIT)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
 }
