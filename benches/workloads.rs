@@ -105,9 +105,7 @@ fn parse_args() -> Config {
             "--keep-tmp" => c.keep_tmp = true,
             "--out" => c.out = args.next().map(PathBuf::from),
             "--help" | "-h" => {
-                println!(
-                    "workloads [--workload W1[,W2..]] [--quick] [--out FILE] [--keep-tmp]"
-                );
+                println!("workloads [--workload W1[,W2..]] [--quick] [--out FILE] [--keep-tmp]");
                 std::process::exit(0);
             }
             // `cargo bench` passes --bench; anything else unknown is ignored too.
@@ -135,7 +133,15 @@ impl Bench {
         self.tmp.path().join(format!("db{}.sqlite", self.next_db))
     }
 
-    fn row(&mut self, workload: &str, peer: &str, case: &str, params: Value, latency: Value, extra: Value) {
+    fn row(
+        &mut self,
+        workload: &str,
+        peer: &str,
+        case: &str,
+        params: Value,
+        latency: Value,
+        extra: Value,
+    ) {
         let mut row = json!({
             "peer": peer, "case": case, "params": params, "status": "ok", "latency_us": latency,
         });
@@ -227,7 +233,12 @@ fn bare_preloaded(path: &Path, pairs: &[(String, f64)]) -> Connection {
     let mut c = bare_db(path);
     let tx = c.transaction().expect("tx");
     for (i, (content, imp)) in pairs.iter().enumerate() {
-        bare_insert(&tx, content, *imp, PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000);
+        bare_insert(
+            &tx,
+            content,
+            *imp,
+            PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,
+        );
     }
     tx.commit().expect("commit");
     c
@@ -236,7 +247,11 @@ fn bare_preloaded(path: &Path, pairs: &[(String, f64)]) -> Connection {
 // ---------------------------------------------------------------- W1 memory_add
 
 fn w1(b: &mut Bench) {
-    let sizes: &[usize] = if b.config.quick { &[10_000] } else { &[10_000, 100_000] };
+    let sizes: &[usize] = if b.config.quick {
+        &[10_000]
+    } else {
+        &[10_000, 100_000]
+    };
     let all = memory_pairs(101, *sizes.iter().max().unwrap_or(&10_000), &b.vocab);
     let now = || chrono::Utc::now().timestamp_micros();
 
@@ -263,8 +278,14 @@ fn w1(b: &mut Bench) {
         }
         let add_secs = t.elapsed().as_secs_f64();
         let entries = memory.stats().expect("stats").total_entries;
-        b.row("W1_memory_add", "agentstore", "add_throughput", p.clone(), throughput(n, add_secs),
-              json!({ "throughput_per_s": n as f64 / add_secs, "entries_after": entries }));
+        b.row(
+            "W1_memory_add",
+            "agentstore",
+            "add_throughput",
+            p.clone(),
+            throughput(n, add_secs),
+            json!({ "throughput_per_s": n as f64 / add_secs, "entries_after": entries }),
+        );
 
         let bare = bare_db(&b.db_path());
         let t = Instant::now();
@@ -272,8 +293,14 @@ fn w1(b: &mut Bench) {
             bare_insert(&bare, c, *imp, now());
         }
         let bare_secs = t.elapsed().as_secs_f64();
-        b.row("W1_memory_add", "bare_sqlite", "insert_throughput", p.clone(), throughput(n, bare_secs),
-              json!({ "throughput_per_s": n as f64 / bare_secs }));
+        b.row(
+            "W1_memory_add",
+            "bare_sqlite",
+            "insert_throughput",
+            p.clone(),
+            throughput(n, bare_secs),
+            json!({ "throughput_per_s": n as f64 / bare_secs }),
+        );
 
         // (b) latency, per-op clock, a second fresh agent.
         let store = open_store(&b.db_path());
@@ -281,10 +308,24 @@ fn w1(b: &mut Bench) {
         let lat = per_op(pairs, |(c, imp)| {
             memory.add(c, *imp).expect("add");
         });
-        b.row("W1_memory_add", "agentstore", "add_latency", p.clone(), summarize(&lat), json!({}));
+        b.row(
+            "W1_memory_add",
+            "agentstore",
+            "add_latency",
+            p.clone(),
+            summarize(&lat),
+            json!({}),
+        );
         let bare = bare_db(&b.db_path());
         let bare_lat = per_op(pairs, |(c, imp)| bare_insert(&bare, c, *imp, now()));
-        b.row("W1_memory_add", "bare_sqlite", "insert_latency", p.clone(), summarize(&bare_lat), json!({}));
+        b.row(
+            "W1_memory_add",
+            "bare_sqlite",
+            "insert_latency",
+            p.clone(),
+            summarize(&bare_lat),
+            json!({}),
+        );
 
         // add_many: all N in one transaction, against the same rows in one transaction.
         let store = open_store(&b.db_path());
@@ -292,9 +333,15 @@ fn w1(b: &mut Bench) {
         let t = Instant::now();
         memory.add_many(pairs).expect("add_many");
         let many_secs = t.elapsed().as_secs_f64();
-        b.row("W1_memory_add", "agentstore", "add_many_throughput", p.clone(), throughput(n, many_secs),
-              json!({ "throughput_per_s": n as f64 / many_secs,
-                      "entries_after": memory.stats().expect("stats").total_entries }));
+        b.row(
+            "W1_memory_add",
+            "agentstore",
+            "add_many_throughput",
+            p.clone(),
+            throughput(n, many_secs),
+            json!({ "throughput_per_s": n as f64 / many_secs,
+                      "entries_after": memory.stats().expect("stats").total_entries }),
+        );
         let mut bare = bare_db(&b.db_path());
         let t = Instant::now();
         let tx = bare.transaction().expect("tx");
@@ -303,14 +350,23 @@ fn w1(b: &mut Bench) {
         }
         tx.commit().expect("commit");
         let batch_secs = t.elapsed().as_secs_f64();
-        b.row("W1_memory_add", "bare_sqlite", "insert_batched_throughput", p.clone(), throughput(n, batch_secs),
-              json!({ "throughput_per_s": n as f64 / batch_secs }));
+        b.row(
+            "W1_memory_add",
+            "bare_sqlite",
+            "insert_batched_throughput",
+            p.clone(),
+            throughput(n, batch_secs),
+            json!({ "throughput_per_s": n as f64 / batch_secs }),
+        );
 
-        ratios.insert(format!("N={n}"), json!({
-            "add_vs_bare_insert_rate": bare_secs / add_secs,
-            "add_latency_median_vs_bare": median(&lat) / median(&bare_lat),
-            "add_many_vs_bare_batched_rate": batch_secs / many_secs,
-        }));
+        ratios.insert(
+            format!("N={n}"),
+            json!({
+                "add_vs_bare_insert_rate": bare_secs / add_secs,
+                "add_latency_median_vs_bare": median(&lat) / median(&bare_lat),
+                "add_many_vs_bare_batched_rate": batch_secs / many_secs,
+            }),
+        );
     }
     b.summary("W1_memory_add", Value::Object(ratios));
 }
@@ -318,7 +374,11 @@ fn w1(b: &mut Bench) {
 // ---------------------------------------------------------------- W2 memory_cleanup
 
 fn w2(b: &mut Bench) {
-    let sizes: &[usize] = if b.config.quick { &[10_000] } else { &[10_000, 100_000] };
+    let sizes: &[usize] = if b.config.quick {
+        &[10_000]
+    } else {
+        &[10_000, 100_000]
+    };
     let (warmups, timed) = if b.config.quick { (1, 3) } else { (1, 7) };
     let all = memory_pairs(201, *sizes.iter().max().unwrap_or(&10_000), &b.vocab);
     let mut ratios = serde_json::Map::new();
@@ -359,11 +419,26 @@ fn w2(b: &mut Bench) {
             }
         }
         let per_s = |v: &[f64]| n as f64 / (median(v) / 1e6);
-        b.row("W2_memory_cleanup", "agentstore", "cleanup", p.clone(), summarize(&ours),
-              json!({ "entries_after": kept, "throughput_entries_per_s": per_s(&ours) }));
-        b.row("W2_memory_cleanup", "bare_sqlite", "delete_not_in_top", p.clone(), summarize(&bare),
-              json!({ "throughput_entries_per_s": per_s(&bare) }));
-        ratios.insert(format!("N={n}"), json!({ "cleanup_median_vs_bare": median(&ours) / median(&bare) }));
+        b.row(
+            "W2_memory_cleanup",
+            "agentstore",
+            "cleanup",
+            p.clone(),
+            summarize(&ours),
+            json!({ "entries_after": kept, "throughput_entries_per_s": per_s(&ours) }),
+        );
+        b.row(
+            "W2_memory_cleanup",
+            "bare_sqlite",
+            "delete_not_in_top",
+            p.clone(),
+            summarize(&bare),
+            json!({ "throughput_entries_per_s": per_s(&bare) }),
+        );
+        ratios.insert(
+            format!("N={n}"),
+            json!({ "cleanup_median_vs_bare": median(&ours) / median(&bare) }),
+        );
     }
     b.summary("W2_memory_cleanup", Value::Object(ratios));
 }
@@ -399,7 +474,11 @@ fn reference_context(pairs: &[(String, f64)], max_chars: usize) -> Vec<usize> {
 }
 
 fn w3(b: &mut Bench) {
-    let sizes: &[usize] = if b.config.quick { &[1_000, 10_000] } else { &[1_000, 10_000, 100_000] };
+    let sizes: &[usize] = if b.config.quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
     let all = memory_pairs(201, *sizes.iter().max().unwrap_or(&1_000), &b.vocab);
     let mut ratios = serde_json::Map::new();
     for &n in sizes {
@@ -408,10 +487,16 @@ fn w3(b: &mut Bench) {
         let (_store, memory) = preloaded_store(&b.db_path(), pairs);
         let mut text = String::new();
         let ours = reps(2, 20, || text = memory.context(2000).expect("context").text);
-        let want: Vec<&str> = reference_context(pairs, 2000).iter().map(|&i| pairs[i].0.as_str()).collect();
+        let want: Vec<&str> = reference_context(pairs, 2000)
+            .iter()
+            .map(|&i| pairs[i].0.as_str())
+            .collect();
         let got: Vec<&str> = text.lines().filter(|l| !l.starts_with("[...")).collect();
         let same = got == want;
-        assert!(same, "W3 N={n}: the packed entries differ from the reference");
+        assert!(
+            same,
+            "W3 N={n}: the packed entries differ from the reference"
+        );
         b.row("W3_compressed_context", "agentstore", "context_2000", p.clone(), summarize(&ours),
               json!({ "entries_packed": got.len(), "context_chars": text.len(), "same_entries_as_reference": same }));
 
@@ -436,7 +521,14 @@ fn w3(b: &mut Bench) {
                 used += s.len();
             }
         });
-        b.row("W3_compressed_context", "bare_sqlite", "score_every_row", p.clone(), summarize(&bare), json!({}));
+        b.row(
+            "W3_compressed_context",
+            "bare_sqlite",
+            "score_every_row",
+            p.clone(),
+            summarize(&bare),
+            json!({}),
+        );
         ratios.insert(format!("N={n}"), json!({ "context_median_us": median(&ours),
                                                 "context_median_vs_bare": median(&ours) / median(&bare) }));
     }
@@ -451,7 +543,11 @@ fn w4(b: &mut Bench) {
     } else {
         &[(1_000, 200), (10_000, 50), (100_000, 15)]
     };
-    let all = memory_pairs(201, sizes.iter().map(|s| s.0).max().unwrap_or(1_000), &b.vocab);
+    let all = memory_pairs(
+        201,
+        sizes.iter().map(|s| s.0).max().unwrap_or(1_000),
+        &b.vocab,
+    );
     let mut ratios = serde_json::Map::new();
     for &(n, timed) in sizes {
         let pairs = &all[..n];
@@ -460,7 +556,14 @@ fn w4(b: &mut Bench) {
         let ours = reps(2, timed, || {
             memory.stats().expect("stats");
         });
-        b.row("W4_memory_stats", "agentstore", "stats", p.clone(), summarize(&ours), json!({}));
+        b.row(
+            "W4_memory_stats",
+            "agentstore",
+            "stats",
+            p.clone(),
+            summarize(&ours),
+            json!({}),
+        );
         let c = bare_preloaded(&b.db_path(), pairs);
         let bare = reps(2, timed, || {
             c.prepare_cached(
@@ -470,7 +573,14 @@ fn w4(b: &mut Bench) {
             .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
             .expect("bare stats");
         });
-        b.row("W4_memory_stats", "bare_sqlite", "aggregate_scan", p.clone(), summarize(&bare), json!({}));
+        b.row(
+            "W4_memory_stats",
+            "bare_sqlite",
+            "aggregate_scan",
+            p.clone(),
+            summarize(&bare),
+            json!({}),
+        );
         ratios.insert(format!("N={n}"), json!({ "stats_median_us": median(&ours),
                                                 "stats_median_vs_bare": median(&ours) / median(&bare) }));
     }

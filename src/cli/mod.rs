@@ -127,3 +127,55 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         _ => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every leaf subcommand, as a user types it (`memory add`, `sql`, ...).
+    fn leaf_commands(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let path = format!("{prefix}{} ", sub.get_name());
+            if sub.has_subcommands() {
+                leaf_commands(sub, &path, out);
+            } else {
+                out.push(path.trim_end().to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn every_subcommand_is_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        let mut commands = Vec::new();
+        leaf_commands(&Cli::command(), "", &mut commands);
+        assert!(commands.len() >= 8, "{commands:?}");
+        for c in commands {
+            assert!(
+                readme.contains(&format!("agentstore {c}")),
+                "README.md does not show `agentstore {c}`"
+            );
+        }
+    }
+
+    #[test]
+    fn every_subcommand_has_an_example_in_its_help() {
+        let mut commands = Vec::new();
+        leaf_commands(&Cli::command(), "", &mut commands);
+        for c in commands {
+            let mut cmd = Cli::command();
+            let mut sub = &mut cmd;
+            for word in c.split(' ') {
+                sub = sub.find_subcommand_mut(word).expect("subcommand");
+            }
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains("Example"), "`{c} --help` has no example");
+        }
+    }
+}

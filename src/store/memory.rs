@@ -301,7 +301,12 @@ fn add_in<S: AsRef<str>>(
         bytes += size;
 
         if entries > s.max_entries {
-            delete(tx, delete_where!(oldest_n!()), agent_id, entries - s.max_entries)?;
+            delete(
+                tx,
+                delete_where!(oldest_n!()),
+                agent_id,
+                entries - s.max_entries,
+            )?;
             (entries, bytes) = counters(tx, agent_id)?;
         }
 
@@ -721,4 +726,21 @@ fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<C
         included,
         truncated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::regular_cleanup_deletes;
+
+    #[test]
+    fn regular_cleanup_keeps_the_floor_of_the_fraction() {
+        // The seed: after 99 entries, keep int(99 * 0.7) = 69.
+        assert_eq!(regular_cleanup_deletes(99, 0.7), 30);
+        assert_eq!(regular_cleanup_deletes(100, 0.7), 30);
+        // floor 0 keeps everything, as the original's list[-0:] did.
+        assert_eq!(regular_cleanup_deletes(1, 0.7), 0);
+        assert_eq!(regular_cleanup_deletes(5, 0.0), 0);
+        assert_eq!(regular_cleanup_deletes(0, 0.7), 0);
+        assert_eq!(regular_cleanup_deletes(10, 1.0), 0);
+    }
 }

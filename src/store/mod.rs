@@ -145,7 +145,7 @@ impl Store {
             .with_init(move |c| connection::configure(c, settings));
         let pool = Pool::builder()
             .max_size(options.pool_size.max(1))
-            .min_idle(Some(1))
+            .min_idle(Some(0))
             // A local SQLite connection does not go stale; the default check-out test
             // ran `SELECT 1` before every call.
             .test_on_check_out(false)
