@@ -35,7 +35,8 @@ CREATE TABLE agents (
 -- important entries of an agent from adjacent pages. `id` is the agent's message
 -- number (agents.message_count when the entry was added), unique per agent.
 CREATE TABLE memory_entries (
-    agent_id    INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    agent_id    INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE
+                        DEFERRABLE INITIALLY DEFERRED,
     importance  REAL    NOT NULL CHECK (importance >= 0.0 AND importance <= 1.0),
     created_at  INTEGER NOT NULL,
     id          INTEGER NOT NULL,
