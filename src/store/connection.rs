@@ -76,6 +76,32 @@ pub(crate) fn open_raw(path: &Path, read_only: bool) -> Result<Connection> {
     })
 }
 
+/// The -wal and -shm files beside a database.
+fn sidecars(path: &Path) -> [std::path::PathBuf; 2] {
+    ["-wal", "-shm"].map(|suffix| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        p.into()
+    })
+}
+
+/// Whether a -wal or -shm file sits beside the database now.
+pub(crate) fn has_sidecars(path: &Path) -> bool {
+    sidecars(path).iter().any(|p| p.exists())
+}
+
+/// A read-only connection cannot remove the -wal and -shm files it had to create, so
+/// after one closes, a plain connection reads the header and closes: if it is the last
+/// connection to the file, SQLite checkpoints (an empty WAL: nothing to copy) and
+/// removes both; if another process has the file open, they stay, as they must.
+pub(crate) fn tidy_sidecars(path: &Path) {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if let Ok(conn) = Connection::open_with_flags(path, flags) {
+        let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()));
+        let _ = conn.close();
+    }
+}
+
 /// Reads the file's marks. Only reads: safe on a file that is not ours.
 pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
     const SQL: &str = "SELECT (SELECT application_id FROM pragma_application_id), \

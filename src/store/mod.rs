@@ -7,11 +7,14 @@ mod checkpoint;
 mod connection;
 mod memory;
 mod migrate;
+mod pool;
 mod sql;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use std::sync::atomic::AtomicUsize;
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -81,12 +84,24 @@ pub struct Store {
 }
 
 struct Inner {
-    pool: Pool<SqliteConnectionManager>,
+    /// `None` only while being dropped.
+    pool: Option<Pool<pool::Manager>>,
+    /// Open pooled connections, for waiting until all are closed on drop.
+    live: Arc<AtomicUsize>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
     settings: ConnectionSettings,
     /// Started by the first write; stopped and joined when the last clone is dropped.
     checkpointer: OnceLock<Option<checkpoint::Checkpointer>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close every pooled connection before returning, so that the last close can
+        // checkpoint and remove the -wal and -shm files (see pool.rs).
+        drop(self.pool.take());
+        pool::wait_closed(&self.live, Duration::from_secs(2));
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -143,6 +158,8 @@ impl Store {
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(move |c| connection::configure(c, settings));
+        let manager = pool::Manager::new(manager);
+        let live = manager.live();
         let pool = Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
@@ -154,7 +171,8 @@ impl Store {
         drop(conn);
         Ok(Store {
             inner: Arc::new(Inner {
-                pool,
+                pool: Some(pool),
+                live,
                 clock: options.clock,
                 path,
                 settings,
@@ -173,8 +191,11 @@ impl Store {
         self.inner.clock.now_micros()
     }
 
-    fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
-        Ok(self.inner.pool.get()?)
+    fn conn(&self) -> Result<PooledConnection<pool::Manager>> {
+        match &self.inner.pool {
+            Some(p) => Ok(p.get()?),
+            None => unreachable!("the pool is only taken while the store is dropped"),
+        }
     }
 
     /// Runs `f` on a pooled connection, outside any transaction (for single statements).

@@ -17,7 +17,7 @@ use rusqlite::{Connection, ErrorCode};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::connection::{Identity, identify, open_raw};
+use super::connection::{Identity, has_sidecars, identify, open_raw, tidy_sidecars};
 use crate::error::{Error, Result, SqlContext};
 
 /// Rows of a read-only query.
@@ -126,6 +126,15 @@ pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<Quer
     if !path.exists() {
         return Err(Error::NotFound(path.to_path_buf()));
     }
+    let had_sidecars = has_sidecars(path);
+    let result = run_query(path, sql, timeout);
+    if !had_sidecars {
+        tidy_sidecars(path);
+    }
+    result
+}
+
+fn run_query(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
     let conn = open_raw(path, true)?;
     conn.busy_timeout(Duration::from_secs(5))
         .sql("busy_timeout")?;

@@ -413,3 +413,41 @@ fn a_closed_stdout_pipe_exits_quietly() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn read_commands_leave_the_files_unchanged() {
+    let db = TempDb::new();
+    add(&db, "bot", "0.9", "alpha");
+    add(&db, "bot", "0.2", "beta");
+    let before = db.snapshot();
+    assert_eq!(
+        before.len(),
+        1,
+        "a finished write leaves only the database file"
+    );
+    for args in [
+        &["agents", "list"][..],
+        &["memory", "list", "--agent", "bot"],
+        &["memory", "stats", "--agent", "bot"],
+        &["memory", "context", "--agent", "bot"],
+        &[
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--keep-fraction",
+            "0",
+            "--dry-run",
+        ],
+        &["sql", "SELECT * FROM memory_entries"],
+        &["check"],
+    ] {
+        agentstore(&db).args(args).assert().success();
+        assert_eq!(
+            db.snapshot(),
+            before,
+            "`{}` changed the files",
+            args.join(" ")
+        );
+    }
+}

@@ -31,19 +31,26 @@ impl TempDb {
         (store, clock)
     }
 
-    /// Every file in the directory, with its bytes.
-    pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
+    /// Every file in the directory, with its length and a hash of its bytes.
+    pub fn snapshot(&self) -> Vec<(String, usize, u64)> {
         snapshot_dir(self.dir.path())
     }
 }
 
-pub fn snapshot_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub fn snapshot_dir(dir: &Path) -> Vec<(String, usize, u64)> {
+    use std::hash::{Hash, Hasher};
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("read dir")
         .map(|e| {
             let e = e.expect("dir entry");
             let bytes = std::fs::read(e.path()).unwrap_or_default();
-            (e.file_name().to_string_lossy().into_owned(), bytes)
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                bytes.len(),
+                h.finish(),
+            )
         })
         .collect();
     files.sort();
