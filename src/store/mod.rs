@@ -91,6 +91,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     path: PathBuf,
     settings: ConnectionSettings,
+    busy_timeout: Duration,
     /// Started by the first write; stopped and joined when the last clone is dropped.
     checkpointer: OnceLock<Option<checkpoint::Checkpointer>>,
 }
@@ -176,6 +177,7 @@ impl Store {
                 clock: options.clock,
                 path,
                 settings,
+                busy_timeout: options.busy_timeout,
                 checkpointer: OnceLock::new(),
             }),
         })
@@ -189,6 +191,35 @@ impl Store {
     /// The current time of the store's clock, in microseconds since the epoch.
     pub fn now_micros(&self) -> i64 {
         self.inner.clock.now_micros()
+    }
+
+    /// Copies the whole WAL into the database file and truncates the WAL, waiting (up
+    /// to the busy timeout) for other connections. Checkpoints normally run in the
+    /// background; call this before copying the file or timing something else.
+    ///
+    /// # Errors
+    /// SQLite errors, e.g. busy when another process holds the file past the timeout.
+    pub fn checkpoint(&self) -> Result<()> {
+        const SQL: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
+        // Another checkpoint in progress (the background one) makes this one return
+        // "busy" at once rather than wait, so retry until the busy timeout.
+        let deadline = std::time::Instant::now() + self.inner.busy_timeout;
+        loop {
+            let busy: i64 = self.read(|c| c.query_row(SQL, [], |r| r.get(0)).sql(SQL))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Sql {
+                    statement: SQL.into(),
+                    source: rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("other connections kept the checkpoint from completing".into()),
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn conn(&self) -> Result<PooledConnection<pool::Manager>> {

@@ -127,24 +127,20 @@ fn memory_stats_and_context() {
         .stdout("alpha\nbeta\n");
 }
 
+/// `memory prune --agent bot RULE...` with --json.
+fn prune(db: &TempDb, rule: &[&str]) -> Value {
+    let mut args = vec!["memory", "prune", "--agent", "bot"];
+    args.extend_from_slice(rule);
+    json_of(db, &args)
+}
+
 #[test]
 fn prune_modes_and_dry_run() {
     let db = TempDb::new();
     for (i, imp) in ["0.1", "0.2", "0.8", "0.9"].iter().enumerate() {
         add(&db, "bot", imp, &format!("entry {i}"));
     }
-    let dry = json_of(
-        &db,
-        &[
-            "memory",
-            "prune",
-            "--agent",
-            "bot",
-            "--min-importance",
-            "0.5",
-            "--dry-run",
-        ],
-    );
+    let dry = prune(&db, &["--min-importance", "0.5", "--dry-run"]);
     assert_eq!(dry["removed_entries"], 2);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(
@@ -163,36 +159,15 @@ fn prune_modes_and_dry_run() {
         .assert()
         .success()
         .stdout("removed 2 entries (14 B)\n");
-    let kept = json_of(
-        &db,
-        &[
-            "memory",
-            "prune",
-            "--agent",
-            "bot",
-            "--keep-fraction",
-            "0.5",
-        ],
+    assert_eq!(
+        prune(&db, &["--keep-fraction", "0.5"])["removed_entries"],
+        1
     );
-    assert_eq!(kept["removed_entries"], 1);
-    let bytes = json_of(
-        &db,
-        &[
-            "memory",
-            "prune",
-            "--agent",
-            "bot",
-            "--max-bytes",
-            "0",
-            "--dry-run",
-        ],
+    assert_eq!(
+        prune(&db, &["--max-bytes", "0", "--dry-run"])["removed_bytes"],
+        7
     );
-    assert_eq!(bytes["removed_bytes"], 7);
-    let old = json_of(
-        &db,
-        &["memory", "prune", "--agent", "bot", "--older-than", "1h"],
-    );
-    assert_eq!(old["removed_entries"], 0);
+    assert_eq!(prune(&db, &["--older-than", "1h"])["removed_entries"], 0);
 }
 
 #[test]
