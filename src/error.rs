@@ -114,6 +114,17 @@ impl Error {
         }
     }
 
+    /// True when SQLite said the database was busy or locked by another connection.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Sql { source, .. } if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            )
+        )
+    }
+
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }

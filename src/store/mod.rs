@@ -151,8 +151,21 @@ impl Store {
             // An empty file holds no agentstore data; a reader must not initialise it.
             Identity::Empty if !options.create => return Err(Error::NotFound(path)),
             _ => {
-                connection::configure(&conn, settings).sql("configure connection")?;
-                migrate::migrate(&mut conn, &path)?;
+                // Switching a new file to WAL needs an exclusive lock, and SQLite
+                // answers "busy" at once, without the busy handler, while another
+                // process is initialising the same file: retry until the timeout.
+                let deadline = std::time::Instant::now() + options.busy_timeout;
+                loop {
+                    let done = connection::configure(&conn, settings)
+                        .sql("configure connection")
+                        .and_then(|()| migrate::migrate(&mut conn, &path));
+                    match done {
+                        Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        other => break other?,
+                    }
+                }
             }
         }
 

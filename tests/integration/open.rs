@@ -154,3 +154,32 @@ fn unknown_agents_are_an_error_for_readers() -> TestResult {
     assert!(matches!(store.agent(""), Err(Error::InvalidArgument(_))));
     Ok(())
 }
+
+#[test]
+fn many_threads_creating_one_new_file_agree_on_one_schema() -> TestResult {
+    let db = TempDb::new();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let path = db.path.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || -> agentstore::Result<()> {
+                barrier.wait();
+                let store = Store::open(&path, StoreOptions::default())?;
+                let memory = store.memory(&store.agent(&format!("agent-{}", i % 3))?);
+                memory.add(&format!("hello from {i}"), 0.5)?;
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread")?;
+    }
+    let store = Store::open(&db.path, StoreOptions::existing())?;
+    assert_eq!(store.agents()?.len(), 3);
+    let report = store.check()?;
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.row_counts["memory_entries"], 8);
+    assert_eq!(report.journal_mode, "wal");
+    Ok(())
+}
