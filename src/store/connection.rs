@@ -102,6 +102,34 @@ pub(crate) fn tidy_sidecars(path: &Path) {
     }
 }
 
+/// Runs `f` again while it fails with "busy", until `timeout` has passed. For the few
+/// places where SQLite reports busy at once instead of calling the busy handler.
+pub(crate) fn retry_while_busy<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match f() {
+            Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An SQLITE_BUSY error for `statement`.
+pub(crate) fn busy_error(statement: &str) -> Error {
+    Error::Sql {
+        statement: statement.to_string(),
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("other connections kept it from completing in time".into()),
+        ),
+    }
+}
+
 /// Reads the file's marks. Only reads: safe on a file that is not ours.
 pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
     const SQL: &str = "SELECT (SELECT application_id FROM pragma_application_id), \

@@ -11,14 +11,12 @@ mod pool;
 mod sql;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use std::sync::atomic::AtomicUsize;
-
 use r2d2::{Pool, PooledConnection};
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 pub use agents::{AgentRecord, MemorySettings};
 pub use check::CheckReport;
@@ -143,46 +141,24 @@ impl Store {
             synchronous: options.synchronous,
         };
 
-        let mut conn = connection::open_raw(&path, false)?;
-        conn.busy_timeout(options.busy_timeout)
-            .sql("busy_timeout")?;
-        match connection::identify(&conn, &path)? {
-            Identity::Ours { version } if version == SCHEMA_VERSION => {}
-            // An empty file holds no agentstore data; a reader must not initialise it.
-            Identity::Empty if !options.create => return Err(Error::NotFound(path)),
-            _ => {
-                // Switching a new file to WAL needs an exclusive lock, and SQLite
-                // answers "busy" at once, without the busy handler, while another
-                // process is initialising the same file: retry until the timeout.
-                let deadline = std::time::Instant::now() + options.busy_timeout;
-                loop {
-                    let done = connection::configure(&conn, settings)
-                        .sql("configure connection")
-                        .and_then(|()| migrate::migrate(&mut conn, &path));
-                    match done {
-                        Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        other => break other?,
-                    }
-                }
+        {
+            let mut conn = connection::open_raw(&path, false)?;
+            conn.busy_timeout(options.busy_timeout)
+                .sql("busy_timeout")?;
+            match connection::identify(&conn, &path)? {
+                Identity::Ours { version } if version == SCHEMA_VERSION => {}
+                // An empty file holds no agentstore data; a reader must not initialise it.
+                Identity::Empty if !options.create => return Err(Error::NotFound(path)),
+                // Switching a new file to WAL needs an exclusive lock, and SQLite answers
+                // "busy" at once, without the busy handler, while another process is
+                // initialising the same file.
+                _ => connection::retry_while_busy(options.busy_timeout, || {
+                    connection::configure(&conn, settings).sql("configure connection")?;
+                    migrate::migrate(&mut conn, &path)
+                })?,
             }
         }
-
-        let manager = SqliteConnectionManager::file(&path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(move |c| connection::configure(c, settings));
-        let manager = pool::Manager::new(manager);
-        let live = manager.live();
-        let pool = Pool::builder()
-            .max_size(options.pool_size.max(1))
-            .min_idle(Some(0))
-            // A local SQLite connection does not go stale; the default check-out test
-            // ran `SELECT 1` before every call.
-            .test_on_check_out(false)
-            .connection_timeout(options.busy_timeout + Duration::from_secs(5))
-            .build(manager)?;
-        drop(conn);
+        let (pool, live) = pool::build(&path, settings, options.pool_size)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 pool: Some(pool),
@@ -214,25 +190,15 @@ impl Store {
     /// SQLite errors, e.g. busy when another process holds the file past the timeout.
     pub fn checkpoint(&self) -> Result<()> {
         const SQL: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
-        // Another checkpoint in progress (the background one) makes this one return
-        // "busy" at once rather than wait, so retry until the busy timeout.
-        let deadline = std::time::Instant::now() + self.inner.busy_timeout;
-        loop {
+        // Another checkpoint in progress (the background one) makes this one report
+        // "busy" at once rather than wait.
+        connection::retry_while_busy(self.inner.busy_timeout, || {
             let busy: i64 = self.read(|c| c.query_row(SQL, [], |r| r.get(0)).sql(SQL))?;
-            if busy == 0 {
-                return Ok(());
+            match busy {
+                0 => Ok(()),
+                _ => Err(connection::busy_error(SQL)),
             }
-            if std::time::Instant::now() >= deadline {
-                return Err(Error::Sql {
-                    statement: SQL.into(),
-                    source: rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                        Some("other connections kept the checkpoint from completing".into()),
-                    ),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        })
     }
 
     fn conn(&self) -> Result<PooledConnection<pool::Manager>> {

@@ -10,9 +10,39 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use r2d2::ManageConnection;
+use std::path::Path;
+
+use r2d2::{ManageConnection, Pool};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
+
+use super::connection::{ConnectionSettings, configure};
+use crate::error::Result;
+
+/// The pool of an opened, identified file: every connection configured by
+/// [`configure`], opened on first use, and counted.
+pub(crate) fn build(
+    path: &Path,
+    settings: ConnectionSettings,
+    max_size: u32,
+) -> Result<(Pool<Manager>, Arc<AtomicUsize>)> {
+    let sqlite = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(move |c| configure(c, settings));
+    let manager = Manager::new(sqlite);
+    let live = manager.live();
+    let pool = Pool::builder()
+        .max_size(max_size.max(1))
+        // Connections are opened when first needed: a command that reads once opens
+        // one, and nothing is left opening in the background when it exits.
+        .min_idle(Some(0))
+        // A local SQLite connection does not go stale; the default check-out test ran
+        // `SELECT 1` before every call.
+        .test_on_check_out(false)
+        .connection_timeout(settings.busy_timeout + Duration::from_secs(5))
+        .build(manager)?;
+    Ok((pool, live))
+}
 
 /// A pooled SQLite connection that is counted while it is open.
 #[derive(Debug)]
