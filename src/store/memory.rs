@@ -4,6 +4,7 @@
 //! rows is SQL over the clustered primary key (agent, importance, created, id) or the
 //! time index; counts and byte totals come from trigger-kept counters in `agents`.
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
@@ -130,7 +131,9 @@ fn validate_importance(importance: f64) -> Result<()> {
     }
 }
 
-fn validate_content(content: &str) -> Result<()> {
+/// Checks an entry before any SQL runs.
+fn validate_entry(content: &str, importance: f64) -> Result<()> {
+    validate_importance(importance)?;
     if content.len() > MAX_CONTENT_BYTES {
         return Err(Error::invalid(format!(
             "content is {} bytes; the most one entry can hold is {MAX_CONTENT_BYTES}",
@@ -291,7 +294,7 @@ fn add_in<S: AsRef<str>>(
         if s.cleanup_interval > 0 && message % s.cleanup_interval == 0 {
             let doomed = regular_cleanup_deletes(entries, s.keep_fraction);
             if doomed > 0 {
-                delete(tx, delete_where!(lowest_n!()), agent_id, doomed)?;
+                delete(tx, DELETE_LOWEST_N, agent_id, doomed)?;
                 (entries, bytes) = counters(tx, agent_id)?;
             }
         }
@@ -305,18 +308,13 @@ fn add_in<S: AsRef<str>>(
         bytes += size;
 
         if entries > s.max_entries {
-            delete(
-                tx,
-                delete_where!(oldest_n!()),
-                agent_id,
-                entries - s.max_entries,
-            )?;
+            delete(tx, DELETE_OLDEST_N, agent_id, entries - s.max_entries)?;
             (entries, bytes) = counters(tx, agent_id)?;
         }
 
         if bytes as f64 > s.max_bytes {
             let target = (s.low_water * s.max_bytes).floor() as i64;
-            delete(tx, delete_where!(lowest_bytes!()), agent_id, bytes - target)?;
+            delete(tx, DELETE_LOWEST_BYTES, agent_id, bytes - target)?;
             (entries, bytes) = counters(tx, agent_id)?;
         }
         ids.push(message);
@@ -339,8 +337,7 @@ impl Memory {
     /// [`Error::InvalidImportance`], [`Error::InvalidArgument`] for oversized content;
     /// SQLite errors. Nothing is written when it fails.
     pub fn add(&self, content: &str, importance: f64) -> Result<i64> {
-        validate_importance(importance)?;
-        validate_content(content)?;
+        validate_entry(content, importance)?;
         let now = self.store.now_micros();
         let ids = self
             .store
@@ -355,8 +352,7 @@ impl Memory {
     /// As [`Memory::add`]; every item is validated before anything is written.
     pub fn add_many<S: AsRef<str>>(&self, items: &[(S, f64)]) -> Result<Vec<i64>> {
         for (content, importance) in items {
-            validate_importance(*importance)?;
-            validate_content(content.as_ref())?;
+            validate_entry(content.as_ref(), *importance)?;
         }
         let now = self.store.now_micros();
         self.store.write(|tx| add_in(tx, self.agent_id, items, now))
@@ -370,15 +366,13 @@ impl Memory {
     /// As [`Memory::add`]; every item is validated before anything is written.
     pub fn import_entries(&self, entries: &[NewEntry]) -> Result<u64> {
         for e in entries {
-            validate_importance(e.importance)?;
-            validate_content(&e.content)?;
+            validate_entry(&e.content, e.importance)?;
         }
-        const RESERVE: &str = "UPDATE agents SET message_count = message_count + ?2 \
-                               WHERE id = ?1 RETURNING message_count";
         self.store.write(|tx| {
             let last: i64 = tx
-                .query_row(RESERVE, params![self.agent_id, entries.len() as i64], |r| {
-                    r.get(0)
+                .prepare_cached(RESERVE)
+                .and_then(|mut s| {
+                    s.query_row(params![self.agent_id, entries.len() as i64], |r| r.get(0))
                 })
                 .sql(RESERVE)?;
             let first = last - entries.len() as i64 + 1;
@@ -413,7 +407,7 @@ impl Memory {
                 .sql(KEEP)?;
             match regular_cleanup_deletes(count, keep) {
                 0 => Ok(0),
-                n => delete(tx, delete_where!(lowest_n!()), self.agent_id, n),
+                n => delete(tx, DELETE_LOWEST_N, self.agent_id, n),
             }
         })
     }
@@ -427,65 +421,22 @@ impl Memory {
     /// duration that reaches before the epoch; SQLite errors.
     pub fn prune(&self, rule: Prune, dry_run: bool) -> Result<PruneReport> {
         let now = self.store.now_micros();
-        let apply = |tx: &Connection| -> Result<PruneReport> {
-            let (count, bytes) = counters(tx, self.agent_id)?;
-            let (delete_sql, count_sql, bound) = match rule {
-                Prune::KeepFraction(f) => {
-                    if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
-                        return Err(Error::invalid(format!(
-                            "keep fraction must be between 0 and 1, got {f}"
-                        )));
-                    }
-                    let keep = (count as f64 * f).floor() as i64;
-                    (
-                        delete_where!(lowest_n!()),
-                        count_where!(lowest_n!()),
-                        count - keep,
-                    )
-                }
-                Prune::MinImportance(x) => {
-                    validate_importance(x)?;
-                    let sql = (
-                        delete_where!(below_importance!()),
-                        count_where!(below_importance!()),
-                    );
-                    return run_prune(tx, sql, self.agent_id, x, dry_run);
-                }
-                Prune::OlderThan(d) => {
-                    let micros = i64::try_from(d.as_micros())
-                        .ok()
-                        .and_then(|d| now.checked_sub(d))
-                        .ok_or_else(|| {
-                            Error::invalid(format!(
-                                "duration {} reaches before 1970",
-                                humantime::format_duration(d)
-                            ))
-                        })?;
-                    let sql = (
-                        delete_where!(created_before!()),
-                        count_where!(created_before!()),
-                    );
-                    return run_prune(tx, sql, self.agent_id, micros, dry_run);
-                }
-                Prune::MaxBytes(max) => (
-                    delete_where!(lowest_bytes!()),
-                    count_where!(lowest_bytes!()),
-                    bytes.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX)),
-                ),
-            };
-            if bound <= 0 {
-                return Ok(PruneReport {
+        // The dry run and the real run share the plan and the predicate; only the
+        // final DELETE differs.
+        let apply = |c: &Connection| -> Result<PruneReport> {
+            match plan_prune(c, self.agent_id, rule, now)? {
+                Some(plan) => run_prune(c, &plan, self.agent_id, dry_run),
+                None => Ok(PruneReport {
                     removed_entries: 0,
                     removed_bytes: 0,
                     dry_run,
-                });
+                }),
             }
-            run_prune(tx, (delete_sql, count_sql), self.agent_id, bound, dry_run)
         };
         if dry_run {
-            self.store.snapshot(|c| apply(c))
+            self.store.snapshot(apply)
         } else {
-            self.store.write(|tx| apply(tx))
+            self.store.write(apply)
         }
     }
 
@@ -584,23 +535,100 @@ impl Memory {
     }
 }
 
+/// What a prune will run: a DELETE, its COUNT twin over the same predicate, and the
+/// value bound as `?2`.
+struct PrunePlan {
+    delete: &'static str,
+    count: &'static str,
+    bound: Value,
+}
+
+const DELETE_LOWEST_N: &str = delete_where!(lowest_n!());
+const COUNT_LOWEST_N: &str = count_where!(lowest_n!());
+const DELETE_LOWEST_BYTES: &str = delete_where!(lowest_bytes!());
+const COUNT_LOWEST_BYTES: &str = count_where!(lowest_bytes!());
+const DELETE_OLDEST_N: &str = delete_where!(oldest_n!());
+
+/// The plan for `rule`, or `None` when it removes nothing.
+fn plan_prune(c: &Connection, agent_id: i64, rule: Prune, now: i64) -> Result<Option<PrunePlan>> {
+    let plan = |delete, count, bound| {
+        Some(PrunePlan {
+            delete,
+            count,
+            bound,
+        })
+    };
+    Ok(match rule {
+        Prune::KeepFraction(f) => {
+            if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
+                return Err(Error::invalid(format!(
+                    "keep fraction must be between 0 and 1, got {f}"
+                )));
+            }
+            let (count, _) = counters(c, agent_id)?;
+            let doomed = count - (count as f64 * f).floor() as i64;
+            (doomed > 0)
+                .then(|| plan(DELETE_LOWEST_N, COUNT_LOWEST_N, Value::Integer(doomed)))
+                .flatten()
+        }
+        Prune::MinImportance(x) => {
+            validate_importance(x)?;
+            plan(
+                delete_where!(below_importance!()),
+                count_where!(below_importance!()),
+                Value::Real(x),
+            )
+        }
+        Prune::OlderThan(d) => {
+            let cutoff = i64::try_from(d.as_micros())
+                .ok()
+                .and_then(|d| now.checked_sub(d))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "duration {} reaches before 1970",
+                        humantime::format_duration(d)
+                    ))
+                })?;
+            plan(
+                delete_where!(created_before!()),
+                count_where!(created_before!()),
+                Value::Integer(cutoff),
+            )
+        }
+        Prune::MaxBytes(max) => {
+            let (_, bytes) = counters(c, agent_id)?;
+            let excess = bytes.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
+            (excess > 0)
+                .then(|| {
+                    plan(
+                        DELETE_LOWEST_BYTES,
+                        COUNT_LOWEST_BYTES,
+                        Value::Integer(excess),
+                    )
+                })
+                .flatten()
+        }
+    })
+}
+
 fn run_prune(
-    tx: &Connection,
-    (delete_sql, count_sql): (&str, &str),
+    c: &Connection,
+    plan: &PrunePlan,
     agent_id: i64,
-    bound: impl rusqlite::ToSql,
     dry_run: bool,
 ) -> Result<PruneReport> {
-    let (entries, bytes): (i64, i64) = tx
-        .prepare_cached(count_sql)
-        .and_then(|mut s| s.query_row(params![agent_id, bound], |r| Ok((r.get(0)?, r.get(1)?))))
-        .sql(count_sql)?;
+    let (entries, bytes): (i64, i64) = c
+        .prepare_cached(plan.count)
+        .and_then(|mut s| {
+            s.query_row(params![agent_id, plan.bound], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .sql(plan.count)?;
     if !dry_run && entries > 0 {
-        let deleted = tx
-            .prepare_cached(delete_sql)
-            .and_then(|mut s| s.execute(params![agent_id, bound]))
-            .sql(delete_sql)?;
-        debug_assert_eq!(deleted as i64, entries);
+        c.prepare_cached(plan.delete)
+            .and_then(|mut s| s.execute(params![agent_id, plan.bound]))
+            .sql(plan.delete)?;
     }
     Ok(PruneReport {
         removed_entries: entries as u64,
