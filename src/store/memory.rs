@@ -134,6 +134,11 @@ fn validate_importance(importance: f64) -> Result<()> {
 /// Checks an entry before any SQL runs.
 fn validate_entry(content: &str, importance: f64) -> Result<()> {
     validate_importance(importance)?;
+    if content.is_empty() {
+        return Err(Error::invalid(
+            "content is empty; a memory entry needs some text",
+        ));
+    }
     if content.len() > MAX_CONTENT_BYTES {
         return Err(Error::invalid(format!(
             "content is {} bytes; the most one entry can hold is {MAX_CONTENT_BYTES}",
@@ -654,7 +659,9 @@ fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<C
        FROM agents a WHERE a.id = ?1";
     // Recency as the original: 1 - (newest - created) / (newest - oldest), 1.0 when the
     // span is 0; the same float operations as a Rust reference, so ranks agree exactly.
-    const RANKED: &str = "SELECT importance, created_at, id, length(content),
+    // Content is read by reference and its characters counted in Rust: SQL's length()
+    // stops at the first NUL, and content may hold NULs.
+    const RANKED: &str = "SELECT importance, created_at, id, content,
             ?2 * importance + ?3 * (CASE WHEN ?5 = 0 THEN 1.0
                  ELSE 1.0 - CAST(?4 - created_at AS REAL) / CAST(?5 AS REAL) END) AS score
        FROM memory_entries
@@ -713,7 +720,10 @@ fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<C
                 importance: r.get(0).sql(RANKED)?,
                 created_at: r.get(1).sql(RANKED)?,
                 id: r.get(2).sql(RANKED)?,
-                chars: r.get(3).sql(RANKED)?,
+                chars: r
+                    .get_ref(3)
+                    .and_then(|v| Ok(v.as_str()?.chars().count() as u64))
+                    .sql(RANKED)?,
                 score: r.get(4).sql(RANKED)?,
             };
             if !everything && cand.score <= unread_bound {

@@ -45,7 +45,7 @@ proptest! {
     #[test]
     fn context_matches_the_reference(
         entries in prop::collection::vec(
-            ("[a-zé ]{0,30}", prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0f64..=1.0], 0i64..20),
+            ("[a-zé\u{0}😀 ]{1,30}", prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0f64..=1.0], 0i64..20),
             0..120,
         ),
         max_chars in 0u64..400,

@@ -39,7 +39,7 @@ fn importance_strategy() -> impl Strategy<Value = f64> {
 fn ops_strategy() -> impl Strategy<Value = Vec<(String, f64, u8, bool)>> {
     prop::collection::vec(
         (
-            "[a-z é]{0,120}",
+            "[a-z é\u{0}]{1,120}",
             importance_strategy(),
             0u8..3,
             any::<bool>(),
@@ -95,7 +95,7 @@ proptest! {
     /// numbers while removing nothing.
     #[test]
     fn prune_matches_the_reference_and_dry_runs_agree(
-        entries in prop::collection::vec(("[a-z]{0,40}", importance_strategy(), 0i64..50), 0..80),
+        entries in prop::collection::vec(("[a-z]{1,40}", importance_strategy(), 0i64..50), 0..80),
         rule in prop_oneof![
             (0.0f64..=1.0).prop_map(Prune::KeepFraction),
             importance_strategy().prop_map(Prune::MinImportance),
@@ -306,5 +306,37 @@ fn the_emergency_cleanup_stops_at_low_water() -> TestResult {
         Some(4),
         "ids 1-3 (importance 0-0.2) went"
     );
+    Ok(())
+}
+
+#[test]
+fn empty_content_is_refused_and_odd_content_round_trips() -> TestResult {
+    let db = TempDb::new();
+    let (store, _clock) = db.open_at(T0);
+    let memory = store.memory(&store.agent("a")?);
+    let err = memory.add("", 0.5).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "content is empty; a memory entry needs some text"
+    );
+    for odd in [
+        "nul\0inside",
+        "🦀 émoji and ünïcode ﷽",
+        "'); DROP TABLE memory_entries;--",
+        "line\nbreaks\r\nand\ttabs",
+    ] {
+        memory.add(odd, 0.5)?;
+    }
+    let stored: Vec<String> = all_entries(&store, "a").into_iter().map(|e| e.1).collect();
+    assert_eq!(
+        stored,
+        [
+            "nul\0inside",
+            "🦀 émoji and ünïcode ﷽",
+            "'); DROP TABLE memory_entries;--",
+            "line\nbreaks\r\nand\ttabs"
+        ]
+    );
+    assert_eq!(memory.stats()?.total_entries, 4);
     Ok(())
 }
