@@ -1,10 +1,11 @@
-//! WAL checkpoints off the caller's thread. SQLite's automatic checkpoint runs inside
-//! the commit that crosses the threshold, so that one call pays for copying the WAL
-//! into the database and the fsyncs: measured on a 100,000-entry cleanup, about 35 ms
-//! of its 130 ms. A store that writes starts one thread that runs a PASSIVE checkpoint
-//! shortly after writes (at most every 100 ms); each connection keeps SQLite's own
-//! automatic checkpoint at a higher threshold as a backstop, so the WAL stays bounded
-//! even if this thread falls behind.
+//! WAL checkpoints. Small commits checkpoint as SQLite does by default: the commit
+//! that takes the WAL past [`AUTO_PAGES`] copies it into the database, which keeps the
+//! WAL bounded under a steady writer (the log starts over once a checkpoint has
+//! copied everything and the next transaction begins). A large transaction (a cleanup,
+//! a prune, a batch) would pay for copying everything it wrote, and the fsyncs, inside
+//! its own commit: about 35 ms of a 100,000-entry cleanup. Those commit with the
+//! automatic checkpoint off and wake one background thread per store, which runs a
+//! PASSIVE checkpoint (it never waits for readers or writers) right after.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -14,13 +15,20 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::connection::{ConnectionSettings, configure};
+use crate::error::{Result, SqlContext};
 
-/// Pages in the WAL at which a committing connection checkpoints by itself (40 MiB of
-/// 4 KiB pages): only reached when the background checkpoint cannot keep up.
-pub(crate) const BACKSTOP_PAGES: i64 = 10_000;
+/// Pages in the WAL (4 MiB of 4 KiB pages) at which a commit checkpoints: SQLite's
+/// default.
+pub(crate) const AUTO_PAGES: i64 = 1_000;
 
 /// Shortest time between two background checkpoints.
-const PERIOD: Duration = Duration::from_millis(100);
+const PERIOD: Duration = Duration::from_millis(20);
+
+/// Puts a connection's automatic checkpoint back after a bulk commit.
+pub(crate) fn restore_auto(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "wal_autocheckpoint", AUTO_PAGES)
+        .sql("PRAGMA wal_autocheckpoint")
+}
 
 #[derive(Default)]
 struct Flags {
@@ -81,8 +89,8 @@ fn run(conn: &Connection, shared: &(Mutex<Flags>, Condvar)) {
             }
             f.dirty = false;
         }
-        // PASSIVE never waits for readers or writers; a busy WAL is simply retried
-        // after the next write.
+        // PASSIVE never waits for readers or writers; what it cannot copy now, the
+        // next commit past AUTO_PAGES copies.
         let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         let Ok(f) = lock.lock() else { return };
         let Ok((f, _)) = cvar.wait_timeout_while(f, PERIOD, |f| !f.stop) else {

@@ -207,13 +207,10 @@ pub(crate) fn configure(conn: &Connection, s: ConnectionSettings) -> rusqlite::R
     conn.pragma_update(None, "cache_size", -16 * 1024)?;
     // Sorts and temporary b-trees in memory, never in a temp file beside the database.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Checkpoints run on a background thread (checkpoint.rs); a committing connection
-    // checkpoints by itself only past this many WAL pages.
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        super::checkpoint::BACKSTOP_PAGES,
-    )?;
+    // A commit that takes the WAL past this many pages checkpoints it (SQLite's
+    // default, stated here because bulk writes turn it off for their commit; see
+    // checkpoint.rs).
+    conn.pragma_update(None, "wal_autocheckpoint", super::checkpoint::AUTO_PAGES)?;
     // The store has more hot statements than rusqlite's default cache of 16 holds.
     conn.set_prepared_statement_cache_capacity(64);
     // Backstop for the size checks done in Rust: no single value above 64 MiB.

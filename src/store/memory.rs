@@ -360,7 +360,8 @@ impl Memory {
             validate_entry(content.as_ref(), *importance)?;
         }
         let now = self.store.now_micros();
-        self.store.write(|tx| add_in(tx, self.agent_id, items, now))
+        self.store
+            .write_bulk(|tx| add_in(tx, self.agent_id, items, now))
     }
 
     /// Restores entries exactly as given (content, importance, creation time), in one
@@ -373,7 +374,7 @@ impl Memory {
         for e in entries {
             validate_entry(&e.content, e.importance)?;
         }
-        self.store.write(|tx| {
+        self.store.write_bulk(|tx| {
             let last: i64 = tx
                 .prepare_cached(RESERVE)
                 .and_then(|mut s| {
@@ -406,7 +407,7 @@ impl Memory {
     /// SQLite errors.
     pub fn cleanup(&self) -> Result<u64> {
         const KEEP: &str = "SELECT memory_entries, keep_fraction FROM agents WHERE id = ?1";
-        self.store.write(|tx| {
+        self.store.write_bulk(|tx| {
             let (count, keep): (i64, f64) = tx
                 .query_row(KEEP, [self.agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .sql(KEEP)?;
@@ -441,7 +442,7 @@ impl Memory {
         if dry_run {
             self.store.snapshot(apply)
         } else {
-            self.store.write(apply)
+            self.store.write_bulk(apply)
         }
     }
 

@@ -226,18 +226,39 @@ impl Store {
     /// Runs `f` in a write transaction that takes the write lock up front
     /// (`BEGIN IMMEDIATE`): in WAL mode a deferred transaction that reads and then
     /// writes can fail with SQLITE_BUSY whatever the busy timeout. Commits when `f`
-    /// returns Ok, rolls back otherwise.
+    /// returns Ok, rolls back otherwise. A commit that takes the WAL past
+    /// [`checkpoint::AUTO_PAGES`] checkpoints it, as SQLite does by default.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn()?;
         let tx = WriteTx::begin(&conn)?;
         let out = f(&conn)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// [`Store::write`] for a transaction that may write many pages (a cleanup, a
+    /// prune, a batch): its commit does not checkpoint; the background thread copies
+    /// the WAL right after, so the caller does not wait for that copy and its fsyncs.
+    pub(crate) fn write_bulk<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        const OFF: &str = "PRAGMA wal_autocheckpoint = 0";
+        let conn = self.conn()?;
+        conn.execute_batch(OFF).sql(OFF)?;
+        let done = (|| -> Result<T> {
+            let tx = WriteTx::begin(&conn)?;
+            let out = f(&conn)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        let restored = checkpoint::restore_auto(&conn);
+        let out = done?;
+        restored?;
         let inner = &*self.inner;
-        inner
+        if let Some(c) = inner
             .checkpointer
             .get_or_init(|| checkpoint::Checkpointer::start(&inner.path, inner.settings))
-            .as_ref()
-            .inspect(|c| c.note_write());
+        {
+            c.note_write();
+        }
         Ok(out)
     }
 }

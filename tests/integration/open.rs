@@ -183,3 +183,23 @@ fn many_threads_creating_one_new_file_agree_on_one_schema() -> TestResult {
     assert_eq!(report.journal_mode, "wal");
     Ok(())
 }
+
+#[test]
+fn the_wal_stays_bounded_under_a_steady_writer() -> TestResult {
+    // 4,000 commits of about three 4 KiB pages each would make a WAL of about 48 MiB
+    // without checkpoints; the commit past 1,000 pages checkpoints and the log starts
+    // over, so the file stays near 4 MiB.
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let memory = store.memory(&store.agent("a")?);
+    let wal = db.dir.path().join("agent.db-wal");
+    let mut largest = 0;
+    for i in 0..4000 {
+        memory.add(&format!("entry {i} {}", "x".repeat(200)), 0.5)?;
+        if i % 100 == 0 {
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+    }
+    assert!(largest < 8 * 1024 * 1024, "the WAL grew to {largest} bytes");
+    Ok(())
+}
