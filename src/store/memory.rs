@@ -222,12 +222,15 @@ struct AddState {
     bytes: i64,
 }
 
-/// Reserves ?2 message numbers and reads everything the adds need, in one statement.
-const RESERVE: &str = "UPDATE agents SET message_count = message_count + ?2 WHERE id = ?1
-    RETURNING message_count, cleanup_interval, keep_fraction, max_entries,
-              max_memory_mb, low_water, memory_entries, memory_bytes";
+/// Reserves ?2 message numbers and reads the counters the adds start from.
+const RESERVE: &str = "UPDATE memory_counters SET message_count = message_count + ?2
+     WHERE agent_id = ?1 RETURNING message_count, entries, bytes";
 
-const COUNTERS: &str = "SELECT memory_entries, memory_bytes FROM agents WHERE id = ?1";
+/// The retention settings an add applies.
+const SETTINGS: &str = "SELECT cleanup_interval, keep_fraction, max_entries, max_memory_mb,
+    low_water FROM agents WHERE id = ?1";
+
+const COUNTERS: &str = "SELECT entries, bytes FROM memory_counters WHERE agent_id = ?1";
 
 /// `OR ROLLBACK`: a constraint failure (which validation in Rust should make
 /// impossible) rolls back the whole transaction, as the caller would anyway. Together
@@ -273,23 +276,31 @@ fn add_in<S: AsRef<str>>(
     now: i64,
 ) -> Result<Vec<i64>> {
     let n = items.len() as i64;
-    let s = tx
+    let (last_message, entries, bytes): (i64, i64, i64) = tx
         .prepare_cached(RESERVE)
         .and_then(|mut st| {
             st.query_row(params![agent_id, n], |r| {
-                Ok(AddState {
-                    last_message: r.get(0)?,
-                    cleanup_interval: r.get(1)?,
-                    keep_fraction: r.get(2)?,
-                    max_entries: r.get(3)?,
-                    max_bytes: r.get::<_, f64>(4)? * 1024.0 * 1024.0,
-                    low_water: r.get(5)?,
-                    entries: r.get(6)?,
-                    bytes: r.get(7)?,
-                })
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
         })
         .sql(RESERVE)?;
+    let s = tx
+        .prepare_cached(SETTINGS)
+        .and_then(|mut st| {
+            st.query_row([agent_id], |r| {
+                Ok(AddState {
+                    last_message,
+                    cleanup_interval: r.get(0)?,
+                    keep_fraction: r.get(1)?,
+                    max_entries: r.get(2)?,
+                    max_bytes: r.get::<_, f64>(3)? * 1024.0 * 1024.0,
+                    low_water: r.get(4)?,
+                    entries,
+                    bytes,
+                })
+            })
+        })
+        .sql(SETTINGS)?;
     let (mut entries, mut bytes) = (s.entries, s.bytes);
     let mut ids = Vec::with_capacity(items.len());
     let mut insert = tx.prepare_cached(INSERT).sql(INSERT)?;
@@ -406,7 +417,8 @@ impl Memory {
     /// # Errors
     /// SQLite errors.
     pub fn cleanup(&self) -> Result<u64> {
-        const KEEP: &str = "SELECT memory_entries, keep_fraction FROM agents WHERE id = ?1";
+        const KEEP: &str = "SELECT c.entries, a.keep_fraction
+            FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.id = ?1";
         self.store.write_bulk(|tx| {
             let (count, keep): (i64, f64) = tx
                 .query_row(KEEP, [self.agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -452,11 +464,10 @@ impl Memory {
     /// # Errors
     /// SQLite errors.
     pub fn stats(&self) -> Result<MemoryStats> {
-        const STATS: &str = "SELECT a.memory_entries, a.memory_bytes, a.memory_importance,
-                a.max_memory_mb,
+        const STATS: &str = "SELECT c.entries, c.bytes, c.importance_sum, a.max_memory_mb,
                 (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id),
                 (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id)
-           FROM agents a WHERE a.id = ?1";
+           FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.id = ?1";
         let now = self.store.now_micros();
         self.store.read(|c| {
             c.prepare_cached(STATS)
@@ -653,11 +664,11 @@ struct Ranked {
 }
 
 fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<CompressedContext> {
-    const ENDS: &str = "SELECT a.memory_entries, a.importance_weight, a.recency_weight,
+    const ENDS: &str = "SELECT c.entries, a.importance_weight, a.recency_weight,
             (SELECT max(importance) FROM memory_entries m WHERE m.agent_id = a.id),
             (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id),
             (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id)
-       FROM agents a WHERE a.id = ?1";
+       FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.id = ?1";
     // Recency as the original: 1 - (newest - created) / (newest - oldest), 1.0 when the
     // span is 0; the same float operations as a Rust reference, so ranks agree exactly.
     // Content is read by reference and its characters counted in Rust: SQL's length()

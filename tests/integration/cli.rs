@@ -195,7 +195,7 @@ fn check_exits_3_when_a_counter_is_wrong() -> TestResult {
     add(&db, "bot", "0.5", "x");
     {
         let c = rusqlite::Connection::open(&db.path)?;
-        c.execute("UPDATE agents SET memory_entries = 7", [])?;
+        c.execute("UPDATE memory_counters SET entries = 7", [])?;
     }
     agentstore(&db)
         .arg("check")
