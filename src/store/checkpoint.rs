@@ -1,11 +1,14 @@
-//! WAL checkpoints. Small commits checkpoint as SQLite does by default: the commit
-//! that takes the WAL past [`AUTO_PAGES`] copies it into the database, which keeps the
-//! WAL bounded under a steady writer (the log starts over once a checkpoint has
-//! copied everything and the next transaction begins). A large transaction (a cleanup,
-//! a prune, a batch) would pay for copying everything it wrote, and the fsyncs, inside
-//! its own commit: about 35 ms of a 100,000-entry cleanup. Those commit with the
-//! automatic checkpoint off and wake one background thread per store, which runs a
-//! PASSIVE checkpoint (it never waits for readers or writers) right after.
+//! WAL checkpoints. One background thread per store runs a PASSIVE checkpoint (it
+//! never waits for readers or writers) shortly after every write, so most of the WAL
+//! is copied into the database off the caller's thread. That alone cannot bound the
+//! WAL under a steady writer: the log only starts over once a checkpoint has copied
+//! everything, and a PASSIVE one running beside the writer never catches up. So small
+//! commits keep SQLite's automatic checkpoint at [`AUTO_PAGES`]: the commit that
+//! crosses it copies what the thread has not yet copied, and the log starts over.
+//! A large transaction (a cleanup, a prune, a batch) commits with the automatic
+//! checkpoint off, so it does not pay for copying everything it wrote, and the fsyncs,
+//! inside its own commit (about 35 ms of a 100,000-entry cleanup); the thread copies it
+//! right after.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};

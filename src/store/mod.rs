@@ -227,13 +227,26 @@ impl Store {
     /// (`BEGIN IMMEDIATE`): in WAL mode a deferred transaction that reads and then
     /// writes can fail with SQLITE_BUSY whatever the busy timeout. Commits when `f`
     /// returns Ok, rolls back otherwise. A commit that takes the WAL past
-    /// [`checkpoint::AUTO_PAGES`] checkpoints it, as SQLite does by default.
+    /// [`checkpoint::AUTO_PAGES`] checkpoints what the background thread has not yet
+    /// copied (see checkpoint.rs).
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn()?;
         let tx = WriteTx::begin(&conn)?;
         let out = f(&conn)?;
         tx.commit()?;
+        self.after_commit();
         Ok(out)
+    }
+
+    /// Wakes the background checkpoint, started by the first write.
+    fn after_commit(&self) {
+        let inner = &*self.inner;
+        if let Some(c) = inner
+            .checkpointer
+            .get_or_init(|| checkpoint::Checkpointer::start(&inner.path, inner.settings))
+        {
+            c.note_write();
+        }
     }
 
     /// [`Store::write`] for a transaction that may write many pages (a cleanup, a
@@ -252,13 +265,7 @@ impl Store {
         let restored = checkpoint::restore_auto(&conn);
         let out = done?;
         restored?;
-        let inner = &*self.inner;
-        if let Some(c) = inner
-            .checkpointer
-            .get_or_init(|| checkpoint::Checkpointer::start(&inner.path, inner.settings))
-        {
-            c.note_write();
-        }
+        self.after_commit();
         Ok(out)
     }
 }
