@@ -133,6 +133,22 @@ impl Store {
                 }
             }
 
+            // Entry ids are message numbers, unique per agent by construction; the
+            // clustered key does not enforce it, so look.
+            const DUPLICATES: &str = "SELECT a.name, m.id, count(*) FROM memory_entries m
+                 JOIN agents a ON a.id = m.agent_id
+                GROUP BY m.agent_id, m.id HAVING count(*) > 1 LIMIT 10";
+            let mut stmt = c.prepare(DUPLICATES).sql(DUPLICATES)?;
+            let mut rows = stmt.query([]).sql(DUPLICATES)?;
+            while let Some(r) = rows.next().sql(DUPLICATES)? {
+                let (name, id, n): (String, i64, i64) = (
+                    r.get(0).sql(DUPLICATES)?,
+                    r.get(1).sql(DUPLICATES)?,
+                    r.get(2).sql(DUPLICATES)?,
+                );
+                problems.push(format!("agent '{name}': entry id {id} appears {n} times"));
+            }
+
             Ok(CheckReport {
                 ok: problems.is_empty(),
                 integrity,

@@ -426,3 +426,23 @@ fn read_commands_leave_the_files_unchanged() {
         );
     }
 }
+
+#[test]
+fn check_finds_duplicate_entry_ids() -> TestResult {
+    let db = TempDb::new();
+    add(&db, "bot", "0.5", "x");
+    {
+        let c = rusqlite::Connection::open(&db.path)?;
+        c.execute(
+            "INSERT INTO memory_entries (agent_id, importance, created_at, id, size_bytes, content)
+             SELECT agent_id, 0.25, created_at, id, size_bytes, content FROM memory_entries",
+            [],
+        )?;
+    }
+    agentstore(&db)
+        .arg("check")
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("entry id 1 appears 2 times"));
+    Ok(())
+}

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod context;
+mod crash;
 mod open;
 mod retention;
 mod sql;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agentstore::{ListOrder, Prune, clock::to_rfc3339};
+use agentstore::{ListOrder, Prune, clock::to_datetime};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, to_value};
 
@@ -143,7 +143,9 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                 .map(|e| {
                     vec![
                         e.id.to_string(),
-                        to_rfc3339(e.created_at)[..19].replace('T', " "),
+                        to_datetime(e.created_at)
+                            .format("%Y-%m-%d %H:%M:%S")
+                            .to_string(),
                         format!("{:.3}", e.importance),
                         output::bytes(e.size_bytes as u64),
                         output::snippet(&e.content, 60),
