@@ -446,3 +446,40 @@ fn check_finds_duplicate_entry_ids() -> TestResult {
         .stdout(predicate::str::contains("entry id 1 appears 2 times"));
     Ok(())
 }
+
+#[test]
+fn sixteen_processes_creating_one_file_at_once_all_succeed() -> TestResult {
+    let db = TempDb::new();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            StdCommand::new(assert_cmd::cargo::cargo_bin("agentstore"))
+                .arg("--db")
+                .arg(&db.path)
+                .args([
+                    "memory",
+                    "add",
+                    "--agent",
+                    &format!("a{}", i % 4),
+                    &format!("hello {i}"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for child in children {
+        let out = child.wait_with_output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report = json_of(&db, &["check"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["journal_mode"], "wal");
+    assert_eq!(report["row_counts"]["memory_entries"], 16);
+    assert_eq!(report["row_counts"]["agents"], 4);
+    Ok(())
+}
