@@ -37,3 +37,14 @@ pub use store::{
     Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, Prune, PruneReport, QueryResult,
     SCHEMA_SQL, SCHEMA_VERSION, Store, StoreOptions, Synchronous, query_read_only,
 };
+
+#[cfg(test)]
+mod tests {
+    /// The async layer shares one store across tasks and threads.
+    #[test]
+    fn the_store_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<crate::Store>();
+        shared::<crate::Memory>();
+    }
+}
