@@ -31,6 +31,19 @@ pub enum Error {
     #[error("{} is not an SQLite database; agentstore left it untouched", .0.display())]
     NotADatabase(PathBuf),
 
+    /// The file is an SQLite database that SQLite reports as damaged (truncated, a bad
+    /// page). It was left untouched.
+    #[error(
+        "{} is a damaged SQLite database ({detail}); agentstore left it untouched: restore a backup, or try `sqlite3 {} .recover`",
+        path.display(), path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's words.
+        detail: String,
+    },
+
     /// The file is an SQLite database of some other application. It was left untouched.
     #[error(
         "{} is an SQLite database of another application ({detail}); agentstore left it untouched",
@@ -111,6 +124,18 @@ impl Error {
                 ErrorKind::InvalidInput
             }
             _ => ErrorKind::Runtime,
+        }
+    }
+
+    /// True when the file is damaged: not a database, or corrupt.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Error::NotADatabase(_) | Error::Corrupt { .. } => true,
+            Error::Sql { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            ),
+            _ => false,
         }
     }
 

@@ -104,19 +104,17 @@ impl Context {
     }
 }
 
-/// The one line printed for an error: the library's message and its causes.
+/// The one line printed for an error. The library's messages already name their
+/// cause; other errors (I/O on stdout, JSON) get their causes appended.
 pub fn error_line(e: &anyhow::Error) -> String {
-    let mut line = e.to_string();
-    let mut source = e.source();
-    // The library's messages already include their SQLite cause; add only new text.
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = s.source();
-    }
+    let line = match e.downcast_ref::<agentstore::Error>() {
+        Some(err) => err.to_string(),
+        None => e
+            .chain()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": "),
+    };
     line.replace('\n', " ")
 }
 

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{APPLICATION_ID, SCHEMA_VERSION, Store};
-use crate::error::{Result, SqlContext};
+use rusqlite::Connection;
+
+use crate::error::{Error, Result, SqlContext};
 
 /// What `check` found. `problems` is empty when all is well.
 #[derive(Debug, Clone, Serialize)]
@@ -31,133 +33,176 @@ pub struct CheckReport {
 const TABLES: [&str; 3] = ["agents", "memory_counters", "memory_entries"];
 
 impl Store {
-    /// Checks the whole file. Reads only; runs in one snapshot.
+    /// Checks the whole file. Reads only; runs in one snapshot. A file so damaged that
+    /// SQLite cannot finish a step is a problem in the report, not an error.
     ///
     /// # Errors
-    /// SQLite errors that prevent the check from running at all.
+    /// SQLite errors, other than damage, that prevent the check from running.
     pub fn check(&self) -> Result<CheckReport> {
         self.snapshot(|c| {
-            let mut problems = Vec::new();
-
-            const INTEGRITY: &str = "PRAGMA integrity_check";
-            let mut stmt = c.prepare(INTEGRITY).sql(INTEGRITY)?;
-            let integrity = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .sql(INTEGRITY)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .sql(INTEGRITY)?;
-            if integrity != ["ok"] {
-                problems.extend(integrity.iter().map(|l| format!("integrity: {l}")));
-            }
-
-            const FK: &str = "SELECT count(*) FROM pragma_foreign_key_check";
-            let foreign_key_violations: u64 = c.query_row(FK, [], |r| r.get(0)).sql(FK)?;
-            if foreign_key_violations > 0 {
-                problems.push(format!(
-                    "{foreign_key_violations} rows refer to missing parents"
-                ));
-            }
-
-            const MARKS: &str = "SELECT (SELECT user_version FROM pragma_user_version), \
-                 (SELECT application_id FROM pragma_application_id), \
-                 (SELECT journal_mode FROM pragma_journal_mode)";
-            let (schema_version, app_id, journal_mode): (i64, i32, String) = c
-                .query_row(MARKS, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .sql(MARKS)?;
-            if schema_version != SCHEMA_VERSION {
-                problems.push(format!(
-                    "schema version {schema_version}, expected {SCHEMA_VERSION}"
-                ));
-            }
-            if app_id != APPLICATION_ID {
-                problems.push(format!(
-                    "application_id {app_id:#x}, expected {APPLICATION_ID:#x}"
-                ));
-            }
-
-            let mut row_counts = BTreeMap::new();
-            for table in TABLES {
-                let sql = format!("SELECT count(*) FROM {table}");
-                let n: u64 = c.query_row(&sql, [], |r| r.get(0)).sql(&sql)?;
-                row_counts.insert(table.to_string(), n);
-            }
-
-            // Counters against the real counts. The importance sum is a float kept by
-            // adding and subtracting, so it is compared with a tolerance.
-            const COUNTERS: &str = "SELECT a.name, c.entries, c.bytes,
-                    c.importance_sum, c.message_count,
-                    count(m.id), coalesce(sum(m.size_bytes), 0),
-                    coalesce(sum(m.importance), 0.0), coalesce(max(m.id), 0)
-               FROM agents a JOIN memory_counters c ON c.agent_id = a.id
-                    LEFT JOIN memory_entries m ON m.agent_id = a.id
-              GROUP BY a.id ORDER BY a.name";
-            let mut stmt = c.prepare(COUNTERS).sql(COUNTERS)?;
-            let mut rows = stmt.query([]).sql(COUNTERS)?;
-            while let Some(r) = rows.next().sql(COUNTERS)? {
-                let name: String = r.get(0).sql(COUNTERS)?;
-                let kept: (i64, i64, f64, i64) = (
-                    r.get(1).sql(COUNTERS)?,
-                    r.get(2).sql(COUNTERS)?,
-                    r.get(3).sql(COUNTERS)?,
-                    r.get(4).sql(COUNTERS)?,
-                );
-                let real: (i64, i64, f64, i64) = (
-                    r.get(5).sql(COUNTERS)?,
-                    r.get(6).sql(COUNTERS)?,
-                    r.get(7).sql(COUNTERS)?,
-                    r.get(8).sql(COUNTERS)?,
-                );
-                if kept.0 != real.0 {
-                    problems.push(format!(
-                        "agent '{name}': counter says {} entries, table has {}",
-                        kept.0, real.0
-                    ));
+            let mut report = CheckReport {
+                ok: false,
+                integrity: Vec::new(),
+                foreign_key_violations: 0,
+                schema_version: 0,
+                journal_mode: String::new(),
+                row_counts: BTreeMap::new(),
+                problems: Vec::new(),
+            };
+            let damage = |e: Error, report: &mut CheckReport| -> Result<()> {
+                if e.is_damage() {
+                    report.problems.push(format!("the file is damaged: {e}"));
+                    Ok(())
+                } else {
+                    Err(e)
                 }
-                if kept.1 != real.1 {
-                    problems.push(format!(
-                        "agent '{name}': counter says {} bytes, table has {}",
-                        kept.1, real.1
-                    ));
+            };
+            if let Err(e) = marks(c, &mut report) {
+                damage(e, &mut report)?;
+            }
+            match integrity(c) {
+                Ok(lines) => {
+                    if lines != ["ok"] {
+                        let found = lines.iter().map(|l| format!("integrity: {l}"));
+                        report.problems.extend(found);
+                    }
+                    report.integrity = lines;
+                    if let Err(e) = details(c, &mut report) {
+                        damage(e, &mut report)?;
+                    }
                 }
-                if (kept.2 - real.2).abs() > 1e-6 * real.2.abs().max(1.0) {
-                    problems.push(format!(
-                        "agent '{name}': importance sum counter {} differs from {}",
-                        kept.2, real.2
-                    ));
-                }
-                if kept.3 < real.3 {
-                    problems.push(format!(
-                        "agent '{name}': message counter {} is below the highest entry id {}",
-                        kept.3, real.3
-                    ));
+                Err(e) => {
+                    report.integrity = vec![e.to_string()];
+                    damage(e, &mut report)?;
                 }
             }
-
-            // Entry ids are message numbers, unique per agent by construction; the
-            // clustered key does not enforce it, so look.
-            const DUPLICATES: &str = "SELECT a.name, m.id, count(*) FROM memory_entries m
-                 JOIN agents a ON a.id = m.agent_id
-                GROUP BY m.agent_id, m.id HAVING count(*) > 1 LIMIT 10";
-            let mut stmt = c.prepare(DUPLICATES).sql(DUPLICATES)?;
-            let mut rows = stmt.query([]).sql(DUPLICATES)?;
-            while let Some(r) = rows.next().sql(DUPLICATES)? {
-                let (name, id, n): (String, i64, i64) = (
-                    r.get(0).sql(DUPLICATES)?,
-                    r.get(1).sql(DUPLICATES)?,
-                    r.get(2).sql(DUPLICATES)?,
-                );
-                problems.push(format!("agent '{name}': entry id {id} appears {n} times"));
-            }
-
-            Ok(CheckReport {
-                ok: problems.is_empty(),
-                integrity,
-                foreign_key_violations,
-                schema_version,
-                journal_mode,
-                row_counts,
-                problems,
-            })
+            report.ok = report.problems.is_empty();
+            Ok(report)
         })
     }
+}
+
+fn integrity(c: &Connection) -> Result<Vec<String>> {
+    const INTEGRITY: &str = "PRAGMA integrity_check";
+    let mut stmt = c.prepare(INTEGRITY).sql(INTEGRITY)?;
+    let lines = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .sql(INTEGRITY)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .sql(INTEGRITY)?;
+    Ok(lines)
+}
+
+/// Everything after the integrity check, written into `report`.
+fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
+    let problems = &mut report.problems;
+    const FK: &str = "SELECT count(*) FROM pragma_foreign_key_check";
+    report.foreign_key_violations = c.query_row(FK, [], |r| r.get(0)).sql(FK)?;
+    let foreign_key_violations = report.foreign_key_violations;
+    if foreign_key_violations > 0 {
+        problems.push(format!(
+            "{foreign_key_violations} rows refer to missing parents"
+        ));
+    }
+
+    let row_counts = &mut report.row_counts;
+    for table in TABLES {
+        let sql = format!("SELECT count(*) FROM {table}");
+        let n: u64 = c.query_row(&sql, [], |r| r.get(0)).sql(&sql)?;
+        row_counts.insert(table.to_string(), n);
+    }
+
+    // Counters against the real counts. The importance sum is a float kept by
+    // adding and subtracting, so it is compared with a tolerance.
+    const COUNTERS: &str = "SELECT a.name, c.entries, c.bytes,
+            c.importance_sum, c.message_count,
+            count(m.id), coalesce(sum(m.size_bytes), 0),
+            coalesce(sum(m.importance), 0.0), coalesce(max(m.id), 0)
+       FROM agents a JOIN memory_counters c ON c.agent_id = a.id
+            LEFT JOIN memory_entries m ON m.agent_id = a.id
+      GROUP BY a.id ORDER BY a.name";
+    let mut stmt = c.prepare(COUNTERS).sql(COUNTERS)?;
+    let mut rows = stmt.query([]).sql(COUNTERS)?;
+    while let Some(r) = rows.next().sql(COUNTERS)? {
+        let name: String = r.get(0).sql(COUNTERS)?;
+        let kept: (i64, i64, f64, i64) = (
+            r.get(1).sql(COUNTERS)?,
+            r.get(2).sql(COUNTERS)?,
+            r.get(3).sql(COUNTERS)?,
+            r.get(4).sql(COUNTERS)?,
+        );
+        let real: (i64, i64, f64, i64) = (
+            r.get(5).sql(COUNTERS)?,
+            r.get(6).sql(COUNTERS)?,
+            r.get(7).sql(COUNTERS)?,
+            r.get(8).sql(COUNTERS)?,
+        );
+        if kept.0 != real.0 {
+            problems.push(format!(
+                "agent '{name}': counter says {} entries, table has {}",
+                kept.0, real.0
+            ));
+        }
+        if kept.1 != real.1 {
+            problems.push(format!(
+                "agent '{name}': counter says {} bytes, table has {}",
+                kept.1, real.1
+            ));
+        }
+        if (kept.2 - real.2).abs() > 1e-6 * real.2.abs().max(1.0) {
+            problems.push(format!(
+                "agent '{name}': importance sum counter {} differs from {}",
+                kept.2, real.2
+            ));
+        }
+        if kept.3 < real.3 {
+            problems.push(format!(
+                "agent '{name}': message counter {} is below the highest entry id {}",
+                kept.3, real.3
+            ));
+        }
+    }
+
+    // Entry ids are message numbers, unique per agent by construction; the
+    // clustered key does not enforce it, so look.
+    const DUPLICATES: &str = "SELECT a.name, m.id, count(*) FROM memory_entries m
+         JOIN agents a ON a.id = m.agent_id
+        GROUP BY m.agent_id, m.id HAVING count(*) > 1 LIMIT 10";
+    let mut stmt = c.prepare(DUPLICATES).sql(DUPLICATES)?;
+    let mut rows = stmt.query([]).sql(DUPLICATES)?;
+    while let Some(r) = rows.next().sql(DUPLICATES)? {
+        let (name, id, n): (String, i64, i64) = (
+            r.get(0).sql(DUPLICATES)?,
+            r.get(1).sql(DUPLICATES)?,
+            r.get(2).sql(DUPLICATES)?,
+        );
+        problems.push(format!("agent '{name}': entry id {id} appears {n} times"));
+    }
+
+    Ok(())
+}
+
+/// The schema marks, from the file header: readable even when other pages are damaged.
+fn marks(c: &Connection, report: &mut CheckReport) -> Result<()> {
+    let problems = &mut report.problems;
+    const MARKS: &str = "SELECT (SELECT user_version FROM pragma_user_version), \
+         (SELECT application_id FROM pragma_application_id), \
+         (SELECT journal_mode FROM pragma_journal_mode)";
+    let (schema_version, app_id, journal_mode): (i64, i32, String) = c
+        .query_row(MARKS, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .sql(MARKS)?;
+    if schema_version != SCHEMA_VERSION {
+        problems.push(format!(
+            "schema version {schema_version}, expected {SCHEMA_VERSION}"
+        ));
+    }
+    if app_id != APPLICATION_ID {
+        problems.push(format!(
+            "application_id {app_id:#x}, expected {APPLICATION_ID:#x}"
+        ));
+    }
+
+    report.schema_version = schema_version;
+    report.journal_mode = journal_mode;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of an agentstore file: "AGST" in ASCII.
 pub const APPLICATION_ID: i32 = 0x4147_5354;
@@ -67,12 +67,11 @@ pub(crate) fn open_raw(path: &Path, read_only: bool) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
     let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Connection::open_with_flags(path, flags).map_err(|e| match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.to_path_buf()),
-        _ => Error::Sql {
+    Connection::open_with_flags(path, flags).map_err(|e| {
+        damaged(e, path).unwrap_or_else(|e| Error::Sql {
             statement: format!("open {}", path.display()),
             source: e,
-        },
+        })
     })
 }
 
@@ -144,8 +143,12 @@ pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
     });
     let (app_id, version, objects) = match marks {
         Ok(m) => m,
-        Err(e) if is_not_a_database(&e) => return Err(Error::NotADatabase(path.to_path_buf())),
-        Err(e) => return Err(e).sql(SQL),
+        Err(e) => {
+            return Err(damaged(e, path).unwrap_or_else(|e| Error::Sql {
+                statement: SQL.into(),
+                source: e,
+            }));
+        }
     };
     let foreign = |detail: String| Error::ForeignDatabase {
         path: path.to_path_buf(),
@@ -169,11 +172,33 @@ pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
     }
 }
 
-fn is_not_a_database(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
-    )
+/// The error for a file SQLite cannot read as a database, or the SQLite error back.
+pub(crate) fn damaged(
+    e: rusqlite::Error,
+    path: &Path,
+) -> std::result::Result<Error, rusqlite::Error> {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Ok(Error::NotADatabase(path.to_path_buf())),
+        Some(ErrorCode::DatabaseCorrupt) => Ok(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        }),
+        _ => Err(e),
+    }
+}
+
+/// Refuses a directory where a database file should be (a runtime failure, exit 1).
+pub(crate) fn refuse_directory(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::Io {
+            context: format!("cannot open {}", path.display()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "it is a directory, not a database file",
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Connection settings, shared by every pooled connection.

@@ -124,12 +124,7 @@ impl Store {
     /// [`Error::TooNew`], or an I/O or SQLite error.
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            return Err(Error::invalid(format!(
-                "{} is a directory, not a database file",
-                path.display()
-            )));
-        }
+        connection::refuse_directory(&path)?;
         if !path.exists() {
             if !options.create {
                 return Err(Error::NotFound(path));
@@ -216,11 +211,16 @@ impl Store {
 
     /// Runs `f` in a read transaction: every statement sees the same snapshot.
     pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction().sql("BEGIN")?;
-        let out = f(&tx)?;
-        tx.commit().sql("COMMIT")?;
-        Ok(out)
+        let conn = self.conn()?;
+        conn.execute_batch("BEGIN").sql("BEGIN")?;
+        let out = f(&conn);
+        // Nothing was written, so ending the transaction cannot lose anything; after
+        // an error SQLite may already have ended it, or refuse COMMIT on a damaged
+        // file. Either way the connection goes back to the pool in autocommit mode.
+        if !conn.is_autocommit() && conn.execute_batch("COMMIT").is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        out
     }
 
     /// Runs `f` in a write transaction that takes the write lock up front

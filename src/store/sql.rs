@@ -17,7 +17,9 @@ use rusqlite::{Connection, ErrorCode};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::connection::{Identity, has_sidecars, identify, open_raw, tidy_sidecars};
+use super::connection::{
+    Identity, has_sidecars, identify, open_raw, refuse_directory, tidy_sidecars,
+};
 use crate::error::{Error, Result, SqlContext};
 
 /// Rows of a read-only query.
@@ -117,12 +119,7 @@ pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<Quer
     if sql.trim().is_empty() {
         return Err(Error::invalid("the query is empty"));
     }
-    if path.is_dir() {
-        return Err(Error::invalid(format!(
-            "{} is a directory, not a database file",
-            path.display()
-        )));
-    }
+    refuse_directory(path)?;
     if !path.exists() {
         return Err(Error::NotFound(path.to_path_buf()));
     }

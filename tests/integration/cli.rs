@@ -483,3 +483,83 @@ fn sixteen_processes_creating_one_file_at_once_all_succeed() -> TestResult {
     assert_eq!(report["row_counts"]["agents"], 4);
     Ok(())
 }
+
+/// A database of 200 entries, closed, so that its bytes can be damaged.
+fn populated_file() -> TempDb {
+    let db = TempDb::new();
+    let store = agentstore::Store::open(&db.path, agentstore::StoreOptions::default()).unwrap();
+    let memory = store.memory(&store.agent("bot").unwrap());
+    let items: Vec<(String, f64)> = (0..200)
+        .map(|i| (format!("entry {i} {}", "padding ".repeat(8)), 0.5))
+        .collect();
+    memory
+        .import_entries(
+            &items
+                .iter()
+                .enumerate()
+                .map(|(i, (c, imp))| agentstore::NewEntry {
+                    content: c.clone(),
+                    importance: *imp,
+                    created_at: i as i64,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    drop(memory);
+    drop(store);
+    db
+}
+
+#[test]
+fn a_truncated_database_is_refused_untouched() {
+    let db = populated_file();
+    let bytes = std::fs::read(&db.path).unwrap();
+    std::fs::write(&db.path, &bytes[..8192]).unwrap();
+    let before = db.snapshot();
+    for args in [
+        &["memory", "add", "--agent", "bot", "x"][..],
+        &["check"],
+        &["sql", "SELECT 1"],
+    ] {
+        agentstore(&db)
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("is a damaged SQLite database"));
+    }
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn check_reports_a_damaged_page_with_exit_3() {
+    let db = populated_file();
+    let mut bytes = std::fs::read(&db.path).unwrap();
+    // Scramble the header of the third page (a b-tree page of the schema's tables).
+    for b in &mut bytes[2 * 4096..2 * 4096 + 12] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&db.path, &bytes).unwrap();
+    agentstore(&db)
+        .arg("check")
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("the file is damaged"));
+}
+
+#[test]
+fn a_directory_or_a_missing_parent_is_a_runtime_error() {
+    let db = TempDb::new();
+    for path in [
+        db.dir.path().to_path_buf(),
+        db.dir.path().join("no/such/x.db"),
+    ] {
+        Command::cargo_bin("agentstore")
+            .unwrap()
+            .arg("--db")
+            .arg(&path)
+            .args(["memory", "add", "--agent", "bot", "x"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::starts_with("agentstore: cannot "));
+    }
+}
