@@ -82,6 +82,13 @@ pub enum Error {
     #[error("disk full: the write was not stored; free some space and retry")]
     DiskFull,
 
+    /// The file (or its directory) cannot be written by this process. Nothing was
+    /// written.
+    #[error(
+        "the database is read-only for this process (check the permissions of the file and its directory): nothing was written"
+    )]
+    ReadOnlyDatabase,
+
     /// An SQLite error, with the statement that raised it.
     #[error("sqlite error in `{statement}`: {source}")]
     Sql {
@@ -169,6 +176,7 @@ impl<T> SqlContext<T> for std::result::Result<T, rusqlite::Error> {
     fn sql(self, statement: &str) -> Result<T> {
         self.map_err(|source| match source.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => Error::DiskFull,
+            Some(rusqlite::ErrorCode::ReadOnly) => Error::ReadOnlyDatabase,
             _ => Error::Sql {
                 statement: short_statement(statement),
                 source,

@@ -563,3 +563,49 @@ fn a_directory_or_a_missing_parent_is_a_runtime_error() {
             .stderr(predicate::str::starts_with("agentstore: cannot "));
     }
 }
+
+#[test]
+fn a_read_only_file_can_be_read_but_not_written() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    // Root ignores permission bits, so run the binary as `nobody` when we are root.
+    let is_root = StdCommand::new("id").arg("-u").output()?.stdout == b"0\n";
+    let runuser = std::path::Path::new("/usr/sbin/runuser");
+    if !is_root || !runuser.exists() {
+        println!("skipped: needs root and runuser to act as another user");
+        return Ok(());
+    }
+    let db = TempDb::new();
+    add(&db, "bot", "0.5", "hello");
+    // A directory and a copy of the binary that `nobody` can reach.
+    std::fs::set_permissions(db.dir.path(), std::fs::Permissions::from_mode(0o777))?;
+    let bin = db.dir.path().join("agentstore");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("agentstore"), &bin)?;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(&db.path, std::fs::Permissions::from_mode(0o444))?;
+    let db_bytes = std::fs::read(&db.path)?;
+    let as_nobody = |args: &[&str]| {
+        StdCommand::new(runuser)
+            .args(["-u", "nobody", "--"])
+            .arg(&bin)
+            .arg("--db")
+            .arg(&db.path)
+            .args(args)
+            .output()
+    };
+    let read = as_nobody(&["memory", "list", "--agent", "bot"])?;
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(String::from_utf8_lossy(&read.stdout).contains("hello"));
+    let write = as_nobody(&["memory", "add", "--agent", "bot", "more"])?;
+    assert_eq!(write.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains("the database is read-only"),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+    assert_eq!(std::fs::read(&db.path)?, db_bytes, "the file changed");
+    Ok(())
+}
