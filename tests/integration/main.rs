@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod context;
 mod crash;
+mod faults;
 mod open;
 mod retention;
 mod sql;
