@@ -15,6 +15,11 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        // A bare `agentstore` or `agentstore memory`: the help, on stderr, exit 2.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
         // Usage errors: one line on stderr, exit 2.
         Err(e) => {
             let rendered = e.render().to_string();

@@ -609,3 +609,16 @@ fn a_read_only_file_can_be_read_but_not_written() -> TestResult {
     assert_eq!(std::fs::read(&db.path)?, db_bytes, "the file changed");
     Ok(())
 }
+
+#[test]
+fn a_missing_subcommand_shows_the_help_on_stderr() {
+    for args in [&[][..], &["memory"], &["agents"]] {
+        Command::cargo_bin("agentstore")
+            .unwrap()
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains("Usage: agentstore"));
+    }
+}
