@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::connection::KNOWN_TABLES;
 use super::{APPLICATION_ID, SCHEMA_VERSION, Store};
 use rusqlite::Connection;
 
@@ -29,8 +30,6 @@ pub struct CheckReport {
     /// Every problem, one line each.
     pub problems: Vec<String>,
 }
-
-const TABLES: [&str; 3] = ["agents", "memory_counters", "memory_entries"];
 
 impl Store {
     /// Checks the whole file. Reads only; runs in one snapshot. A file so damaged that
@@ -106,7 +105,7 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
     }
 
     let row_counts = &mut report.row_counts;
-    for table in TABLES {
+    for table in KNOWN_TABLES {
         let sql = format!("SELECT count(*) FROM {table}");
         let n: u64 = c.query_row(&sql, [], |r| r.get(0)).sql(&sql)?;
         row_counts.insert(table.to_string(), n);

@@ -16,6 +16,9 @@ pub const APPLICATION_ID: i32 = 0x4147_5354;
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// The tables a file at [`SCHEMA_VERSION`] must have.
+pub(crate) const KNOWN_TABLES: [&str; 3] = ["agents", "memory_counters", "memory_entries"];
+
 /// Longest content (in UTF-8 bytes) accepted for one entry; larger input is refused
 /// before it reaches SQLite.
 pub const MAX_CONTENT_BYTES: usize = 1 << 20;
@@ -133,15 +136,18 @@ pub(crate) fn busy_error(statement: &str) -> Error {
 pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
     const SQL: &str = "SELECT (SELECT application_id FROM pragma_application_id), \
                               (SELECT user_version FROM pragma_user_version), \
-                              (SELECT count(*) FROM sqlite_schema)";
+                              (SELECT count(*) FROM sqlite_schema), \
+                              (SELECT group_concat(name, ' ') FROM sqlite_schema \
+                                WHERE type = 'table')";
     let marks = conn.query_row(SQL, [], |r| {
         Ok((
             r.get::<_, i32>(0)?,
             r.get::<_, i64>(1)?,
             r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(3)?.unwrap_or_default(),
         ))
     });
-    let (app_id, version, objects) = match marks {
+    let (app_id, version, objects, tables) = match marks {
         Ok(m) => m,
         Err(e) => {
             return Err(damaged(e, path).unwrap_or_else(|e| Error::Sql {
@@ -160,6 +166,13 @@ pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
             found: version,
             known: SCHEMA_VERSION,
         }),
+        APPLICATION_ID if version == SCHEMA_VERSION => {
+            let present: Vec<&str> = tables.split(' ').collect();
+            match KNOWN_TABLES.iter().find(|t| !present.contains(t)) {
+                Some(missing) => Err(foreign(format!("agentstore marks, but no table {missing}"))),
+                None => Ok(Identity::Ours { version }),
+            }
+        }
         APPLICATION_ID if version >= 1 => Ok(Identity::Ours { version }),
         APPLICATION_ID => Err(foreign(format!(
             "agentstore mark but schema version {version}"

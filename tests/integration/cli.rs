@@ -622,3 +622,16 @@ fn a_missing_subcommand_shows_the_help_on_stderr() {
             .stderr(predicate::str::contains("Usage: agentstore"));
     }
 }
+
+#[test]
+fn memory_add_reads_the_text_from_stdin_with_a_dash() {
+    let db = TempDb::new();
+    agentstore(&db)
+        .args(["memory", "add", "--agent", "bot", "-"])
+        .write_stdin("a long note\nover two lines\n")
+        .assert()
+        .success()
+        .stdout("1\n");
+    let v = json_of(&db, &["memory", "list", "--agent", "bot"]);
+    assert_eq!(v[0]["content"], "a long note\nover two lines");
+}

@@ -203,3 +203,20 @@ fn the_wal_stays_bounded_under_a_steady_writer() -> TestResult {
     assert!(largest < 8 * 1024 * 1024, "the WAL grew to {largest} bytes");
     Ok(())
 }
+
+#[test]
+fn our_marks_without_our_tables_are_refused_untouched() -> TestResult {
+    let db = TempDb::new();
+    {
+        let c = Connection::open(&db.path)?;
+        c.execute_batch(&format!(
+            "CREATE TABLE agents (id INTEGER PRIMARY KEY);
+             PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
+    }
+    assert_refused_untouched(
+        &db,
+        |e| matches!(e, Error::ForeignDatabase { detail, .. } if detail.contains("no table memory_counters")),
+    );
+    Ok(())
+}

@@ -1,6 +1,9 @@
 //! `agentstore memory`: an agent's memory entries.
 
+use std::io::Read;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use agentstore::{ListOrder, Prune, clock::to_datetime};
 use clap::{Subcommand, ValueEnum};
@@ -58,7 +61,8 @@ pub struct AddArgs {
     /// Importance, a number between 0 and 1.
     #[arg(long, default_value = "0.5", value_parser = parse::unit_interval)]
     pub importance: f64,
-    /// The entry's text.
+    /// The entry's text; `-` reads it from standard input (one trailing newline is
+    /// dropped).
     pub text: String,
 }
 
@@ -121,9 +125,24 @@ pub struct PruneArgs {
 pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
     match cmd {
         Command::Add(a) => {
+            let text = if a.text == "-" {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read the entry's text from standard input")?;
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                text
+            } else {
+                a.text
+            };
             let store = ctx.open_for_write()?;
             let agent = store.agent(&a.agent.agent)?;
-            let id = store.memory(&agent).add(&a.text, a.importance)?;
+            let id = store.memory(&agent).add(&text, a.importance)?;
             Ok(Output::Text {
                 text: id.to_string(),
                 json: json!({ "id": id, "agent": agent.name }),
