@@ -89,14 +89,15 @@ pub enum Error {
     )]
     ReadOnlyDatabase,
 
-    /// An SQLite error, with the statement that raised it.
+    /// A database error, with the statement that raised it. The source is boxed so
+    /// that the public API names no SQLite type (a second backend is an addition).
     #[error("sqlite error in `{statement}`: {source}")]
     Sql {
         /// The statement (or the step) that failed.
         statement: String,
-        /// SQLite's error.
+        /// The database's error.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// No pooled connection could be had in time.
@@ -139,7 +140,7 @@ impl Error {
         match self {
             Error::NotADatabase(_) | Error::Corrupt { .. } => true,
             Error::Sql { source, .. } => matches!(
-                source.sqlite_error_code(),
+                sqlite_code(source.as_ref()),
                 Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
             ),
             _ => false,
@@ -151,7 +152,7 @@ impl Error {
         matches!(
             self,
             Error::Sql { source, .. } if matches!(
-                source.sqlite_error_code(),
+                sqlite_code(source.as_ref()),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             )
         )
@@ -160,6 +161,15 @@ impl Error {
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }
+}
+
+/// SQLite's primary result code behind a boxed source, if it is an SQLite error.
+fn sqlite_code(
+    source: &(dyn std::error::Error + Send + Sync + 'static),
+) -> Option<rusqlite::ErrorCode> {
+    source
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
 }
 
 fn humanize(d: &Duration) -> String {
@@ -179,7 +189,7 @@ impl<T> SqlContext<T> for std::result::Result<T, rusqlite::Error> {
             Some(rusqlite::ErrorCode::ReadOnly) => Error::ReadOnlyDatabase,
             _ => Error::Sql {
                 statement: short_statement(statement),
-                source,
+                source: Box::new(source),
             },
         })
     }

@@ -73,7 +73,7 @@ pub(crate) fn open_raw(path: &Path, read_only: bool) -> Result<Connection> {
     Connection::open_with_flags(path, flags).map_err(|e| {
         damaged(e, path).unwrap_or_else(|e| Error::Sql {
             statement: format!("open {}", path.display()),
-            source: e,
+            source: Box::new(e),
         })
     })
 }
@@ -125,10 +125,10 @@ pub(crate) fn retry_while_busy<T>(
 pub(crate) fn busy_error(statement: &str) -> Error {
     Error::Sql {
         statement: statement.to_string(),
-        source: rusqlite::Error::SqliteFailure(
+        source: Box::new(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
             Some("other connections kept it from completing in time".into()),
-        ),
+        )),
     }
 }
 
@@ -152,7 +152,7 @@ pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
         Err(e) => {
             return Err(damaged(e, path).unwrap_or_else(|e| Error::Sql {
                 statement: SQL.into(),
-                source: e,
+                source: Box::new(e),
             }));
         }
     };

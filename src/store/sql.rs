@@ -169,7 +169,7 @@ fn run_query(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
             ),
             e => Error::Sql {
                 statement: sql.split_whitespace().collect::<Vec<_>>().join(" "),
-                source: e,
+                source: Box::new(e),
             },
         }
     };
