@@ -47,7 +47,8 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread with its own connection. Returns `None` when that connection
-    /// cannot be opened; SQLite's backstop checkpoint then does the work.
+    /// cannot be opened; the automatic checkpoint of the next small commit then does
+    /// the work.
     pub(crate) fn start(path: &Path, settings: ConnectionSettings) -> Option<Checkpointer> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).ok()?;
