@@ -162,6 +162,30 @@ mod tests {
         }
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any argument list parses or fails with a usage error; none panics.
+        #[test]
+        fn the_parser_never_panics(args in proptest::collection::vec(
+            prop_oneof![
+                proptest::sample::select(vec![
+                    "memory", "add", "list", "stats", "context", "prune", "agents", "sql",
+                    "check", "init", "--agent", "--importance", "--limit", "--order",
+                    "--keep-fraction", "--min-importance", "--older-than", "--max-bytes",
+                    "--dry-run", "--max-chars", "--timeout", "--json", "--db", "--help",
+                    "-", "--", "NaN", "inf", "-0", "1.5", "0.5", "0", "-1", "7x", "90m",
+                    "time", "importance", "18446744073709551616",
+                ]).prop_map(String::from),
+                "\\PC{0,12}",
+            ],
+            0..8,
+        )) {
+            let argv = std::iter::once("agentstore".to_string()).chain(args);
+            let _ = Cli::try_parse_from(argv);
+        }
+    }
+
     #[test]
     fn every_subcommand_has_an_example_in_its_help() {
         let mut commands = Vec::new();
