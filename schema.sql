@@ -91,6 +91,7 @@ END;
 -- any size.
 CREATE VIEW memory_stats AS
 SELECT a.name                                                   AS agent,
+       a.id                                                     AS agent_id,
        c.entries                                                AS total_entries,
        c.bytes                                                  AS total_bytes,
        c.bytes / 1048576.0                                      AS total_memory_mb,

@@ -46,10 +46,26 @@ impl Default for MemorySettings {
     }
 }
 
+/// Megabytes (MiB, as the original's `max_memory_mb`) to bytes.
+pub(crate) fn mb_to_bytes(mb: f64) -> f64 {
+    mb * 1024.0 * 1024.0
+}
+
+/// Checks that `value` is a finite number in `[0, 1]`.
+pub(crate) fn check_unit(name: &str, value: f64) -> Result<()> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{name} must be between 0 and 1, got {value}"
+        )))
+    }
+}
+
 impl MemorySettings {
     /// The byte budget in bytes.
     pub fn max_bytes(&self) -> f64 {
-        self.max_memory_mb * 1024.0 * 1024.0
+        mb_to_bytes(self.max_memory_mb)
     }
 
     /// Checks every value before it reaches SQL.
@@ -57,15 +73,6 @@ impl MemorySettings {
     /// # Errors
     /// [`Error::InvalidArgument`] naming the first bad setting.
     pub fn validate(&self) -> Result<()> {
-        let unit = |name: &str, v: f64| {
-            if v.is_finite() && (0.0..=1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(Error::invalid(format!(
-                    "{name} must be between 0 and 1, got {v}"
-                )))
-            }
-        };
         if !(self.max_memory_mb.is_finite() && self.max_memory_mb > 0.0) {
             return Err(Error::invalid(format!(
                 "max_memory_mb must be a positive number, got {}",
@@ -81,9 +88,9 @@ impl MemorySettings {
         if self.cleanup_interval > i64::MAX as u64 {
             return Err(Error::invalid("cleanup_interval is too large"));
         }
-        unit("keep_fraction", self.keep_fraction)?;
-        unit("importance_threshold", self.importance_threshold)?;
-        unit("low_water", self.low_water)?;
+        check_unit("keep_fraction", self.keep_fraction)?;
+        check_unit("importance_threshold", self.importance_threshold)?;
+        check_unit("low_water", self.low_water)?;
         for (name, w) in [
             ("importance_weight", self.importance_weight),
             ("recency_weight", self.recency_weight),

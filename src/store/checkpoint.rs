@@ -15,9 +15,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
-use super::connection::{ConnectionSettings, configure};
+use super::connection::{ConnectionSettings, configure, open_raw};
 use crate::error::{Result, SqlContext};
 
 /// Pages in the WAL (4 MiB of 4 KiB pages) at which a commit checkpoints: SQLite's
@@ -50,8 +50,7 @@ impl Checkpointer {
     /// cannot be opened; the automatic checkpoint of the next small commit then does
     /// the work.
     pub(crate) fn start(path: &Path, settings: ConnectionSettings) -> Option<Checkpointer> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).ok()?;
+        let conn = open_raw(path, false).ok()?;
         configure(&conn, settings).ok()?;
         let shared: Arc<(Mutex<Flags>, Condvar)> = Arc::default();
         let theirs = Arc::clone(&shared);

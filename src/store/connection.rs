@@ -70,12 +70,8 @@ pub(crate) fn open_raw(path: &Path, read_only: bool) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
     let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Connection::open_with_flags(path, flags).map_err(|e| {
-        damaged(e, path).unwrap_or_else(|e| Error::Sql {
-            statement: format!("open {}", path.display()),
-            source: Box::new(e),
-        })
-    })
+    Connection::open_with_flags(path, flags)
+        .map_err(|e| read_error(e, path, &format!("open {}", path.display())))
 }
 
 /// The -wal and -shm files beside a database.
@@ -97,8 +93,7 @@ pub(crate) fn has_sidecars(path: &Path) -> bool {
 /// connection to the file, SQLite checkpoints (an empty WAL: nothing to copy) and
 /// removes both; if another process has the file open, they stay, as they must.
 pub(crate) fn tidy_sidecars(path: &Path) {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if let Ok(conn) = Connection::open_with_flags(path, flags) {
+    if let Ok(conn) = open_raw(path, false) {
         let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()));
         let _ = conn.close();
     }
@@ -147,15 +142,7 @@ pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
             r.get::<_, Option<String>>(3)?.unwrap_or_default(),
         ))
     });
-    let (app_id, version, objects, tables) = match marks {
-        Ok(m) => m,
-        Err(e) => {
-            return Err(damaged(e, path).unwrap_or_else(|e| Error::Sql {
-                statement: SQL.into(),
-                source: Box::new(e),
-            }));
-        }
-    };
+    let (app_id, version, objects, tables) = marks.map_err(|e| read_error(e, path, SQL))?;
     let foreign = |detail: String| Error::ForeignDatabase {
         path: path.to_path_buf(),
         detail,
@@ -185,18 +172,19 @@ pub(crate) fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
     }
 }
 
-/// The error for a file SQLite cannot read as a database, or the SQLite error back.
-pub(crate) fn damaged(
-    e: rusqlite::Error,
-    path: &Path,
-) -> std::result::Result<Error, rusqlite::Error> {
+/// The error for a failed open or first read of `path`: not a database, damaged, or
+/// the SQLite error of `statement`.
+fn read_error(e: rusqlite::Error, path: &Path, statement: &str) -> Error {
     match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => Ok(Error::NotADatabase(path.to_path_buf())),
-        Some(ErrorCode::DatabaseCorrupt) => Ok(Error::Corrupt {
+        Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.to_path_buf()),
+        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt {
             path: path.to_path_buf(),
             detail: e.to_string(),
-        }),
-        _ => Err(e),
+        },
+        _ => Error::Sql {
+            statement: statement.to_string(),
+            source: Box::new(e),
+        },
     }
 }
 

@@ -2,12 +2,13 @@
 //! N messages, a hard cap on entries, an emergency cleanup over the byte budget),
 //! pruning on demand, O(1) stats, and the compressed context. Everything that selects
 //! rows is SQL over the clustered primary key (agent, importance, created, id) or the
-//! time index; counts and byte totals come from trigger-kept counters in `agents`.
+//! time index; counts and byte totals come from trigger-kept `memory_counters`.
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use super::agents::{check_unit, mb_to_bytes};
 use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
 use crate::clock::serialize_micros;
 use crate::error::{Error, Result, SqlContext};
@@ -236,6 +237,30 @@ const COUNTERS: &str = "SELECT entries, bytes FROM memory_counters WHERE agent_i
 const INSERT: &str = "INSERT OR ROLLBACK INTO memory_entries
     (agent_id, importance, created_at, id, size_bytes, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+/// Inserts one entry with `INSERT` (prepared once by the caller for a whole batch).
+fn insert_entry(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    agent_id: i64,
+    id: i64,
+    content: &str,
+    importance: f64,
+    created_at: i64,
+) -> Result<()> {
+    let size = content.len() as i64;
+    insert
+        .execute(params![agent_id, importance, created_at, id, size, content])
+        .sql(INSERT)?;
+    Ok(())
+}
+
+/// The regular cleanup over `count` existing entries; returns how many it deleted.
+fn regular_cleanup(tx: &Connection, agent_id: i64, count: i64, keep_fraction: f64) -> Result<u64> {
+    match regular_cleanup_deletes(count, keep_fraction) {
+        0 => Ok(0),
+        doomed => delete(tx, DELETE_LOWEST_N, agent_id, doomed),
+    }
+}
+
 /// Runs a prepared-and-cached DELETE with two bound values; returns rows deleted.
 fn delete(tx: &Connection, sql: &str, agent_id: i64, bound: i64) -> Result<u64> {
     let n = tx
@@ -289,7 +314,7 @@ fn add_in<S: AsRef<str>>(
                     cleanup_interval: r.get(0)?,
                     keep_fraction: r.get(1)?,
                     max_entries: r.get(2)?,
-                    max_bytes: r.get::<_, f64>(3)? * 1024.0 * 1024.0,
+                    max_bytes: mb_to_bytes(r.get(3)?),
                     low_water: r.get(4)?,
                 })
             })
@@ -300,21 +325,17 @@ fn add_in<S: AsRef<str>>(
     for (k, (content, importance)) in items.iter().enumerate() {
         let message = last_message - n + 1 + k as i64;
 
-        if s.cleanup_interval > 0 && message % s.cleanup_interval == 0 {
-            let doomed = regular_cleanup_deletes(entries, s.keep_fraction);
-            if doomed > 0 {
-                delete(tx, DELETE_LOWEST_N, agent_id, doomed)?;
-                (entries, bytes) = counters(tx, agent_id)?;
-            }
+        if s.cleanup_interval > 0
+            && message % s.cleanup_interval == 0
+            && regular_cleanup(tx, agent_id, entries, s.keep_fraction)? > 0
+        {
+            (entries, bytes) = counters(tx, agent_id)?;
         }
 
         let content = content.as_ref();
-        let size = content.len() as i64;
-        insert
-            .execute(params![agent_id, importance, now, message, size, content])
-            .sql(INSERT)?;
+        insert_entry(&mut insert, agent_id, message, content, *importance, now)?;
         entries += 1;
-        bytes += size;
+        bytes += content.len() as i64;
 
         if entries > s.max_entries {
             delete(tx, DELETE_OLDEST_N, agent_id, entries - s.max_entries)?;
@@ -388,17 +409,15 @@ impl Memory {
             let first = last - entries.len() as i64 + 1;
             let mut insert = tx.prepare_cached(INSERT).sql(INSERT)?;
             for (i, e) in entries.iter().enumerate() {
-                let size = e.content.len() as i64;
-                insert
-                    .execute(params![
-                        self.agent_id,
-                        e.importance,
-                        e.created_at,
-                        first + i as i64,
-                        size,
-                        e.content
-                    ])
-                    .sql(INSERT)?;
+                let id = first + i as i64;
+                insert_entry(
+                    &mut insert,
+                    self.agent_id,
+                    id,
+                    &e.content,
+                    e.importance,
+                    e.created_at,
+                )?;
             }
             Ok(entries.len() as u64)
         })
@@ -416,10 +435,7 @@ impl Memory {
             let (count, keep): (i64, f64) = tx
                 .query_row(KEEP, [self.agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .sql(KEEP)?;
-            match regular_cleanup_deletes(count, keep) {
-                0 => Ok(0),
-                n => delete(tx, DELETE_LOWEST_N, self.agent_id, n),
-            }
+            regular_cleanup(tx, self.agent_id, count, keep)
         })
     }
 
@@ -457,38 +473,28 @@ impl Memory {
     /// # Errors
     /// SQLite errors.
     pub fn stats(&self) -> Result<MemoryStats> {
-        const STATS: &str = "SELECT c.entries, c.bytes, c.importance_sum, a.max_memory_mb,
-                (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id),
-                (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id)
-           FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.id = ?1";
+        // The `memory_stats` view is the one definition of these figures; only the age
+        // needs the store's clock.
+        const STATS: &str = "SELECT total_entries, total_memory_mb, avg_importance_score,
+                memory_utilization_pct, oldest_created_at, newest_created_at
+           FROM memory_stats WHERE agent_id = ?1";
         let now = self.store.now_micros();
+        let hours = |micros: i64| micros as f64 / 3_600_000_000.0;
         self.store.read(|c| {
             c.prepare_cached(STATS)
                 .and_then(|mut s| {
                     s.query_row([self.agent_id], |r| {
-                        let entries: u64 = r.get(0)?;
-                        let bytes: i64 = r.get(1)?;
-                        let importance_sum: f64 = r.get(2)?;
-                        let max_mb: f64 = r.get(3)?;
                         let oldest: Option<i64> = r.get(4)?;
                         let newest: Option<i64> = r.get(5)?;
-                        let mb = bytes as f64 / (1024.0 * 1024.0);
-                        let hours = |micros: i64| micros as f64 / 3_600_000_000.0;
-                        let mut stats = MemoryStats {
-                            total_entries: entries,
-                            total_memory_mb: mb,
-                            avg_importance_score: None,
-                            memory_utilization_pct: None,
-                            oldest_entry_age_hours: None,
-                            memory_span_hours: None,
-                        };
-                        if let (true, Some(oldest), Some(newest)) = (entries > 0, oldest, newest) {
-                            stats.avg_importance_score = Some(importance_sum / entries as f64);
-                            stats.memory_utilization_pct = Some(mb / max_mb * 100.0);
-                            stats.oldest_entry_age_hours = Some(hours(now - oldest));
-                            stats.memory_span_hours = Some(hours(newest - oldest));
-                        }
-                        Ok(stats)
+                        let ends = oldest.zip(newest);
+                        Ok(MemoryStats {
+                            total_entries: r.get(0)?,
+                            total_memory_mb: r.get(1)?,
+                            avg_importance_score: ends.and(r.get(2)?),
+                            memory_utilization_pct: ends.and(r.get(3)?),
+                            oldest_entry_age_hours: ends.map(|(o, _)| hours(now - o)),
+                            memory_span_hours: ends.map(|(o, n)| hours(n - o)),
+                        })
                     })
                 })
                 .sql(STATS)
@@ -570,11 +576,7 @@ fn plan_prune(c: &Connection, agent_id: i64, rule: Prune, now: i64) -> Result<Op
     };
     Ok(match rule {
         Prune::KeepFraction(f) => {
-            if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
-                return Err(Error::invalid(format!(
-                    "keep fraction must be between 0 and 1, got {f}"
-                )));
-            }
+            check_unit("keep fraction", f)?;
             let (count, _) = counters(c, agent_id)?;
             let doomed = count - (count as f64 * f).floor() as i64;
             (doomed > 0)
@@ -647,13 +649,11 @@ fn run_prune(
     })
 }
 
-/// One ranked candidate of the context walk.
-struct Ranked {
-    importance: f64,
+/// One entry the context walk has taken.
+struct Chosen {
     created_at: i64,
     id: i64,
-    chars: u64,
-    score: f64,
+    content: String,
 }
 
 fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<CompressedContext> {
@@ -664,16 +664,14 @@ fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<C
        FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.id = ?1";
     // Recency as the original: 1 - (newest - created) / (newest - oldest), 1.0 when the
     // span is 0; the same float operations as a Rust reference, so ranks agree exactly.
-    // Content is read by reference and its characters counted in Rust: SQL's length()
-    // stops at the first NUL, and content may hold NULs.
-    const RANKED: &str = "SELECT importance, created_at, id, content,
+    // Content is read by reference and its characters counted in Rust (SQL's length()
+    // stops at the first NUL, and content may hold NULs); only the taken ones are copied.
+    const RANKED: &str = "SELECT created_at, id, content,
             ?2 * importance + ?3 * (CASE WHEN ?5 = 0 THEN 1.0
                  ELSE 1.0 - CAST(?4 - created_at AS REAL) / CAST(?5 AS REAL) END) AS score
        FROM memory_entries
       WHERE agent_id = ?1 AND importance >= ?6
       ORDER BY score DESC, created_at DESC, id DESC";
-    const CONTENT: &str = "SELECT content FROM memory_entries
-      WHERE agent_id = ?1 AND importance = ?2 AND created_at = ?3 AND id = ?4";
 
     let (total, wi, wr, top, oldest, newest): (
         u64,
@@ -717,31 +715,28 @@ fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<C
         let mut rows = stmt
             .query(params![agent_id, wi, wr, newest, span, cutoff])
             .sql(RANKED)?;
-        let mut chosen: Vec<Ranked> = Vec::new();
+        let mut chosen: Vec<Chosen> = Vec::new();
         let mut used = 0u64;
         let mut settled = everything;
         while let Some(r) = rows.next().sql(RANKED)? {
-            let cand = Ranked {
-                importance: r.get(0).sql(RANKED)?,
-                created_at: r.get(1).sql(RANKED)?,
-                id: r.get(2).sql(RANKED)?,
-                chars: r
-                    .get_ref(3)
-                    .and_then(|v| Ok(v.as_str()?.chars().count() as u64))
-                    .sql(RANKED)?,
-                score: r.get(4).sql(RANKED)?,
-            };
-            if !everything && cand.score <= unread_bound {
+            let score: f64 = r.get(3).sql(RANKED)?;
+            if !everything && score <= unread_bound {
                 // An unread entry might outrank this one: read more.
                 settled = false;
                 break;
             }
-            if used + cand.chars > max_chars {
+            let content = r.get_ref(2).and_then(|v| Ok(v.as_str()?)).sql(RANKED)?;
+            let chars = content.chars().count() as u64;
+            if used + chars > max_chars {
                 settled = true;
                 break;
             }
-            used += cand.chars;
-            chosen.push(cand);
+            used += chars;
+            chosen.push(Chosen {
+                created_at: r.get(0).sql(RANKED)?,
+                id: r.get(1).sql(RANKED)?,
+                content: content.to_owned(),
+            });
         }
         if settled {
             break chosen;
@@ -751,17 +746,8 @@ fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<C
 
     let mut chosen = chosen;
     chosen.sort_by_key(|e| (e.created_at, e.id));
-    let mut content = c.prepare_cached(CONTENT).sql(CONTENT)?;
-    let mut lines = Vec::with_capacity(chosen.len() + 1);
-    for e in &chosen {
-        let text: String = content
-            .query_row(params![agent_id, e.importance, e.created_at, e.id], |r| {
-                r.get(0)
-            })
-            .sql(CONTENT)?;
-        lines.push(text);
-    }
     let included = chosen.len() as u64;
+    let mut lines: Vec<String> = chosen.into_iter().map(|e| e.content).collect();
     let truncated = total - included;
     if truncated > 0 {
         lines.push(format!(

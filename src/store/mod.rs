@@ -89,7 +89,6 @@ struct Inner {
     clock: Arc<dyn Clock>,
     path: PathBuf,
     settings: ConnectionSettings,
-    busy_timeout: Duration,
     /// Started by the first write; stopped and joined when the last clone is dropped.
     checkpointer: OnceLock<Option<checkpoint::Checkpointer>>,
 }
@@ -115,13 +114,14 @@ impl Store {
     /// Opens (or, with `options.create`, creates) the database at `path`.
     ///
     /// The file's identity is checked before anything can write to it: a file that is
-    /// not SQLite, an SQLite database of another application, or one written by a newer
-    /// agentstore is refused and left byte-for-byte untouched. An older agentstore file
-    /// is migrated in one transaction.
+    /// not SQLite, a damaged one, an SQLite database of another application (or with
+    /// our marks but not our tables), or one written by a newer agentstore is refused
+    /// and left byte-for-byte untouched. An older agentstore file is migrated in one
+    /// transaction.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::NotADatabase`], [`Error::ForeignDatabase`],
-    /// [`Error::TooNew`], or an I/O or SQLite error.
+    /// [`Error::NotFound`], [`Error::NotADatabase`], [`Error::Corrupt`],
+    /// [`Error::ForeignDatabase`], [`Error::TooNew`], or an I/O or SQLite error.
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         connection::refuse_directory(&path)?;
@@ -161,7 +161,6 @@ impl Store {
                 clock: options.clock,
                 path,
                 settings,
-                busy_timeout: options.busy_timeout,
                 checkpointer: OnceLock::new(),
             }),
         })
@@ -187,7 +186,7 @@ impl Store {
         const SQL: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
         // Another checkpoint in progress (the background one) makes this one report
         // "busy" at once rather than wait.
-        connection::retry_while_busy(self.inner.busy_timeout, || {
+        connection::retry_while_busy(self.inner.settings.busy_timeout, || {
             let busy: i64 = self.read(|c| c.query_row(SQL, [], |r| r.get(0)).sql(SQL))?;
             match busy {
                 0 => Ok(()),
@@ -231,9 +230,7 @@ impl Store {
     /// copied (see checkpoint.rs).
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn()?;
-        let tx = WriteTx::begin(&conn)?;
-        let out = f(&conn)?;
-        tx.commit()?;
+        let out = WriteTx::run(&conn, f)?;
         self.after_commit();
         Ok(out)
     }
@@ -256,12 +253,7 @@ impl Store {
         const OFF: &str = "PRAGMA wal_autocheckpoint = 0";
         let conn = self.conn()?;
         conn.execute_batch(OFF).sql(OFF)?;
-        let done = (|| -> Result<T> {
-            let tx = WriteTx::begin(&conn)?;
-            let out = f(&conn)?;
-            tx.commit()?;
-            Ok(out)
-        })();
+        let done = WriteTx::run(&conn, f);
         let restored = checkpoint::restore_auto(&conn);
         let out = done?;
         restored?;
@@ -280,6 +272,14 @@ struct WriteTx<'c> {
 }
 
 impl<'c> WriteTx<'c> {
+    /// Runs `f` inside the transaction; commits when it returns Ok.
+    fn run<T>(conn: &'c Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let tx = WriteTx::begin(conn)?;
+        let out = f(conn)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     fn begin(conn: &'c Connection) -> Result<Self> {
         const BEGIN: &str = "BEGIN IMMEDIATE";
         conn.prepare_cached(BEGIN)
