@@ -1,7 +1,7 @@
--- agentstore schema, version 1.
+-- agentstore schema, version 2.
 --
 -- This file is the fresh schema: a new database gets exactly this, then
--- `PRAGMA user_version = 1` and our `PRAGMA application_id`. Older files are moved
+-- `PRAGMA user_version = 2` and our `PRAGMA application_id`. Older files are moved
 -- forward by the steps in src/store/migrate.rs. Times are integer microseconds since
 -- the Unix epoch (UTC). Every table is STRICT.
 
@@ -20,7 +20,11 @@ CREATE TABLE agents (
     importance_threshold REAL    NOT NULL DEFAULT 0.5  CHECK (importance_threshold >= 0 AND importance_threshold <= 1),
     importance_weight    REAL    NOT NULL DEFAULT 0.7  CHECK (importance_weight >= 0),
     recency_weight       REAL    NOT NULL DEFAULT 0.3  CHECK (recency_weight >= 0),
-    low_water            REAL    NOT NULL DEFAULT 0.8  CHECK (low_water >= 0 AND low_water <= 1)
+    low_water            REAL    NOT NULL DEFAULT 0.8  CHECK (low_water >= 0 AND low_water <= 1),
+    -- the tool cache scope this agent reads and writes; NULL means its own name
+    tool_scope           TEXT    CHECK (tool_scope IS NULL OR length(tool_scope) BETWEEN 1 AND 200),
+    -- the response time target in seconds, tuned by optimize_performance()
+    target_response_time REAL    NOT NULL DEFAULT 2.0  CHECK (target_response_time > 0)
 ) STRICT;
 
 -- One narrow row per agent with the counters that change on every write. Kept apart
@@ -103,3 +107,54 @@ SELECT a.name                                                   AS agent,
        a.max_entries                                            AS max_entries,
        a.max_memory_mb                                          AS max_memory_mb
   FROM agents a JOIN memory_counters c ON c.agent_id = a.id;
+
+-- One row per cached tool result. `key` is blake3 over a key-format version, the
+-- scope, the tool name and the canonical JSON of the params (src/store/tool_cache.rs),
+-- so a hit is one primary-key search. Rows belong to a scope (by default an agent's
+-- name), not to an agent, so agents configured with one scope share results.
+CREATE TABLE tool_cache (
+    key         BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
+    scope       TEXT    NOT NULL,
+    tool        TEXT    NOT NULL,
+    params      TEXT    NOT NULL,
+    result      TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Serves: removing expired rows in bounded batches (the oldest expiry first) and
+-- `tools cache purge --expired`.
+CREATE INDEX tool_cache_by_expiry ON tool_cache (expires_at);
+
+-- Serves: `tools cache list --agent/--tool`, purges by scope or tool, and the
+-- cache_size of an agent's tool stats (a count over the scope's range).
+CREATE INDEX tool_cache_by_scope ON tool_cache (scope, tool, created_at);
+
+-- Tool call counters per agent and tool. The running agent adds to them in batches
+-- (an upsert of deltas, at least once a second while busy and on shutdown), so a hit
+-- never writes and several processes never overwrite each other's counts.
+CREATE TABLE tool_counters (
+    agent_id     INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    tool         TEXT    NOT NULL,
+    total_calls  INTEGER NOT NULL DEFAULT 0 CHECK (total_calls >= 0),
+    cache_hits   INTEGER NOT NULL DEFAULT 0 CHECK (cache_hits >= 0),
+    errors       INTEGER NOT NULL DEFAULT 0 CHECK (errors >= 0),
+    -- seconds spent in calls (hits included), as the original's total_time
+    total_time   REAL    NOT NULL DEFAULT 0.0 CHECK (total_time >= 0),
+    PRIMARY KEY (agent_id, tool)
+) STRICT, WITHOUT ROWID;
+
+-- One row per agent and tool: the original design's per-tool execution stats, with
+-- errors and the hit rate added.
+CREATE VIEW tool_stats AS
+SELECT a.name                                                   AS agent,
+       c.agent_id                                               AS agent_id,
+       c.tool                                                   AS tool,
+       c.total_calls                                            AS total_calls,
+       c.cache_hits                                             AS cache_hits,
+       c.errors                                                 AS errors,
+       c.total_time                                             AS total_time,
+       CASE WHEN c.total_calls > 0 THEN c.total_time / c.total_calls ELSE 0.0 END AS avg_time,
+       CASE WHEN c.total_calls > 0 THEN c.cache_hits * 100.0 / c.total_calls ELSE 0.0 END
+                                                                AS cache_hit_rate_pct
+  FROM tool_counters c JOIN agents a ON a.id = c.agent_id;

@@ -100,6 +100,42 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// A tool call named a tool that is not registered.
+    #[error("no tool named '{name}' is registered (registered: {registered})")]
+    UnknownTool {
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        registered: String,
+    },
+
+    /// A tool returned an error. Nothing was cached.
+    #[error("tool '{tool}' failed: {message}")]
+    ToolFailed {
+        /// The tool.
+        tool: String,
+        /// What it said.
+        message: String,
+    },
+
+    /// A tool panicked. The panic was contained to its call; nothing was cached.
+    #[error("tool '{tool}' panicked: {message}")]
+    ToolPanicked {
+        /// The tool.
+        tool: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A tool call ran past its time limit and was cancelled. Nothing was cached.
+    #[error("tool '{tool}' timed out after {}", humanize(.timeout))]
+    ToolTimedOut {
+        /// The tool.
+        tool: String,
+        /// The limit.
+        timeout: Duration,
+    },
+
     /// No pooled connection could be had in time.
     #[error("could not get a database connection: {0}")]
     Pool(#[from] r2d2::Error),
@@ -128,9 +164,10 @@ impl Error {
     /// Whether this is the caller's bad input or a runtime failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidImportance(_) | Error::InvalidArgument(_) | Error::NotReadOnly(_) => {
-                ErrorKind::InvalidInput
-            }
+            Error::InvalidImportance(_)
+            | Error::InvalidArgument(_)
+            | Error::NotReadOnly(_)
+            | Error::UnknownTool { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Runtime,
         }
     }

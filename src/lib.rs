@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod clock;
 mod error;
 mod store;
@@ -33,9 +34,11 @@ pub mod workload;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use store::{
-    APPLICATION_ID, AgentRecord, CheckReport, CompressedContext, ListOrder, MAX_CONTENT_BYTES,
-    Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, Prune, PruneReport, QueryResult,
-    SCHEMA_SQL, SCHEMA_VERSION, Store, StoreOptions, Synchronous, query_read_only,
+    APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CachedToolResult, CheckReport,
+    CompressedContext, DEFAULT_TOOL_TTL, ListOrder, MAX_CONTENT_BYTES, Memory, MemoryEntry,
+    MemorySettings, MemoryStats, NewEntry, Prune, PruneReport, PurgeReport, QueryResult,
+    SCHEMA_SQL, SCHEMA_VERSION, Store, StoreOptions, Synchronous, ToolCache, ToolCallStats,
+    ToolCounts, ToolStats, canonical_json, query_read_only,
 };
 
 #[cfg(test)]

@@ -123,12 +123,18 @@ pub struct AgentRecord {
     pub memory_bytes: u64,
     /// The agent's memory settings.
     pub settings: MemorySettings,
+    /// The tool cache scope the agent reads and writes: its own name unless it was
+    /// configured to share another one.
+    pub tool_scope: String,
+    /// The response time target in seconds (tuned by `optimize_performance`).
+    pub target_response_time: f64,
 }
 
 /// The columns of an [`AgentRecord`], from `agents a JOIN memory_counters c`.
 const AGENT_COLUMNS: &str = "a.id, a.name, a.created_at, c.message_count, c.entries, c.bytes, \
      a.max_memory_mb, a.max_entries, a.cleanup_interval, a.keep_fraction, \
-     a.importance_threshold, a.importance_weight, a.recency_weight, a.low_water \
+     a.importance_threshold, a.importance_weight, a.recency_weight, a.low_water, \
+     coalesce(a.tool_scope, a.name), a.target_response_time \
      FROM agents a JOIN memory_counters c ON c.agent_id = a.id";
 
 fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
@@ -149,6 +155,8 @@ fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
             recency_weight: r.get(12)?,
             low_water: r.get(13)?,
         },
+        tool_scope: r.get(14)?,
+        target_response_time: r.get(15)?,
     })
 }
 
@@ -232,6 +240,54 @@ impl Store {
             )
             .sql(UPDATE)
         })?;
+        if changed == 0 {
+            return Err(Error::UnknownAgent(name.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a tool cache scope name (the same rules as an agent name).
+pub(crate) fn validate_scope(scope: &str) -> Result<()> {
+    if scope.is_empty() || scope.chars().count() > 200 || scope.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "tool scope must be 1 to 200 characters without control characters, got {scope:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Sets the tool cache scope of an agent: `None` returns it to its own name.
+    /// Agents with the same scope share cached tool results.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad scope; [`Error::UnknownAgent`].
+    pub fn set_tool_scope(&self, name: &str, scope: Option<&str>) -> Result<()> {
+        if let Some(scope) = scope {
+            validate_scope(scope)?;
+        }
+        const UPDATE: &str = "UPDATE agents SET tool_scope = ?2 WHERE name = ?1";
+        let changed = self.write(|tx| tx.execute(UPDATE, params![name, scope]).sql(UPDATE))?;
+        if changed == 0 {
+            return Err(Error::UnknownAgent(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Sets an agent's response time target, in seconds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless it is a positive finite number;
+    /// [`Error::UnknownAgent`].
+    pub fn set_target_response_time(&self, name: &str, seconds: f64) -> Result<()> {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(Error::invalid(format!(
+                "the target response time must be a positive number of seconds, got {seconds}"
+            )));
+        }
+        const UPDATE: &str = "UPDATE agents SET target_response_time = ?2 WHERE name = ?1";
+        let changed = self.write(|tx| tx.execute(UPDATE, params![name, seconds]).sql(UPDATE))?;
         if changed == 0 {
             return Err(Error::UnknownAgent(name.to_string()));
         }

@@ -14,10 +14,16 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x4147_5354;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The tables a file at [`SCHEMA_VERSION`] must have.
-pub(crate) const KNOWN_TABLES: [&str; 3] = ["agents", "memory_counters", "memory_entries"];
+pub(crate) const KNOWN_TABLES: [&str; 5] = [
+    "agents",
+    "memory_counters",
+    "memory_entries",
+    "tool_cache",
+    "tool_counters",
+];
 
 /// Longest content (in UTF-8 bytes) accepted for one entry; larger input is refused
 /// before it reaches SQLite.

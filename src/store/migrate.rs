@@ -12,6 +12,53 @@ use crate::error::{Result, SqlContext};
 /// The fresh schema, embedded from the repository root.
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
+/// The steps from each version to the next: `STEPS[v - 1]` moves schema `v` to
+/// `v + 1` (index 0 is schema 1 itself, which only `schema.sql` creates). A step is
+/// never edited once it has shipped; a test migrates a schema-1 file and compares it
+/// with a fresh one.
+const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2];
+
+/// Schema 2: the tool cache and its counters, the agent's tool scope and response
+/// time target.
+const TO_2: &str = "
+ALTER TABLE agents ADD COLUMN tool_scope TEXT
+    CHECK (tool_scope IS NULL OR length(tool_scope) BETWEEN 1 AND 200);
+ALTER TABLE agents ADD COLUMN target_response_time REAL NOT NULL DEFAULT 2.0
+    CHECK (target_response_time > 0);
+CREATE TABLE tool_cache (
+    key         BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
+    scope       TEXT    NOT NULL,
+    tool        TEXT    NOT NULL,
+    params      TEXT    NOT NULL,
+    result      TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX tool_cache_by_expiry ON tool_cache (expires_at);
+CREATE INDEX tool_cache_by_scope ON tool_cache (scope, tool, created_at);
+CREATE TABLE tool_counters (
+    agent_id     INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    tool         TEXT    NOT NULL,
+    total_calls  INTEGER NOT NULL DEFAULT 0 CHECK (total_calls >= 0),
+    cache_hits   INTEGER NOT NULL DEFAULT 0 CHECK (cache_hits >= 0),
+    errors       INTEGER NOT NULL DEFAULT 0 CHECK (errors >= 0),
+    total_time   REAL    NOT NULL DEFAULT 0.0 CHECK (total_time >= 0),
+    PRIMARY KEY (agent_id, tool)
+) STRICT, WITHOUT ROWID;
+CREATE VIEW tool_stats AS
+SELECT a.name                                                   AS agent,
+       c.agent_id                                               AS agent_id,
+       c.tool                                                   AS tool,
+       c.total_calls                                            AS total_calls,
+       c.cache_hits                                             AS cache_hits,
+       c.errors                                                 AS errors,
+       c.total_time                                             AS total_time,
+       CASE WHEN c.total_calls > 0 THEN c.total_time / c.total_calls ELSE 0.0 END AS avg_time,
+       CASE WHEN c.total_calls > 0 THEN c.cache_hits * 100.0 / c.total_calls ELSE 0.0 END
+                                                                AS cache_hit_rate_pct
+  FROM tool_counters c JOIN agents a ON a.id = c.agent_id;
+";
+
 /// Brings the file to [`SCHEMA_VERSION`]: applies the fresh schema to an empty file, or
 /// runs the steps from its version. Re-reads the marks under the write lock, since
 /// another process may have done it first.
@@ -26,9 +73,10 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
                 .sql("PRAGMA application_id")?;
         }
         Identity::Ours { version } => {
-            // One step per version goes here (`version` to `version + 1`), never edited
-            // once shipped. Schema 1 is the first, so there is none yet.
-            debug_assert!(version <= SCHEMA_VERSION);
+            for (to, step) in STEPS.iter().enumerate().skip(version as usize) {
+                tx.execute_batch(step)
+                    .sql(&format!("migration to schema {}", to + 1))?;
+            }
         }
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -9,6 +9,7 @@ mod memory;
 mod migrate;
 mod pool;
 mod sql;
+mod tool_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
@@ -26,6 +27,10 @@ pub use memory::{
 };
 pub use migrate::SCHEMA_SQL;
 pub use sql::{QueryResult, query_read_only};
+pub use tool_cache::{
+    CacheFilter, CacheKey, CachedToolResult, DEFAULT_TOOL_TTL, PurgeReport, ToolCache,
+    ToolCallStats, ToolCounts, ToolStats, canonical_json,
+};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result, SqlContext};
@@ -206,6 +211,16 @@ impl Store {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn()?;
         f(&conn)
+    }
+
+    /// [`Store::read`] only if a pooled connection is idle now: `None` instead of
+    /// waiting for one. For async callers, which must not block their worker thread.
+    pub(crate) fn try_read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Option<Result<T>> {
+        let conn = self.inner.pool.as_ref()?.try_get()?;
+        Some(f(&conn))
     }
 
     /// Runs `f` in a read transaction: every statement sees the same snapshot.

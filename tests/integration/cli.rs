@@ -49,7 +49,7 @@ fn init_creates_and_then_checks() {
         .stdout(predicate::str::starts_with("created "));
     let v = json_of(&db, &["init"]);
     assert_eq!(v["created"], false);
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], agentstore::SCHEMA_VERSION);
 }
 
 #[test]
@@ -477,7 +477,7 @@ fn sixteen_processes_creating_one_file_at_once_all_succeed() -> TestResult {
     }
     let report = json_of(&db, &["check"]);
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], agentstore::SCHEMA_VERSION);
     assert_eq!(report["journal_mode"], "wal");
     assert_eq!(report["row_counts"]["memory_entries"], 16);
     assert_eq!(report["row_counts"]["agents"], 4);

@@ -1,0 +1,679 @@
+//! Tools: the [`Tool`] trait, the [`ToolRegistry`], and [`Tools`], an agent's cached
+//! executor. A call looks its result up in the SQLite tool cache (a read), runs the
+//! tool on a miss, stores a successful result with its TTL, and counts the call in
+//! memory; counters reach `tool_counters` in batches. Identical cacheable calls in
+//! flight at the same time in this process run once (single-flight).
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::error::{Error, Result};
+use crate::store::{
+    AgentRecord, CacheKey, DEFAULT_TOOL_TTL, Store, ToolCache, ToolCounts, ToolStats,
+    canonical_json,
+};
+
+/// What a tool returns when it fails. The executor reports it as
+/// [`Error::ToolFailed`] and never caches it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    /// The params do not suit the tool.
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    /// The tool ran and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A tool an agent can call. Object-safe: the registry holds `Arc<dyn Tool>`.
+///
+/// ```
+/// use agentstore::agent::{Tool, ToolError};
+/// use serde_json::{Value, json};
+///
+/// struct WordCount;
+///
+/// #[async_trait::async_trait]
+/// impl Tool for WordCount {
+///     fn name(&self) -> &str {
+///         "word_count"
+///     }
+///     async fn execute(&self, params: Value) -> Result<Value, ToolError> {
+///         let text = params["text"]
+///             .as_str()
+///             .ok_or_else(|| ToolError::InvalidParams("text must be a string".into()))?;
+///         Ok(json!({ "words": text.split_whitespace().count() }))
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait Tool: Send + Sync {
+    /// The name calls use; unique in a registry.
+    fn name(&self) -> &str;
+
+    /// Whether results may be cached. Tools with side effects or time-dependent
+    /// results return false.
+    fn cacheable(&self) -> bool {
+        true
+    }
+
+    /// How long a result stays valid; `None` uses the executor's default (1 hour).
+    fn ttl(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Runs the tool.
+    ///
+    /// # Errors
+    /// A [`ToolError`] saying what went wrong.
+    async fn execute(&self, params: Value) -> std::result::Result<Value, ToolError>;
+}
+
+/// Tools by name.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: HashMap<String, Arc<dyn Tool>>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRegistry")
+            .field("tools", &self.names())
+            .finish()
+    }
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tool, replacing any tool of the same name.
+    pub fn register(&mut self, tool: impl Tool + 'static) -> &mut Self {
+        self.tools.insert(tool.name().to_string(), Arc::new(tool));
+        self
+    }
+
+    /// This registry with `tool` added.
+    pub fn with(mut self, tool: impl Tool + 'static) -> Self {
+        self.register(tool);
+        self
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// The names the original design never caches, whatever the tool says.
+pub const NEVER_CACHED: [&str; 4] = ["web_search", "current_time", "random_generator", "file_write"];
+
+/// How an agent's tool executor behaves.
+#[derive(Debug, Clone)]
+pub struct ToolConfig {
+    /// The cache scope: `Some` stores it as the agent's scope (agents with the same
+    /// scope share results); `None` keeps the stored one, which is the agent's own
+    /// name unless set before.
+    pub scope: Option<String>,
+    /// TTL of tools that do not set their own.
+    pub default_ttl: Duration,
+    /// Tool names never cached, whatever the tool says.
+    pub never_cache: BTreeSet<String>,
+    /// How often, at most, counters are written while calls keep coming.
+    pub flush_interval: Duration,
+}
+
+impl Default for ToolConfig {
+    fn default() -> Self {
+        ToolConfig {
+            scope: None,
+            default_ttl: DEFAULT_TOOL_TTL,
+            never_cache: NEVER_CACHED.iter().map(|s| s.to_string()).collect(),
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One request of a parallel batch: the original's `{"tool": ..., "params": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolRequest {
+    /// The tool's name.
+    pub tool: String,
+    /// Its params (an empty object when absent).
+    #[serde(default = "empty_object")]
+    pub params: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl ToolRequest {
+    /// A request.
+    pub fn new(tool: impl Into<String>, params: Value) -> Self {
+        ToolRequest {
+            tool: tool.into(),
+            params,
+        }
+    }
+}
+
+/// The outcome of one request of a parallel batch. Serialises as the original:
+/// `{"success": true, "result": ..., "tool": ...}` or
+/// `{"success": false, "error": "...", "tool": ...}`.
+#[derive(Debug)]
+pub struct ToolOutcome {
+    /// The tool the request named.
+    pub tool: String,
+    /// Its result or error.
+    pub result: Result<Value>,
+}
+
+impl Serialize for ToolOutcome {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        match &self.result {
+            Ok(v) => {
+                m.serialize_entry("success", &true)?;
+                m.serialize_entry("result", v)?;
+            }
+            Err(e) => {
+                m.serialize_entry("success", &false)?;
+                m.serialize_entry("error", &e.to_string())?;
+            }
+        }
+        m.serialize_entry("tool", &self.tool)?;
+        m.end()
+    }
+}
+
+/// Limits of a parallel batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParallelOptions {
+    /// Most requests running at once; `None` runs them all at once.
+    pub max_concurrency: Option<usize>,
+    /// Time limit of each request; one past it is cancelled and reported as
+    /// [`Error::ToolTimedOut`].
+    pub timeout: Option<Duration>,
+}
+
+/// An agent's cached tool executor. Cheap to clone; clones share counters.
+#[derive(Clone)]
+pub struct Tools {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: ToolCache,
+    agent_id: i64,
+    agent: String,
+    scope: String,
+    registry: ToolRegistry,
+    config: ToolConfig,
+    pending: Mutex<Pending>,
+}
+
+/// Counters not yet written.
+struct Pending {
+    counts: HashMap<String, ToolCounts>,
+    last_flush: Instant,
+    flushing: bool,
+}
+
+impl std::fmt::Debug for Tools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tools")
+            .field("agent", &self.inner.agent)
+            .field("scope", &self.inner.scope)
+            .field("registry", &self.inner.registry)
+            .finish()
+    }
+}
+
+/// What identical calls in flight share: the result, or why there is none.
+type Shared = std::result::Result<Value, Failure>;
+
+#[derive(Debug, Clone)]
+enum Failure {
+    Failed(String),
+    Panicked(String),
+    /// The result could not be stored; the message of the store's error.
+    Store(String),
+}
+
+/// Calls in flight in this process, by (database file, cache key). An entry lives
+/// while its call runs; everyone who joins it gets the one result.
+type FlightKey = (PathBuf, [u8; 32]);
+static IN_FLIGHT: LazyLock<Mutex<HashMap<FlightKey, Arc<OnceCell<Shared>>>>> =
+    LazyLock::new(Default::default);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded maps stay consistent even if a holder panicked.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Tools {
+    /// The executor of agent `agent` over `registry`. With `config.scope` set, stores
+    /// it as the agent's scope (a write); otherwise only reads.
+    ///
+    /// This is synchronous (it may write the scope); from async code call it where a
+    /// blocking call is acceptable, e.g. in `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad scope; SQLite errors.
+    pub fn open(
+        store: &Store,
+        agent: &AgentRecord,
+        registry: ToolRegistry,
+        config: ToolConfig,
+    ) -> Result<Tools> {
+        let scope = match &config.scope {
+            Some(scope) if *scope != agent.tool_scope => {
+                store.set_tool_scope(&agent.name, Some(scope))?;
+                scope.clone()
+            }
+            _ => agent.tool_scope.clone(),
+        };
+        Ok(Tools {
+            inner: Arc::new(Inner {
+                cache: store.tool_cache(),
+                agent_id: agent.id,
+                agent: agent.name.clone(),
+                scope,
+                registry,
+                config,
+                pending: Mutex::new(Pending {
+                    counts: HashMap::new(),
+                    last_flush: Instant::now(),
+                    flushing: false,
+                }),
+            }),
+        })
+    }
+
+    /// The cache scope in use.
+    pub fn scope(&self) -> &str {
+        &self.inner.scope
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &ToolRegistry {
+        &self.inner.registry
+    }
+
+    /// Whether calls of this tool are cached: the tool says so and its name is not in
+    /// the never-cache set.
+    pub fn is_cacheable(&self, tool: &dyn Tool) -> bool {
+        tool.cacheable() && !self.inner.config.never_cache.contains(tool.name())
+    }
+
+    /// Runs tool `name`, answering from the cache when an unexpired result is stored.
+    /// A hit is a read (no write transaction); a miss runs the tool, stores a
+    /// successful result if the tool is cacheable, and returns it. Identical calls in
+    /// flight at the same time run the tool once. A panic in the tool is contained and
+    /// reported as an error.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTool`]; [`Error::ToolFailed`] or [`Error::ToolPanicked`]
+    /// (nothing cached); SQLite errors from the lookup or the store.
+    pub async fn execute_tool_cached(&self, name: &str, params: Value) -> Result<Value> {
+        let start = Instant::now();
+        let inner = &*self.inner;
+        let Some(tool) = inner.registry.get(name) else {
+            return Err(Error::UnknownTool {
+                name: name.to_string(),
+                registered: inner.registry.names().join(", "),
+            });
+        };
+        if !self.is_cacheable(tool.as_ref()) {
+            let out = run_contained(tool.as_ref(), params)
+                .await
+                .map_err(|f| f.into_error(name));
+            self.record(name, start, false, out.is_err());
+            return out;
+        }
+
+        let canonical = canonical_json(&params);
+        let key = CacheKey::from_canonical(&inner.scope, name, &canonical);
+        match self.lookup(key).await {
+            Ok(Some(hit)) => {
+                self.record(name, start, true, false);
+                return Ok(hit);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.record(name, start, false, true);
+                return Err(e);
+            }
+        }
+
+        let flight_key = (inner.cache.store().path().to_path_buf(), key.0);
+        let cell = lock(&IN_FLIGHT).entry(flight_key.clone()).or_default().clone();
+        let mut leader_error = None;
+        let mut ran = false;
+        let (ran_ref, error_ref) = (&mut ran, &mut leader_error);
+        let shared = cell
+            .get_or_init(move || async move {
+                *ran_ref = true;
+                let result = run_contained(tool.as_ref(), params).await?;
+                let ttl = tool.ttl().unwrap_or(inner.config.default_ttl);
+                let cache = inner.cache.clone();
+                let (scope, tool_name) = (inner.scope.clone(), name.to_string());
+                let (put, result) = blocking(move || {
+                    let put = cache.put(&key, &scope, &tool_name, &canonical, &result, ttl);
+                    (put, result)
+                })
+                .await;
+                match put {
+                    Ok(()) => Ok(result),
+                    Err(e) => {
+                        let failure = Failure::Store(e.to_string());
+                        *error_ref = Some(e);
+                        Err(failure)
+                    }
+                }
+            })
+            .await
+            .clone();
+        {
+            let mut flights = lock(&IN_FLIGHT);
+            if flights.get(&flight_key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                flights.remove(&flight_key);
+            }
+        }
+        let out = match (shared, leader_error) {
+            (Ok(v), _) => Ok(v),
+            (Err(_), Some(e)) => Err(e),
+            (Err(f), None) => Err(f.into_error(name)),
+        };
+        // A call that joined another's flight did not run the tool: it counts as a hit.
+        self.record(name, start, !ran && out.is_ok(), out.is_err());
+        out
+    }
+
+    /// Runs every request concurrently (all at once) and returns one outcome per
+    /// request, in request order. One request failing or panicking affects no other.
+    pub async fn execute_tools_parallel(&self, requests: Vec<ToolRequest>) -> Vec<ToolOutcome> {
+        self.execute_tools_parallel_with(requests, ParallelOptions::default())
+            .await
+    }
+
+    /// [`Tools::execute_tools_parallel`] with a concurrency limit and a per-request
+    /// timeout. Each request runs as its own tokio task.
+    pub async fn execute_tools_parallel_with(
+        &self,
+        requests: Vec<ToolRequest>,
+        options: ParallelOptions,
+    ) -> Vec<ToolOutcome> {
+        let limit = options
+            .max_concurrency
+            .map(|n| Arc::new(Semaphore::new(n.max(1))));
+        let tasks: Vec<(String, AbortOnDrop<Result<Value>>)> = requests
+            .into_iter()
+            .map(|req| {
+                let this = self.clone();
+                let limit = limit.clone();
+                let tool = req.tool.clone();
+                let task = tokio::spawn(async move {
+                    let _permit = match &limit {
+                        Some(sem) => Some(sem.clone().acquire_owned().await),
+                        None => None,
+                    };
+                    this.execute_with_timeout(&req.tool, req.params, options.timeout)
+                        .await
+                });
+                (tool, AbortOnDrop(task))
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for (tool, mut task) in tasks {
+            let result = match (&mut task.0).await {
+                Ok(result) => result,
+                Err(e) => Err(Error::ToolPanicked {
+                    tool: tool.clone(),
+                    message: panic_message(e),
+                }),
+            };
+            outcomes.push(ToolOutcome { tool, result });
+        }
+        outcomes
+    }
+
+    async fn execute_with_timeout(
+        &self,
+        name: &str,
+        params: Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
+        let Some(limit) = timeout else {
+            return self.execute_tool_cached(name, params).await;
+        };
+        let start = Instant::now();
+        match tokio::time::timeout(limit, self.execute_tool_cached(name, params)).await {
+            Ok(out) => out,
+            Err(_) => {
+                self.record(name, start, false, true);
+                Err(Error::ToolTimedOut {
+                    tool: name.to_string(),
+                    timeout: limit,
+                })
+            }
+        }
+    }
+
+    /// The cache lookup: on this thread when a pooled connection is idle (a
+    /// microsecond primary-key read in WAL mode, which never waits for a writer), on
+    /// a blocking thread when it would have to wait for a connection.
+    async fn lookup(&self, key: CacheKey) -> Result<Option<Value>> {
+        let cache = &self.inner.cache;
+        match cache.try_get(&key) {
+            Some(found) => found,
+            None => {
+                let cache = cache.clone();
+                blocking(move || cache.get(&key)).await
+            }
+        }
+    }
+
+    /// Counts one call in memory; writes the counters when the flush interval has
+    /// passed (on a blocking thread, without waiting for it).
+    fn record(&self, tool: &str, start: Instant, hit: bool, error: bool) {
+        let elapsed = start.elapsed().as_secs_f64();
+        let mut p = lock(&self.inner.pending);
+        let counts = match p.counts.get_mut(tool) {
+            Some(c) => c,
+            None => p.counts.entry(tool.to_string()).or_default(),
+        };
+        counts.total_calls += 1;
+        counts.cache_hits += u64::from(hit);
+        counts.errors += u64::from(error);
+        counts.total_time += elapsed;
+        if p.flushing || p.last_flush.elapsed() < self.inner.config.flush_interval {
+            return;
+        }
+        p.flushing = true;
+        drop(p);
+        let this = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || {
+                    let _ = this.inner.flush();
+                });
+            }
+            Err(_) => {
+                let _ = this.inner.flush();
+            }
+        }
+    }
+
+    /// Writes the counters accumulated in memory.
+    ///
+    /// # Errors
+    /// SQLite errors; the counters stay in memory for the next flush.
+    pub async fn flush(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.flush()).await
+    }
+
+    /// Flushes the counters; call before the process exits. (Dropping the last clone
+    /// flushes too, but cannot report an error.)
+    ///
+    /// # Errors
+    /// As [`Tools::flush`].
+    pub async fn close(self) -> Result<()> {
+        self.flush().await
+    }
+
+    /// The agent's tool stats, after flushing this executor's counters (so they
+    /// include every call made through it).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub async fn stats(&self) -> Result<ToolStats> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.flush()?;
+            let agent = inner.cache.store().existing_agent(&inner.agent)?;
+            inner.cache.stats(&agent)
+        })
+        .await
+    }
+
+    /// Removes every expired row of the cache (all scopes) now; normal writes remove
+    /// them in small batches anyway.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub async fn remove_expired(&self) -> Result<u64> {
+        let cache = self.inner.cache.clone();
+        blocking(move || cache.remove_expired()).await
+    }
+}
+
+impl Inner {
+    fn flush(&self) -> Result<()> {
+        let taken: Vec<(i64, String, ToolCounts)> = {
+            let mut p = lock(&self.pending);
+            p.flushing = true;
+            p.counts
+                .drain()
+                .map(|(tool, c)| (self.agent_id, tool, c))
+                .collect()
+        };
+        let out = self.cache.add_counts(&taken);
+        let mut p = lock(&self.pending);
+        if out.is_err() {
+            // Put them back: nothing counted is dropped because a write failed.
+            for (_, tool, c) in taken {
+                p.counts.entry(tool).or_default().add(&c);
+            }
+        }
+        p.flushing = false;
+        p.last_flush = Instant::now();
+        out
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: a clean shutdown calls `close()`, which reports errors.
+        let _ = self.flush();
+    }
+}
+
+impl Failure {
+    fn into_error(self, tool: &str) -> Error {
+        let tool = tool.to_string();
+        match self {
+            Failure::Failed(message) => Error::ToolFailed { tool, message },
+            Failure::Panicked(message) => Error::ToolPanicked { tool, message },
+            Failure::Store(message) => Error::ToolFailed {
+                tool,
+                message: format!("its result could not be cached: {message}"),
+            },
+        }
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (or here, outside a runtime).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => match rt.spawn_blocking(f).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        },
+        Err(_) => f(),
+    }
+}
+
+/// Runs a tool, turning its error or its panic into a [`Failure`].
+async fn run_contained(tool: &dyn Tool, params: Value) -> std::result::Result<Value, Failure> {
+    match CatchUnwind(tool.execute(params)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failure::Failed(e.to_string())),
+        Err(message) => Err(Failure::Panicked(message)),
+    }
+}
+
+/// A future that turns a panic while polling the inner future into an error.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = std::result::Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload_message(payload.as_ref()))),
+        }
+    }
+}
+
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload_message(payload.as_ref()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A task handle that aborts its task when dropped (e.g. when the batch's caller is
+/// cancelled), so no request outlives the batch.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
