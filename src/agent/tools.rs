@@ -125,7 +125,12 @@ impl ToolRegistry {
 }
 
 /// The names the original design never caches, whatever the tool says.
-pub const NEVER_CACHED: [&str; 4] = ["web_search", "current_time", "random_generator", "file_write"];
+pub const NEVER_CACHED: [&str; 4] = [
+    "web_search",
+    "current_time",
+    "random_generator",
+    "file_write",
+];
 
 /// How an agent's tool executor behaves.
 #[derive(Debug, Clone)]
@@ -368,7 +373,10 @@ impl Tools {
         }
 
         let flight_key = (inner.cache.store().path().to_path_buf(), key.0);
-        let cell = lock(&IN_FLIGHT).entry(flight_key.clone()).or_default().clone();
+        let cell = lock(&IN_FLIGHT)
+            .entry(flight_key.clone())
+            .or_default()
+            .clone();
         let mut leader_error = None;
         let mut ran = false;
         let (ran_ref, error_ref) = (&mut ran, &mut leader_error);
@@ -397,7 +405,10 @@ impl Tools {
             .clone();
         {
             let mut flights = lock(&IN_FLIGHT);
-            if flights.get(&flight_key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            if flights
+                .get(&flight_key)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell))
+            {
                 flights.remove(&flight_key);
             }
         }

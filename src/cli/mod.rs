@@ -14,8 +14,8 @@ use clap::{Parser, Subcommand};
 
 use output::Reply;
 
-/// agentstore keeps a long-lived LLM agent's state (memory, and soon tool and response
-/// caches) in one SQLite file. This CLI inspects, queries and prunes that file, also
+/// agentstore keeps a long-lived LLM agent's state (memory, cached tool results and
+/// tool stats) in one SQLite file. This CLI inspects, queries and prunes that file, also
 /// while the agent is running.
 #[derive(Debug, Parser)]
 #[command(name = "agentstore", version, max_term_width = 100)]
@@ -23,6 +23,7 @@ use output::Reply;
   agentstore init
   agentstore memory add --agent bot --importance 0.9 'the user prefers metric units'
   agentstore --json memory stats --agent bot
+  agentstore tools stats
   agentstore sql 'SELECT * FROM memory_stats'")]
 pub struct Cli {
     /// The database file.
@@ -54,6 +55,9 @@ pub enum Command {
     /// Add, list, inspect and prune an agent's memory entries.
     #[command(subcommand)]
     Memory(cmd::memory::Command),
+    /// Tool call stats and the tool-result cache: list and purge cached results.
+    #[command(subcommand)]
+    Tools(cmd::tools::Command),
     /// Run one read-only SQL query and print its rows.
     Sql(cmd::sql::Args),
     /// Check the file: integrity, schema version, row counts and the trigger-kept
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(a) => cmd::init::run(&ctx, a)?,
         Command::Agents(c) => cmd::agents::run(&ctx, c)?,
         Command::Memory(c) => cmd::memory::run(&ctx, c)?,
+        Command::Tools(c) => cmd::tools::run(&ctx, c)?,
         Command::Sql(a) => cmd::sql::run(&ctx, a)?,
         Command::Check(a) => cmd::check::run(&ctx, a)?,
     };

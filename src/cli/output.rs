@@ -133,6 +133,22 @@ pub fn duration_micros(micros: i64) -> String {
     format!("{sign}{text}")
 }
 
+/// A measured time given in seconds, with three significant digits in a readable
+/// unit: `2.41s`, `12.3ms`, `4.72µs`.
+pub fn seconds(s: f64) -> String {
+    let (v, unit) = match s {
+        s if s >= 1.0 => (s, "s"),
+        s if s >= 1e-3 => (s * 1e3, "ms"),
+        s => (s * 1e6, "µs"),
+    };
+    let digits = match v {
+        v if v >= 100.0 => 0,
+        v if v >= 10.0 => 1,
+        _ => 2,
+    };
+    format!("{v:.digits$}{unit}")
+}
+
 /// Cuts text to `max` characters on one line, with an ellipsis when cut.
 pub fn snippet(text: &str, max: usize) -> String {
     let one_line: String = text
@@ -161,6 +177,14 @@ mod tests {
         assert_eq!(duration_micros(3 * 86_400_000_000 + 5), "3d");
         assert_eq!(duration_micros(814_000), "814ms");
         assert_eq!(duration_micros(-90_000_000), "-1m");
+    }
+
+    #[test]
+    fn measured_seconds_read_in_their_unit() {
+        assert_eq!(seconds(2.413), "2.41s");
+        assert_eq!(seconds(0.0123), "12.3ms");
+        assert_eq!(seconds(0.41234), "412ms");
+        assert_eq!(seconds(0.000_004_72), "4.72µs");
     }
 
     #[test]

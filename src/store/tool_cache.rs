@@ -258,7 +258,10 @@ const GET: &str = "SELECT result FROM tool_cache WHERE key = ?1 AND expires_at >
 
 fn get_on(c: &Connection, key: &CacheKey, now: i64) -> Result<Option<String>> {
     c.prepare_cached(GET)
-        .and_then(|mut s| s.query_row(params![&key.0[..], now], |r| r.get(0)).optional())
+        .and_then(|mut s| {
+            s.query_row(params![&key.0[..], now], |r| r.get(0))
+                .optional()
+        })
         .sql(GET)
 }
 

@@ -7,18 +7,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 
-use crate::common::{TempDb, TestResult};
-
-fn agentstore(db: &TempDb) -> Command {
-    let mut c = Command::cargo_bin("agentstore").expect("binary");
-    c.env_remove("AGENTSTORE_DB").arg("--db").arg(&db.path);
-    c
-}
-
-fn json_of(db: &TempDb, args: &[&str]) -> Value {
-    let out = agentstore(db).arg("--json").args(args).assert().success();
-    serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON")
-}
+use crate::common::{TempDb, TestResult, agentstore, json_of};
 
 fn add(db: &TempDb, agent: &str, importance: &str, text: &str) -> String {
     let out = agentstore(db)

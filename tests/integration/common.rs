@@ -37,6 +37,32 @@ impl TempDb {
     }
 }
 
+/// The agentstore binary on `db`, with no database from the environment.
+pub fn agentstore(db: &TempDb) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("agentstore").expect("binary");
+    c.env_remove("AGENTSTORE_DB").arg("--db").arg(&db.path);
+    c
+}
+
+/// Runs the binary with `--json` and `args`, expects success, and parses stdout.
+pub fn json_of(db: &TempDb, args: &[&str]) -> serde_json::Value {
+    let out = agentstore(db).arg("--json").args(args).assert().success();
+    serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON")
+}
+
+/// An example binary, which `cargo test` builds beside the test binaries.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole `cargo test` (it builds the examples) or `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
 pub fn snapshot_dir(dir: &Path) -> Vec<(String, usize, u64)> {
     use std::hash::{Hash, Hasher};
     let mut files: Vec<_> = std::fs::read_dir(dir)

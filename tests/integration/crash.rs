@@ -3,29 +3,15 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use agentstore::{ListOrder, Store, StoreOptions};
 
-use crate::common::{TempDb, TestResult};
-
-/// The example binary that `cargo test` builds beside the test binaries.
-fn writer_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join("examples").join("crash_writer");
-    assert!(
-        path.exists(),
-        "{} is missing: run the whole `cargo test` (it builds the examples) or `cargo build --examples`",
-        path.display()
-    );
-    path
-}
+use crate::common::{TempDb, TestResult, example_binary};
 
 fn spawn(db: &TempDb, agent: &str) -> Child {
-    Command::new(writer_binary())
+    Command::new(example_binary("crash_writer"))
         .arg(&db.path)
         .arg(agent)
         .stdout(Stdio::piped())

@@ -9,3 +9,4 @@ mod faults;
 mod open;
 mod retention;
 mod sql;
+mod tools;

@@ -220,3 +220,99 @@ fn our_marks_without_our_tables_are_refused_untouched() -> TestResult {
     );
     Ok(())
 }
+
+/// The structure of a database as SQLite sees it: every table's columns (name, type,
+/// not null, default, key position), every index's columns, and the text of every
+/// view and trigger with whitespace collapsed. Comments and formatting of CREATE TABLE
+/// statements (which migrations cannot reproduce) are left out.
+fn structure(path: &std::path::Path) -> rusqlite::Result<Vec<String>> {
+    let c = Connection::open(path)?;
+    let mut out = Vec::new();
+    let mut objects = c.prepare(
+        "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema \
+         WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )?;
+    let rows = objects.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (kind, name, table, sql) = row?;
+        match kind.as_str() {
+            "table" => {
+                let mut cols = c.prepare(
+                    "SELECT name, type, \"notnull\", coalesce(dflt_value, ''), pk \
+                     FROM pragma_table_xinfo(?1) ORDER BY cid",
+                )?;
+                for col in cols.query_map([&name], |r| {
+                    Ok(format!(
+                        "{}|{}|{}|{}|{}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?
+                    ))
+                })? {
+                    out.push(format!("table {name}: {}", col?));
+                }
+                // CHECK constraints live only in the text; compare their count.
+                out.push(format!(
+                    "table {name}: {} checks",
+                    sql.matches("CHECK").count()
+                ));
+            }
+            "index" => {
+                let mut cols = c.prepare(
+                    "SELECT coalesce(name, '<expr>') FROM pragma_index_info(?1) ORDER BY seqno",
+                )?;
+                let names: Vec<String> = cols
+                    .query_map([&name], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                out.push(format!("index {name} on {table}: {}", names.join(",")));
+            }
+            _ => out.push(format!(
+                "{kind} {name}: {}",
+                sql.split_whitespace().collect::<Vec<_>>().join(" ")
+            )),
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_schema_1_file_is_migrated_to_the_fresh_schema_and_keeps_its_data() -> TestResult {
+    let old = TempDb::new();
+    {
+        let c = Connection::open(&old.path)?;
+        c.execute_batch(include_str!("../fixtures/schema-1.sql"))?;
+        c.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;
+             INSERT INTO agents (name, created_at, max_entries) VALUES ('old', 1, 77);
+             UPDATE memory_counters SET message_count = 1;
+             INSERT INTO memory_entries (agent_id, importance, created_at, id, size_bytes, content)
+             VALUES (1, 0.5, 2, 1, 5, 'hello');"
+        ))?;
+    }
+    let store = Store::open(&old.path, StoreOptions::default())?;
+    let agent = store.existing_agent("old")?;
+    assert_eq!(agent.settings.max_entries, 77);
+    assert_eq!(agent.memory_entries, 1);
+    assert_eq!(agent.tool_scope, "old");
+    assert_eq!(agent.target_response_time, 2.0);
+    let report = store.check()?;
+    assert!(report.ok, "{:?}", report.problems);
+    drop(store);
+
+    let fresh = TempDb::new();
+    drop(Store::open(&fresh.path, StoreOptions::default())?);
+    assert_eq!(structure(&old.path)?, structure(&fresh.path)?);
+    let version: i64 =
+        Connection::open(&old.path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    assert_eq!(version, SCHEMA_VERSION);
+    Ok(())
+}

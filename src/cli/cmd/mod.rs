@@ -5,3 +5,4 @@ pub mod check;
 pub mod init;
 pub mod memory;
 pub mod sql;
+pub mod tools;

@@ -1,0 +1,247 @@
+//! `agentstore tools`: tool call stats and the tool-result cache.
+
+use agentstore::{CacheFilter, Store, ToolStats, clock::to_datetime};
+use clap::Subcommand;
+use serde_json::to_value;
+
+use crate::cli::Context;
+use crate::cli::output::{self, Output, Reply};
+use crate::cli::parse;
+
+/// `tools` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show tool call stats per agent and tool: calls, cache hits, hit rate, errors,
+    /// average and total time, and the size of the agent's cache scope. Counters reach
+    /// the file in batches (at least once a second while an agent is busy, and when it
+    /// shuts down), so a running agent's last second may not be counted yet.
+    #[command(
+        after_help = "Examples:\n  agentstore tools stats\n  agentstore --json tools stats --agent bot"
+    )]
+    Stats(StatsArgs),
+    /// List or purge cached tool results.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `tools cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached results, newest first: key prefix, tool, params, age and time to
+    /// expiry (expired rows not yet removed show as expired).
+    #[command(after_help = "Examples:
+  agentstore tools cache list --agent bot --limit 20
+  agentstore --json tools cache list --tool lookup")]
+    List(ListArgs),
+    /// Remove cached results: the expired ones (the default) or all, optionally only
+    /// of one tool or one agent's scope. --dry-run counts what would go.
+    #[command(after_help = "Examples:
+  agentstore tools cache purge --expired
+  agentstore tools cache purge --all --tool web_lookup --dry-run
+  agentstore tools cache purge --all --agent bot")]
+    Purge(PurgeArgs),
+}
+
+/// `tools stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// Only this agent (default: every agent with tool calls or a cache).
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+/// Which rows: an agent's scope and a tool.
+#[derive(Debug, clap::Args)]
+pub struct Filter {
+    /// Only the cache scope of this agent (its name, unless it shares another scope).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only results of this tool.
+    #[arg(long)]
+    pub tool: Option<String>,
+}
+
+/// `tools cache list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+    /// At most this many rows.
+    #[arg(long, default_value = "50", value_parser = parse::positive)]
+    pub limit: u64,
+}
+
+/// `tools cache purge`.
+#[derive(Debug, clap::Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Remove only results whose expiry has passed (the default).
+    #[arg(long, conflicts_with = "all")]
+    pub expired: bool,
+    /// Remove results whether expired or not.
+    #[arg(long)]
+    pub all: bool,
+    /// Count what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Filter {
+    /// The library filter: `--agent` becomes that agent's scope.
+    fn resolve(&self, store: &Store, expired_only: bool) -> agentstore::Result<CacheFilter> {
+        let scope = match &self.agent {
+            Some(name) => Some(store.existing_agent(name)?.tool_scope),
+            None => None,
+        };
+        Ok(CacheFilter {
+            scope,
+            tool: self.tool.clone(),
+            expired_only,
+        })
+    }
+}
+
+/// Runs a `tools` subcommand.
+pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
+    match cmd {
+        Command::Stats(a) => stats(ctx, a),
+        Command::Cache(CacheCommand::List(a)) => list(ctx, a),
+        Command::Cache(CacheCommand::Purge(a)) => purge(ctx, a),
+    }
+}
+
+fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<Reply> {
+    let store = ctx.open_for_read()?;
+    let cache = store.tool_cache();
+    let all: Vec<ToolStats> = match &a.agent {
+        Some(name) => vec![cache.stats(&store.existing_agent(name)?)?],
+        None => store
+            .agents()?
+            .iter()
+            .map(|agent| cache.stats(agent))
+            .filter(|s| {
+                s.as_ref()
+                    .map_or(true, |s| s.total_tool_calls > 0 || s.cache_size > 0)
+            })
+            .collect::<agentstore::Result<_>>()?,
+    };
+    let mut rows = Vec::new();
+    for s in &all {
+        for (tool, t) in &s.tool_stats {
+            rows.push(vec![
+                s.agent.clone(),
+                tool.clone(),
+                t.total_calls.to_string(),
+                t.cache_hits.to_string(),
+                percent(t.cache_hits, t.total_calls),
+                t.errors.to_string(),
+                output::seconds(t.avg_time),
+                output::seconds(t.total_time),
+                String::new(),
+            ]);
+        }
+        rows.push(vec![
+            s.agent.clone(),
+            "(all tools)".to_string(),
+            s.total_tool_calls.to_string(),
+            s.total_cache_hits.to_string(),
+            format!("{:.1}%", s.cache_hit_rate_pct),
+            s.tool_stats
+                .values()
+                .map(|t| t.errors)
+                .sum::<u64>()
+                .to_string(),
+            String::new(),
+            output::seconds(s.tool_stats.values().map(|t| t.total_time).sum()),
+            format!("{} ({})", s.cache_size, s.scope),
+        ]);
+    }
+    let json = match (&a.agent, all.as_slice()) {
+        (Some(_), [one]) => to_value(one)?,
+        _ => to_value(&all)?,
+    };
+    Ok(Output::Rows {
+        header: [
+            "agent",
+            "tool",
+            "calls",
+            "hits",
+            "hit rate",
+            "errors",
+            "avg time",
+            "total time",
+            "cached (scope)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        json,
+    }
+    .into())
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<Reply> {
+    let store = ctx.open_for_read()?;
+    let filter = a.filter.resolve(&store, false)?;
+    let found = store.tool_cache().list(&filter, a.limit)?;
+    let now = store.now_micros();
+    let rows = found
+        .iter()
+        .map(|r| {
+            let left = r.expires_at - now;
+            vec![
+                r.key[..12].to_string(),
+                r.scope.clone(),
+                r.tool.clone(),
+                output::snippet(&r.params.to_string(), 50),
+                output::duration_micros(now - r.created_at),
+                if left > 0 {
+                    output::duration_micros(left)
+                } else {
+                    "expired".to_string()
+                },
+                to_datetime(r.expires_at)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string(),
+            ]
+        })
+        .collect();
+    Ok(Output::Rows {
+        header: [
+            "key",
+            "scope",
+            "tool",
+            "params",
+            "age",
+            "expires in",
+            "expires (UTC)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        json: to_value(&found)?,
+    }
+    .into())
+}
+
+fn purge(ctx: &Context, a: PurgeArgs) -> anyhow::Result<Reply> {
+    let store = ctx.open_for_read()?;
+    let filter = a.filter.resolve(&store, !a.all)?;
+    let report = store.tool_cache().purge(&filter, a.dry_run)?;
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    let which = if a.all { "" } else { "expired " };
+    Ok(Output::Text {
+        text: format!("{verb} {} {which}cached results", report.removed),
+        json: to_value(report)?,
+    }
+    .into())
+}
