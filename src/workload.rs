@@ -79,6 +79,57 @@ pub fn memory_pairs(seed: u64, n: usize, vocab: &[String]) -> Vec<(String, f64)>
         .collect()
 }
 
+/// The first `n` tool params of `seed` (501 for W5): item i is
+/// `{"query": content(r), "top_k": 1 + below(20), "lang": "en"}`, drawn in that order.
+pub fn tool_params(seed: u64, n: usize, vocab: &[String]) -> Vec<serde_json::Value> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let query = content(&mut r, vocab);
+            let top_k = 1 + r.below(20);
+            serde_json::json!({ "query": query, "top_k": top_k, "lang": "en" })
+        })
+        .collect()
+}
+
+/// The first `n` prompt/response pairs of `seed` (701, or 705 for new pairs):
+/// `(content(r), content(r))`.
+pub fn prompt_pairs(seed: u64, n: usize, vocab: &[String]) -> Vec<(String, String)> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let prompt = content(&mut r, vocab);
+            (prompt, content(&mut r, vocab))
+        })
+        .collect()
+}
+
+/// The first `n` fuzzy messages of `seed` (801): `L = 8 + below(13)` words, each
+/// `VOCAB[below(5000)]`, joined by spaces.
+pub fn fuzzy_messages(seed: u64, n: usize, vocab: &[String]) -> Vec<String> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let len = 8 + r.below(13);
+            (0..len)
+                .map(|_| vocab[r.below(vocab.len() as u64) as usize].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// The first `n` response times of `seed` (901), in seconds: `0.05 + 3.95 u²`.
+pub fn response_times(seed: u64, n: usize) -> Vec<f64> {
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let u = r.unit();
+            0.05 + 3.95 * u * u
+        })
+        .collect()
+}
+
 /// 2025-01-01T00:00:00Z in microseconds: the timestamp of preloaded entry 0.
 pub const PRELOAD_EPOCH_MICROS: i64 = 1_735_689_600_000_000;
 
@@ -124,6 +175,29 @@ mod tests {
             sha256_hex(&v.join("\n")),
             "e7a9ee5af6b9140c0364f8804b0dd9fc84a3f9087d89316842cf12e464a4d9f6"
         );
+    }
+
+    #[test]
+    fn the_other_streams_have_their_documented_shapes() {
+        let v = vocab();
+        let params = tool_params(501, 3, &v);
+        assert_eq!(params[0]["lang"], "en");
+        assert!((1..=20).contains(&params[0]["top_k"].as_u64().unwrap()));
+        assert!(params[0]["query"].as_str().unwrap().len() >= 200);
+        let msgs = fuzzy_messages(801, 200, &v);
+        assert!(
+            msgs.iter()
+                .all(|m| (8..=20).contains(&m.split(' ').count()))
+        );
+        let times = response_times(901, 1000);
+        assert!(times.iter().all(|t| (0.05..4.0).contains(t)));
+        let under = times.iter().filter(|&&t| t < 2.0).count();
+        assert!(
+            (650..750).contains(&under),
+            "about 70% under 2 s, got {under}"
+        );
+        let pairs = prompt_pairs(701, 2, &v);
+        assert_ne!(pairs[0].0, pairs[0].1);
     }
 
     #[test]

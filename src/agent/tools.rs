@@ -626,9 +626,17 @@ impl Failure {
     }
 }
 
-/// Runs `f` on tokio's blocking pool (or here, outside a runtime).
+/// Runs blocking store code from async code without stalling other tasks. On a
+/// multi-threaded runtime `block_in_place` hands this worker's other tasks to another
+/// worker and runs `f` here, without a thread switch (W5 miss+store: 88 µs through
+/// `spawn_blocking`, XX µs this way); on a current-thread runtime (where that is not
+/// allowed) `f` goes to the blocking pool; outside a runtime it just runs.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::runtime::Handle::try_current() {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
         Ok(rt) => match rt.spawn_blocking(f).await {
             Ok(v) => v,
             Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -554,10 +554,20 @@ pub(crate) fn tool_stats(
 }
 
 /// Removes up to `limit` expired rows, the oldest expiry first: one DELETE over the
-/// expiry index.
+/// expiry index, run only when the earliest expiry has passed (a one-row index
+/// probe; the DELETE itself costs ~20 µs even when it finds nothing, which was a
+/// third of a miss+store).
 fn expire_batch(tx: &Connection, now: i64, limit: i64) -> Result<usize> {
+    const EARLIEST: &str = "SELECT min(expires_at) FROM tool_cache";
     const EXPIRE: &str = "DELETE FROM tool_cache WHERE key IN \
          (SELECT key FROM tool_cache WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)";
+    let earliest: Option<i64> = tx
+        .prepare_cached(EARLIEST)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .sql(EARLIEST)?;
+    if earliest.is_none_or(|e| e > now) {
+        return Ok(0);
+    }
     tx.prepare_cached(EXPIRE)
         .and_then(|mut s| s.execute(params![now, limit]))
         .sql(EXPIRE)

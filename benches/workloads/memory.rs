@@ -1,193 +1,23 @@
-//! The workloads of `WORKLOADS.md` (W1 to W4 so far), each timed through agentstore's
-//! public API and, in the same run, as a bare rusqlite baseline of the same operation
-//! (peer `bare_sqlite`), so the figures hold as ratios on a noisy machine.
-//!
-//! ```text
-//! cargo bench --bench workloads                      # everything
-//! cargo bench --bench workloads -- --workload W2     # one workload (repeatable)
-//! cargo bench --bench workloads -- --quick           # small N, few reps
-//! cargo bench --bench workloads -- --out rows.json   # where the JSON goes
-//! ```
-//!
-//! Rows follow section 4 of WORKLOADS.md (`peer`, `case`, `params`, `status`,
-//! `latency_us`, extras) and are written to `results/agentstore-<UTC date>.json`.
+//! W1 to W4: memory entries.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use agentstore::workload::{PRELOAD_EPOCH_MICROS, memory_pairs, vocab};
+use agentstore::workload::{PRELOAD_EPOCH_MICROS, memory_pairs};
 use agentstore::{NewEntry, Store, StoreOptions};
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
-// ---------------------------------------------------------------- measurement rules
-
-/// Per-op samples in µs and their summary (median, nearest-rank p95/p99, ...).
-fn summarize(samples: &[f64]) -> Value {
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    let rank = |p: f64| s[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-    let median = if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    };
-    let sum: f64 = s.iter().sum();
-    json!({
-        "n": n,
-        "median_us": median,
-        "p95_us": rank(0.95),
-        "p99_us": rank(0.99),
-        "mean_us": sum / n as f64,
-        "min_us": s[0],
-        "max_us": s[n - 1],
-        "ops_per_s": n as f64 / (sum / 1e6),
-    })
-}
-
-/// Times `op` once per item, one clock read before and one after each call.
-fn per_op<T>(items: &[T], mut op: impl FnMut(&T)) -> Vec<f64> {
-    items
-        .iter()
-        .map(|item| {
-            let t = Instant::now();
-            op(item);
-            t.elapsed().as_nanos() as f64 / 1000.0
-        })
-        .collect()
-}
-
-/// Times `op` `reps` times after `warmups` untimed calls.
-fn reps(warmups: usize, reps: usize, mut op: impl FnMut()) -> Vec<f64> {
-    for _ in 0..warmups {
-        op();
-    }
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            op();
-            t.elapsed().as_nanos() as f64 / 1000.0
-        })
-        .collect()
-}
-
-fn median(samples: &[f64]) -> f64 {
-    summarize(samples)["median_us"].as_f64().unwrap_or(f64::NAN)
-}
-
-// ---------------------------------------------------------------- harness
-
-struct Config {
-    workloads: Vec<String>,
-    quick: bool,
-    out: Option<PathBuf>,
-    keep_tmp: bool,
-}
-
-fn parse_args() -> Config {
-    let mut c = Config {
-        workloads: Vec::new(),
-        quick: false,
-        out: None,
-        keep_tmp: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--workload" | "-w" => {
-                if let Some(w) = args.next() {
-                    c.workloads
-                        .extend(w.split(',').map(|s| s.trim().to_ascii_uppercase()));
-                }
-            }
-            "--quick" => c.quick = true,
-            "--keep-tmp" => c.keep_tmp = true,
-            "--out" => c.out = args.next().map(PathBuf::from),
-            "--help" | "-h" => {
-                println!("workloads [--workload W1[,W2..]] [--quick] [--out FILE] [--keep-tmp]");
-                std::process::exit(0);
-            }
-            // `cargo bench` passes --bench; anything else unknown is ignored too.
-            _ => {}
-        }
-    }
-    c
-}
-
-struct Bench {
-    config: Config,
-    rows: serde_json::Map<String, Value>,
-    tmp: tempfile::TempDir,
-    vocab: Vec<String>,
-    next_db: usize,
-}
-
-impl Bench {
-    fn wants(&self, w: &str) -> bool {
-        self.config.workloads.is_empty() || self.config.workloads.iter().any(|x| x == w)
-    }
-
-    fn db_path(&mut self) -> PathBuf {
-        self.next_db += 1;
-        self.tmp.path().join(format!("db{}.sqlite", self.next_db))
-    }
-
-    fn row(
-        &mut self,
-        workload: &str,
-        peer: &str,
-        case: &str,
-        params: Value,
-        latency: Value,
-        extra: Value,
-    ) {
-        let mut row = json!({
-            "peer": peer, "case": case, "params": params, "status": "ok", "latency_us": latency,
-        });
-        if let (Some(r), Some(e)) = (row.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                r.insert(k.clone(), v.clone());
-            }
-        }
-        let median = row["latency_us"]["median_us"].as_f64().unwrap_or(f64::NAN);
-        let ops = row["latency_us"]["ops_per_s"].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "{workload:<20} {peer:<12} {case:<28} {:<16} median {:>12.2} µs  {:>12.0} ops/s  {}",
-            row["params"].to_string(),
-            median,
-            ops,
-            extra
-        );
-        self.rows
-            .entry(workload.to_string())
-            .or_insert_with(|| json!({ "rows": [] }))["rows"]
-            .as_array_mut()
-            .expect("rows")
-            .push(row);
-    }
-
-    fn summary(&mut self, workload: &str, summary: Value) {
-        println!("{workload:<20} summary: {summary}");
-        if let Some(w) = self.rows.get_mut(workload) {
-            w["summary"] = summary;
-        }
-    }
-}
-
-/// A throughput-only row: `n` ops in `secs` seconds, as the latency block would say.
-fn throughput(n: usize, secs: f64) -> Value {
-    json!({ "n": n, "median_us": secs * 1e6 / n as f64, "ops_per_s": n as f64 / secs })
-}
+use crate::harness::{Bench, median, per_op, reps, summarize, throughput};
 
 // ---------------------------------------------------------------- stores under test
 
-fn open_store(path: &Path) -> Store {
+pub fn open_store(path: &Path) -> Store {
     Store::open(path, StoreOptions::default()).expect("open store")
 }
 
 /// A fresh store with one agent whose retention cannot interfere with preloading.
-fn preloaded_store(path: &Path, pairs: &[(String, f64)]) -> (Store, agentstore::Memory) {
+pub fn preloaded_store(path: &Path, pairs: &[(String, f64)]) -> (Store, agentstore::Memory) {
     let store = open_store(path);
     let agent = store.agent("bench").expect("agent");
     let entries: Vec<NewEntry> = pairs
@@ -209,7 +39,7 @@ fn preloaded_store(path: &Path, pairs: &[(String, f64)]) -> (Store, agentstore::
 
 /// The bare baseline: the same row shape and indexes in a plain rowid table, with the
 /// same pragmas (WAL, synchronous=NORMAL).
-fn bare_db(path: &Path) -> Connection {
+pub fn bare_db(path: &Path) -> Connection {
     let c = Connection::open(path).expect("bare open");
     c.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
@@ -223,16 +53,16 @@ fn bare_db(path: &Path) -> Connection {
     c
 }
 
-const BARE_INSERT: &str = "INSERT INTO m (agent_id, importance, created_at, size_bytes, content) \
+pub const BARE_INSERT: &str = "INSERT INTO m (agent_id, importance, created_at, size_bytes, content) \
                            VALUES (1, ?1, ?2, ?3, ?4)";
 
-fn bare_insert(c: &Connection, content: &str, importance: f64, created: i64) {
+pub fn bare_insert(c: &Connection, content: &str, importance: f64, created: i64) {
     c.prepare_cached(BARE_INSERT)
         .and_then(|mut s| s.execute(params![importance, created, content.len() as i64, content]))
         .expect("bare insert");
 }
 
-fn bare_preloaded(path: &Path, pairs: &[(String, f64)]) -> Connection {
+pub fn bare_preloaded(path: &Path, pairs: &[(String, f64)]) -> Connection {
     let mut c = bare_db(path);
     let tx = c.transaction().expect("tx");
     for (i, (content, imp)) in pairs.iter().enumerate() {
@@ -249,7 +79,7 @@ fn bare_preloaded(path: &Path, pairs: &[(String, f64)]) -> Connection {
 
 // ---------------------------------------------------------------- W1 memory_add
 
-fn w1(b: &mut Bench) {
+pub fn w1(b: &mut Bench) {
     let sizes: &[usize] = if b.config.quick {
         &[10_000]
     } else {
@@ -410,7 +240,7 @@ fn w1(b: &mut Bench) {
 
 // ---------------------------------------------------------------- W2 memory_cleanup
 
-fn w2(b: &mut Bench) {
+pub fn w2(b: &mut Bench) {
     let sizes: &[usize] = if b.config.quick {
         &[10_000]
     } else {
@@ -483,7 +313,7 @@ fn w2(b: &mut Bench) {
 // ---------------------------------------------------------------- W3 compressed_context
 
 /// The reference: score every entry in Rust, sort, pack greedily (as the original).
-fn reference_context(pairs: &[(String, f64)], max_chars: usize) -> Vec<usize> {
+pub fn reference_context(pairs: &[(String, f64)], max_chars: usize) -> Vec<usize> {
     let n = pairs.len() as i64;
     let span = (n - 1) * 1_000_000;
     let mut idx: Vec<usize> = (0..pairs.len()).collect();
@@ -510,7 +340,7 @@ fn reference_context(pairs: &[(String, f64)], max_chars: usize) -> Vec<usize> {
     chosen
 }
 
-fn w3(b: &mut Bench) {
+pub fn w3(b: &mut Bench) {
     let sizes: &[usize] = if b.config.quick {
         &[1_000, 10_000]
     } else {
@@ -574,7 +404,7 @@ fn w3(b: &mut Bench) {
 
 // ---------------------------------------------------------------- W4 memory_stats
 
-fn w4(b: &mut Bench) {
+pub fn w4(b: &mut Bench) {
     let sizes: &[(usize, usize)] = if b.config.quick {
         &[(1_000, 50), (10_000, 20)]
     } else {
@@ -622,85 +452,4 @@ fn w4(b: &mut Bench) {
                                                 "stats_median_vs_bare": median(&ours) / median(&bare) }));
     }
     b.summary("W4_memory_stats", Value::Object(ratios));
-}
-
-// ---------------------------------------------------------------- main
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_default();
-    let pairs: Vec<f64> = (0..10_001)
-        .map(|_| {
-            let t = Instant::now();
-            let e = t.elapsed();
-            e.as_nanos() as f64
-        })
-        .collect();
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu_model": cpu,
-        "sqlite_version": rusqlite::version(),
-        "timer_pair_overhead_ns_median": median(&pairs),
-        "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        "journal_mode": "wal",
-        "synchronous": "NORMAL",
-    })
-}
-
-fn main() {
-    let config = parse_args();
-    let started = chrono::Utc::now();
-    let clock = Instant::now();
-    let tmp = tempfile::Builder::new()
-        .prefix("agentstore-bench")
-        .tempdir_in(std::env::temp_dir())
-        .expect("temp dir");
-    let mut b = Bench {
-        config,
-        rows: serde_json::Map::new(),
-        tmp,
-        vocab: vocab(),
-        next_db: 0,
-    };
-    let machine_start = machine();
-    type Workload = fn(&mut Bench);
-    let workloads: [(&str, Workload); 4] = [("W1", w1), ("W2", w2), ("W3", w3), ("W4", w4)];
-    for (name, run) in workloads {
-        if b.wants(name) {
-            run(&mut b);
-        }
-    }
-    let doc = json!({
-        "schema": "peers-bench/1",
-        "started_utc": started.to_rfc3339(),
-        "total_runtime_s": clock.elapsed().as_secs_f64(),
-        "config": { "quick": b.config.quick, "workloads": b.config.workloads },
-        "seeds": { "W1": 101, "W2-W4": 201, "vocab": 1 },
-        "machine": machine_start,
-        "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        "workloads": Value::Object(b.rows.clone()),
-    });
-    let out = b.config.out.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("results")
-            .join(format!("agentstore-{}.json", started.format("%Y-%m-%d")))
-    });
-    if let Some(dir) = out.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match std::fs::write(&out, serde_json::to_string_pretty(&doc).expect("json")) {
-        Ok(()) => println!("rows written to {}", out.display()),
-        Err(e) => eprintln!("could not write {}: {e}", out.display()),
-    }
-    if b.config.keep_tmp {
-        let kept = b.tmp.keep();
-        println!("databases kept in {}", kept.display());
-    }
 }

@@ -1,0 +1,115 @@
+//! The workloads of `WORKLOADS.md`, each timed through agentstore's
+//! public API and, in the same run, as a bare rusqlite baseline of the same operation
+//! (peer `bare_sqlite`), so the figures hold as ratios on a noisy machine.
+//!
+//! ```text
+//! cargo bench --bench workloads                      # everything
+//! cargo bench --bench workloads -- --workload W2     # one workload (repeatable)
+//! cargo bench --bench workloads -- --quick           # small N, few reps
+//! cargo bench --bench workloads -- --out rows.json   # where the JSON goes
+//! ```
+//!
+//! Rows follow section 4 of WORKLOADS.md (`peer`, `case`, `params`, `status`,
+//! `latency_us`, extras) and are written to `results/agentstore-<UTC date>.json`.
+
+mod harness;
+mod memory;
+mod tools;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use agentstore::workload::vocab;
+use serde_json::{Value, json};
+
+use harness::{Bench, median, parse_args};
+use memory::{w1, w2, w3, w4};
+use tools::{w5, w6};
+
+// ---------------------------------------------------------------- main
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    let pairs: Vec<f64> = (0..10_001)
+        .map(|_| {
+            let t = Instant::now();
+            let e = t.elapsed();
+            e.as_nanos() as f64
+        })
+        .collect();
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": cpu,
+        "sqlite_version": rusqlite::version(),
+        "timer_pair_overhead_ns_median": median(&pairs),
+        "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "journal_mode": "wal",
+        "synchronous": "NORMAL",
+    })
+}
+
+fn main() {
+    let config = parse_args();
+    let started = chrono::Utc::now();
+    let clock = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("agentstore-bench")
+        .tempdir_in(std::env::temp_dir())
+        .expect("temp dir");
+    let mut b = Bench {
+        config,
+        rows: serde_json::Map::new(),
+        tmp,
+        vocab: vocab(),
+        next_db: 0,
+    };
+    let machine_start = machine();
+    type Workload = fn(&mut Bench);
+    let workloads: [(&str, Workload); 6] = [
+        ("W1", w1),
+        ("W2", w2),
+        ("W3", w3),
+        ("W4", w4),
+        ("W5", w5),
+        ("W6", w6),
+    ];
+    for (name, run) in workloads {
+        if b.wants(name) {
+            run(&mut b);
+        }
+    }
+    let doc = json!({
+        "schema": "peers-bench/1",
+        "started_utc": started.to_rfc3339(),
+        "total_runtime_s": clock.elapsed().as_secs_f64(),
+        "config": { "quick": b.config.quick, "workloads": b.config.workloads },
+        "seeds": { "W1": 101, "W2-W4": 201, "vocab": 1 },
+        "machine": machine_start,
+        "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "workloads": Value::Object(b.rows.clone()),
+    });
+    let out = b.config.out.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("results")
+            .join(format!("agentstore-{}.json", started.format("%Y-%m-%d")))
+    });
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(&out, serde_json::to_string_pretty(&doc).expect("json")) {
+        Ok(()) => println!("rows written to {}", out.display()),
+        Err(e) => eprintln!("could not write {}: {e}", out.display()),
+    }
+    if b.config.keep_tmp {
+        let kept = b.tmp.keep();
+        println!("databases kept in {}", kept.display());
+    }
+}
