@@ -236,6 +236,9 @@ struct Inner {
     registry: ToolRegistry,
     config: ToolConfig,
     pending: Mutex<Pending>,
+    /// Held for a whole flush, so that `close()` returns only after a background
+    /// flush in progress has written its share too.
+    flush_turn: Mutex<()>,
 }
 
 /// Counters not yet written.
@@ -312,6 +315,7 @@ impl Tools {
                     last_flush: Instant::now(),
                     flushing: false,
                 }),
+                flush_turn: Mutex::new(()),
             }),
         })
     }
@@ -583,6 +587,7 @@ impl Tools {
 
 impl Inner {
     fn flush(&self) -> Result<()> {
+        let _turn = lock(&self.flush_turn);
         let taken: Vec<(i64, String, ToolCounts)> = {
             let mut p = lock(&self.pending);
             p.flushing = true;

@@ -809,3 +809,36 @@ fn the_cli_purges_expired_or_all_rows_with_a_dry_run_first() -> TestResult {
         .stderr(predicates::str::contains("no agent named 'ghost'"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_reach_the_file_while_calls_keep_coming_without_a_close() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let config = ToolConfig {
+        flush_interval: Duration::from_millis(20),
+        ..ToolConfig::default()
+    };
+    let tools = Tools::open(&store, &agent, ToolRegistry::new().with(Probe::new("echo")), config)?;
+    let flushed = || -> rusqlite::Result<i64> {
+        rusqlite::Connection::open(&db.path)?.query_row(
+            "SELECT coalesce(sum(total_calls), 0) FROM tool_counters",
+            [],
+            |r| r.get(0),
+        )
+    };
+    // Keep calling (as a busy agent does) until a flush has written some counters;
+    // the executor is neither closed nor dropped.
+    let mut calls = 0;
+    while flushed()? == 0 {
+        assert!(calls < 10_000, "no flush after {calls} calls");
+        tools.execute_tool_cached("echo", json!({"n": calls % 5})).await?;
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let written = flushed()?;
+    assert!(written >= 1 && written <= calls, "{written} of {calls}");
+    tools.close().await?;
+    assert_eq!(flushed()?, calls, "close writes the rest");
+    Ok(())
+}
