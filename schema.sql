@@ -158,3 +158,88 @@ SELECT a.name                                                   AS agent,
        CASE WHEN c.total_calls > 0 THEN c.cache_hits * 100.0 / c.total_calls ELSE 0.0 END
                                                                 AS cache_hit_rate_pct
   FROM tool_counters c JOIN agents a ON a.id = c.agent_id;
+
+-- One row per agent and cached message. The exact lookup is the UNIQUE index on
+-- (agent_id, message_hash), message_hash being blake3 of the message as given (case
+-- sensitive, as the original). `word_count` is the number of distinct lower-cased
+-- words, which the fuzzy lookup's length bounds use. `id` grows with every insert:
+-- among equally similar messages the smallest id (the earliest cached) wins.
+CREATE TABLE response_cache (
+    id            INTEGER PRIMARY KEY,
+    agent_id      INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    message_hash  BLOB    NOT NULL CHECK (length(message_hash) = 32),
+    message       TEXT    NOT NULL,
+    response      TEXT    NOT NULL,
+    word_count    INTEGER NOT NULL CHECK (word_count >= 0),
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER NOT NULL,
+    hits          INTEGER NOT NULL DEFAULT 0 CHECK (hits >= 0),
+    UNIQUE (agent_id, message_hash)
+) STRICT;
+
+-- Serves: the size cap (keep the most recently used), `responses list --order
+-- recent`, `responses purge --keep`.
+CREATE INDEX response_cache_by_use ON response_cache (agent_id, last_used_at, id);
+
+-- The inverted word index of the fuzzy lookup: one row per distinct word of each
+-- cached message, clustered on (agent, word, word_count) so that a lookup reads, for
+-- each word of the query, only the postings of messages whose length can reach the
+-- threshold. Written and deleted only by src/store/response_cache.rs, with the row it
+-- indexes (no foreign key: a cascade would need a second index on response_id).
+CREATE TABLE response_words (
+    agent_id     INTEGER NOT NULL,
+    word         TEXT    NOT NULL,
+    word_count   INTEGER NOT NULL,
+    response_id  INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, word, word_count, response_id)
+) STRICT, WITHOUT ROWID;
+
+-- One row per answered message (and per generation error). Written in batches.
+CREATE TABLE response_log (
+    id        INTEGER PRIMARY KEY,
+    agent_id  INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    at        INTEGER NOT NULL,
+    duration  REAL    NOT NULL CHECK (duration >= 0),
+    outcome   TEXT    NOT NULL
+              CHECK (outcome IN ('exact', 'fuzzy', 'generated', 'fallback', 'error'))
+) STRICT;
+
+-- Serves: the log retention (oldest rows of an agent first) and recent_responses.
+CREATE INDEX response_log_by_agent ON response_log (agent_id);
+
+-- Serves: response-time stats; min, max and each percentile are a walk from one end
+-- of this index (the shorter way), never a sort.
+CREATE INDEX response_log_by_duration ON response_log (agent_id, duration)
+    WHERE outcome <> 'error';
+
+-- One row per agent: responses by outcome, average time, target and achievement.
+CREATE VIEW response_stats AS
+SELECT a.name                                                    AS agent,
+       a.id                                                      AS agent_id,
+       count(l.id)                                               AS total_logged,
+       count(l.id) FILTER (WHERE l.outcome = 'exact')            AS exact,
+       count(l.id) FILTER (WHERE l.outcome = 'fuzzy')            AS fuzzy,
+       count(l.id) FILTER (WHERE l.outcome = 'generated')        AS generated,
+       count(l.id) FILTER (WHERE l.outcome = 'fallback')         AS fallback,
+       count(l.id) FILTER (WHERE l.outcome = 'error')            AS errors,
+       avg(l.duration) FILTER (WHERE l.outcome <> 'error')       AS avg_response_time,
+       a.target_response_time                                    AS target_response_time,
+       count(l.id) FILTER (WHERE l.outcome <> 'error' AND l.duration < a.target_response_time)
+                                                                 AS responses_under_target,
+       100.0 * count(l.id) FILTER (WHERE l.outcome <> 'error' AND l.duration < a.target_response_time)
+             / nullif(count(l.id) FILTER (WHERE l.outcome <> 'error'), 0)
+                                                                 AS target_achievement_rate,
+       (SELECT count(*) FROM response_cache c WHERE c.agent_id = a.id) AS cache_entries
+  FROM agents a LEFT JOIN response_log l ON l.agent_id = a.id
+ GROUP BY a.id;
+
+-- Every logged response, newest first, with a readable time.
+CREATE VIEW recent_responses AS
+SELECT a.name       AS agent,
+       l.id         AS id,
+       strftime('%Y-%m-%dT%H:%M:%fZ', l.at / 1000000.0, 'unixepoch') AS at,
+       l.at         AS at_micros,
+       l.duration   AS duration,
+       l.outcome    AS outcome
+  FROM response_log l JOIN agents a ON a.id = l.agent_id
+ ORDER BY l.id DESC;

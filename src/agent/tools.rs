@@ -9,7 +9,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::batch::{Batch, Pending, blocking, detach_blocking, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheKey, DEFAULT_TOOL_TTL, Store, ToolCache, ToolCounts, ToolStats,
@@ -235,17 +236,22 @@ struct Inner {
     scope: String,
     registry: ToolRegistry,
     config: ToolConfig,
-    pending: Mutex<Pending>,
-    /// Held for a whole flush, so that `close()` returns only after a background
-    /// flush in progress has written its share too.
-    flush_turn: Mutex<()>,
+    counters: Batch<Counters>,
 }
 
-/// Counters not yet written.
-struct Pending {
-    counts: HashMap<String, ToolCounts>,
-    last_flush: Instant,
-    flushing: bool,
+/// Counters not yet written, by tool.
+#[derive(Default)]
+struct Counters(HashMap<String, ToolCounts>);
+
+impl Pending for Counters {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn merge(&mut self, unwritten: Self) {
+        for (tool, c) in unwritten.0 {
+            self.0.entry(tool).or_default().add(&c);
+        }
+    }
 }
 
 impl std::fmt::Debug for Tools {
@@ -274,11 +280,6 @@ enum Failure {
 type FlightKey = (PathBuf, [u8; 32]);
 static IN_FLIGHT: LazyLock<Mutex<HashMap<FlightKey, Arc<OnceCell<Shared>>>>> =
     LazyLock::new(Default::default);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded maps stay consistent even if a holder panicked.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl Tools {
     /// The executor of agent `agent` over `registry`. With `config.scope` set, stores
@@ -309,13 +310,8 @@ impl Tools {
                 agent: agent.name.clone(),
                 scope,
                 registry,
+                counters: Batch::new(config.flush_interval),
                 config,
-                pending: Mutex::new(Pending {
-                    counts: HashMap::new(),
-                    last_flush: Instant::now(),
-                    flushing: false,
-                }),
-                flush_turn: Mutex::new(()),
             }),
         })
     }
@@ -514,30 +510,21 @@ impl Tools {
     /// passed (on a blocking thread, without waiting for it).
     fn record(&self, tool: &str, start: Instant, hit: bool, error: bool) {
         let elapsed = start.elapsed().as_secs_f64();
-        let mut p = lock(&self.inner.pending);
-        let counts = match p.counts.get_mut(tool) {
-            Some(c) => c,
-            None => p.counts.entry(tool.to_string()).or_default(),
-        };
-        counts.total_calls += 1;
-        counts.cache_hits += u64::from(hit);
-        counts.errors += u64::from(error);
-        counts.total_time += elapsed;
-        if p.flushing || p.last_flush.elapsed() < self.inner.config.flush_interval {
-            return;
-        }
-        p.flushing = true;
-        drop(p);
-        let this = self.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(move || {
-                    let _ = this.inner.flush();
-                });
-            }
-            Err(_) => {
+        let due = self.inner.counters.add(|p| {
+            let counts = match p.0.get_mut(tool) {
+                Some(c) => c,
+                None => p.0.entry(tool.to_string()).or_default(),
+            };
+            counts.total_calls += 1;
+            counts.cache_hits += u64::from(hit);
+            counts.errors += u64::from(error);
+            counts.total_time += elapsed;
+        });
+        if due {
+            let this = self.clone();
+            detach_blocking(move || {
                 let _ = this.inner.flush();
-            }
+            });
         }
     }
 
@@ -587,26 +574,14 @@ impl Tools {
 
 impl Inner {
     fn flush(&self) -> Result<()> {
-        let _turn = lock(&self.flush_turn);
-        let taken: Vec<(i64, String, ToolCounts)> = {
-            let mut p = lock(&self.pending);
-            p.flushing = true;
-            p.counts
-                .drain()
-                .map(|(tool, c)| (self.agent_id, tool, c))
-                .collect()
-        };
-        let out = self.cache.add_counts(&taken);
-        let mut p = lock(&self.pending);
-        if out.is_err() {
-            // Put them back: nothing counted is dropped because a write failed.
-            for (_, tool, c) in taken {
-                p.counts.entry(tool).or_default().add(&c);
-            }
-        }
-        p.flushing = false;
-        p.last_flush = Instant::now();
-        out
+        self.counters.flush(|pending| {
+            let rows: Vec<(i64, String, ToolCounts)> = pending
+                .0
+                .iter()
+                .map(|(tool, c)| (self.agent_id, tool.clone(), *c))
+                .collect();
+            self.cache.add_counts(&rows)
+        })
     }
 }
 
@@ -628,25 +603,6 @@ impl Failure {
                 message: format!("its result could not be cached: {message}"),
             },
         }
-    }
-}
-
-/// Runs blocking store code from async code without stalling other tasks. On a
-/// multi-threaded runtime `block_in_place` hands this worker's other tasks to another
-/// worker and runs `f` here, without a thread switch (W5 miss+store: 88 µs through
-/// `spawn_blocking`, 47 µs this way); on a current-thread runtime (where that is not
-/// allowed) `f` goes to the blocking pool; outside a runtime it just runs.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        Ok(rt) => match rt.spawn_blocking(f).await {
-            Ok(v) => v,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        },
-        Err(_) => f(),
     }
 }
 

@@ -17,12 +17,15 @@ pub const APPLICATION_ID: i32 = 0x4147_5354;
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// The tables a file at [`SCHEMA_VERSION`] must have.
-pub(crate) const KNOWN_TABLES: [&str; 5] = [
+pub(crate) const KNOWN_TABLES: [&str; 8] = [
     "agents",
     "memory_counters",
     "memory_entries",
     "tool_cache",
     "tool_counters",
+    "response_cache",
+    "response_words",
+    "response_log",
 ];
 
 /// Longest content (in UTF-8 bytes) accepted for one entry; larger input is refused

@@ -18,8 +18,9 @@ pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 /// with a fresh one.
 const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2];
 
-/// Schema 2: the tool cache and its counters, the agent's tool scope and response
-/// time target.
+/// Schema 2: the tool cache and its counters, the response cache with its word
+/// index, the response log, their views, and the agent's tool scope and response time
+/// target.
 const TO_2: &str = "
 ALTER TABLE agents ADD COLUMN tool_scope TEXT
     CHECK (tool_scope IS NULL OR length(tool_scope) BETWEEN 1 AND 200);
@@ -57,6 +58,65 @@ SELECT a.name                                                   AS agent,
        CASE WHEN c.total_calls > 0 THEN c.cache_hits * 100.0 / c.total_calls ELSE 0.0 END
                                                                 AS cache_hit_rate_pct
   FROM tool_counters c JOIN agents a ON a.id = c.agent_id;
+CREATE TABLE response_cache (
+    id            INTEGER PRIMARY KEY,
+    agent_id      INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    message_hash  BLOB    NOT NULL CHECK (length(message_hash) = 32),
+    message       TEXT    NOT NULL,
+    response      TEXT    NOT NULL,
+    word_count    INTEGER NOT NULL CHECK (word_count >= 0),
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER NOT NULL,
+    hits          INTEGER NOT NULL DEFAULT 0 CHECK (hits >= 0),
+    UNIQUE (agent_id, message_hash)
+) STRICT;
+CREATE INDEX response_cache_by_use ON response_cache (agent_id, last_used_at, id);
+CREATE TABLE response_words (
+    agent_id     INTEGER NOT NULL,
+    word         TEXT    NOT NULL,
+    word_count   INTEGER NOT NULL,
+    response_id  INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, word, word_count, response_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE response_log (
+    id        INTEGER PRIMARY KEY,
+    agent_id  INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    at        INTEGER NOT NULL,
+    duration  REAL    NOT NULL CHECK (duration >= 0),
+    outcome   TEXT    NOT NULL
+              CHECK (outcome IN ('exact', 'fuzzy', 'generated', 'fallback', 'error'))
+) STRICT;
+CREATE INDEX response_log_by_agent ON response_log (agent_id);
+CREATE INDEX response_log_by_duration ON response_log (agent_id, duration)
+    WHERE outcome <> 'error';
+CREATE VIEW response_stats AS
+SELECT a.name                                                    AS agent,
+       a.id                                                      AS agent_id,
+       count(l.id)                                               AS total_logged,
+       count(l.id) FILTER (WHERE l.outcome = 'exact')            AS exact,
+       count(l.id) FILTER (WHERE l.outcome = 'fuzzy')            AS fuzzy,
+       count(l.id) FILTER (WHERE l.outcome = 'generated')        AS generated,
+       count(l.id) FILTER (WHERE l.outcome = 'fallback')         AS fallback,
+       count(l.id) FILTER (WHERE l.outcome = 'error')            AS errors,
+       avg(l.duration) FILTER (WHERE l.outcome <> 'error')       AS avg_response_time,
+       a.target_response_time                                    AS target_response_time,
+       count(l.id) FILTER (WHERE l.outcome <> 'error' AND l.duration < a.target_response_time)
+                                                                 AS responses_under_target,
+       100.0 * count(l.id) FILTER (WHERE l.outcome <> 'error' AND l.duration < a.target_response_time)
+             / nullif(count(l.id) FILTER (WHERE l.outcome <> 'error'), 0)
+                                                                 AS target_achievement_rate,
+       (SELECT count(*) FROM response_cache c WHERE c.agent_id = a.id) AS cache_entries
+  FROM agents a LEFT JOIN response_log l ON l.agent_id = a.id
+ GROUP BY a.id;
+CREATE VIEW recent_responses AS
+SELECT a.name       AS agent,
+       l.id         AS id,
+       strftime('%Y-%m-%dT%H:%M:%fZ', l.at / 1000000.0, 'unixepoch') AS at,
+       l.at         AS at_micros,
+       l.duration   AS duration,
+       l.outcome    AS outcome
+  FROM response_log l JOIN agents a ON a.id = l.agent_id
+ ORDER BY l.id DESC;
 ";
 
 /// Brings the file to [`SCHEMA_VERSION`]: applies the fresh schema to an empty file, or

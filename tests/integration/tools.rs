@@ -819,7 +819,12 @@ async fn counters_reach_the_file_while_calls_keep_coming_without_a_close() -> Te
         flush_interval: Duration::from_millis(20),
         ..ToolConfig::default()
     };
-    let tools = Tools::open(&store, &agent, ToolRegistry::new().with(Probe::new("echo")), config)?;
+    let tools = Tools::open(
+        &store,
+        &agent,
+        ToolRegistry::new().with(Probe::new("echo")),
+        config,
+    )?;
     let flushed = || -> rusqlite::Result<i64> {
         rusqlite::Connection::open(&db.path)?.query_row(
             "SELECT coalesce(sum(total_calls), 0) FROM tool_counters",
@@ -832,7 +837,9 @@ async fn counters_reach_the_file_while_calls_keep_coming_without_a_close() -> Te
     let mut calls = 0;
     while flushed()? == 0 {
         assert!(calls < 10_000, "no flush after {calls} calls");
-        tools.execute_tool_cached("echo", json!({"n": calls % 5})).await?;
+        tools
+            .execute_tool_cached("echo", json!({"n": calls % 5}))
+            .await?;
         calls += 1;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
