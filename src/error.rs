@@ -136,6 +136,10 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// The response generator failed. Nothing was cached.
+    #[error("generating a response failed: {0}")]
+    GenerationFailed(String),
+
     /// No pooled connection could be had in time.
     #[error("could not get a database connection: {0}")]
     Pool(#[from] r2d2::Error),

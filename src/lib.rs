@@ -40,6 +40,10 @@ pub use store::{
     SCHEMA_SQL, SCHEMA_VERSION, Store, StoreOptions, Synchronous, ToolCache, ToolCallStats,
     ToolCounts, ToolStats, canonical_json, query_read_only,
 };
+pub use store::{
+    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
+    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, words,
+};
 
 #[cfg(test)]
 mod tests {

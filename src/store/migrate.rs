@@ -87,7 +87,7 @@ CREATE TABLE response_log (
               CHECK (outcome IN ('exact', 'fuzzy', 'generated', 'fallback', 'error'))
 ) STRICT;
 CREATE INDEX response_log_by_agent ON response_log (agent_id);
-CREATE INDEX response_log_by_duration ON response_log (agent_id, duration)
+CREATE INDEX response_log_by_duration ON response_log (agent_id, duration, outcome)
     WHERE outcome <> 'error';
 CREATE VIEW response_stats AS
 SELECT a.name                                                    AS agent,

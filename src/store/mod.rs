@@ -8,8 +8,10 @@ mod connection;
 mod memory;
 mod migrate;
 mod pool;
+mod response_cache;
 mod sql;
 mod tool_cache;
+pub mod words;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
@@ -26,6 +28,10 @@ pub use memory::{
     CompressedContext, ListOrder, Memory, MemoryEntry, MemoryStats, NewEntry, Prune, PruneReport,
 };
 pub use migrate::SCHEMA_SQL;
+pub use response_cache::{
+    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
+    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures,
+};
 pub use sql::{QueryResult, query_read_only};
 pub use tool_cache::{
     CacheFilter, CacheKey, CachedToolResult, DEFAULT_TOOL_TTL, PurgeReport, ToolCache,

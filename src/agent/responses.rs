@@ -1,0 +1,483 @@
+//! Answering messages fast: [`Responder`] answers from the response cache (exact,
+//! then fuzzy), else generates under the agent's target time with a fallback reply on
+//! timeout; it logs every response and tunes the target. Hits and log rows are
+//! batched in memory (a hit never writes); a generated response is stored before it
+//! is returned.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::batch::{Batch, Pending, blocking, detach_blocking};
+use crate::error::{Error, Result};
+use crate::store::{
+    AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
+    ResponseTimeStats, Store,
+};
+
+/// The original's fallback replies, chosen by the message's shape.
+pub const FALLBACK_QUESTION: &str =
+    "I'm processing your request. Could you please rephrase or simplify your question?";
+/// For a message of more than 20 words.
+pub const FALLBACK_LONG: &str = "I understand you're asking about this topic. Let me provide a brief response while I gather more details.";
+/// For any other message.
+pub const FALLBACK_OTHER: &str =
+    "That's an interesting question. Here's what I can tell you immediately...";
+
+/// The fallback reply for `message`, as the original chose it: a `?` anywhere, else
+/// more than 20 words, else the general one.
+pub fn fallback_reply(message: &str) -> &'static str {
+    if message.contains('?') {
+        FALLBACK_QUESTION
+    } else if message.split_whitespace().count() > 20 {
+        FALLBACK_LONG
+    } else {
+        FALLBACK_OTHER
+    }
+}
+
+/// A generation failure: the message is returned to the caller as
+/// [`Error::GenerationFailed`], and nothing is cached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct GenerationError(pub String);
+
+/// What produces a response when the cache has none (an LLM, in the agent).
+#[async_trait::async_trait]
+pub trait ResponseGenerator: Send + Sync {
+    /// A response to `message`.
+    ///
+    /// # Errors
+    /// A [`GenerationError`] saying what went wrong.
+    async fn generate(&self, message: &str) -> std::result::Result<String, GenerationError>;
+}
+
+/// A [`ResponseGenerator`] from an async closure: see [`generator_fn`].
+pub struct FnGenerator<F>(F);
+
+/// Wraps `f(message) -> impl Future<Output = Result<String, GenerationError>>` as a
+/// generator.
+///
+/// ```
+/// use agentstore::agent::{GenerationError, generator_fn};
+///
+/// let echo = generator_fn(|message: String| async move {
+///     Ok::<_, GenerationError>(format!("you said: {message}"))
+/// });
+/// ```
+pub fn generator_fn<F, Fut>(f: F) -> FnGenerator<F>
+where
+    F: Fn(String) -> Fut + Send + Sync,
+    Fut: Future<Output = std::result::Result<String, GenerationError>> + Send,
+{
+    FnGenerator(f)
+}
+
+#[async_trait::async_trait]
+impl<F, Fut> ResponseGenerator for FnGenerator<F>
+where
+    F: Fn(String) -> Fut + Send + Sync,
+    Fut: Future<Output = std::result::Result<String, GenerationError>> + Send,
+{
+    async fn generate(&self, message: &str) -> std::result::Result<String, GenerationError> {
+        (self.0)(message.to_string()).await
+    }
+}
+
+/// How a [`Responder`] behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseConfig {
+    /// Fuzzy matching: threshold (0.7) and the negation/number guard (on).
+    pub fuzzy: FuzzyOptions,
+    /// How long a generation that missed the target may keep running in the
+    /// background; its response is cached if it arrives in time (30 s).
+    pub grace_period: Duration,
+    /// The cap that `optimize_performance` applies: over `max_cache_entries` (1,000)
+    /// cached responses, keep the `keep_on_cap` (500) most recently used.
+    pub max_cache_entries: u64,
+    /// See `max_cache_entries`.
+    pub keep_on_cap: u64,
+    /// Log rows kept per agent (the most recent 100,000).
+    pub log_retention: u64,
+    /// How often, at most, hits and log rows are written while messages keep coming.
+    pub flush_interval: Duration,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        ResponseConfig {
+            fuzzy: FuzzyOptions::default(),
+            grace_period: Duration::from_secs(30),
+            max_cache_entries: 1000,
+            keep_on_cap: 500,
+            log_retention: 100_000,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The answer to one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    /// The response text.
+    pub response: String,
+    /// Seconds from the call to the answer.
+    pub response_time: f64,
+    /// Exact, fuzzy, generated or fallback.
+    pub outcome: Outcome,
+    /// For a fuzzy answer, the similarity of the cached message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
+}
+
+/// What `optimize_performance` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Optimization {
+    /// The target before, in seconds.
+    pub old_target: f64,
+    /// The target after.
+    pub new_target: f64,
+    /// The achievement rate it was based on (None without data).
+    pub achievement_rate: Option<f64>,
+    /// Cached responses removed by the cap.
+    pub removed_entries: u64,
+    /// Cached responses left.
+    pub cache_entries: u64,
+}
+
+/// An agent's response path. Cheap to clone; clones share the pending hits and log.
+#[derive(Clone)]
+pub struct Responder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: ResponseCache,
+    agent_id: i64,
+    agent: String,
+    generator: Arc<dyn ResponseGenerator>,
+    config: ResponseConfig,
+    pending: Batch<Unwritten>,
+}
+
+/// Hits and log rows not yet written.
+#[derive(Default)]
+struct Unwritten {
+    /// Row id: (hits, last use).
+    hits: HashMap<i64, (u64, i64)>,
+    log: Vec<LoggedResponse>,
+}
+
+impl Pending for Unwritten {
+    fn is_empty(&self) -> bool {
+        self.hits.is_empty() && self.log.is_empty()
+    }
+    fn merge(&mut self, unwritten: Self) {
+        for (id, (n, at)) in unwritten.hits {
+            let e = self.hits.entry(id).or_insert((0, at));
+            e.0 += n;
+            e.1 = e.1.max(at);
+        }
+        let newer = std::mem::replace(&mut self.log, unwritten.log);
+        self.log.extend(newer);
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("agent", &self.inner.agent)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Responder {
+    /// The response path of `agent`, generating with `generator`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad fuzzy threshold.
+    pub fn new(
+        store: &Store,
+        agent: &AgentRecord,
+        generator: impl ResponseGenerator + 'static,
+        config: ResponseConfig,
+    ) -> Result<Responder> {
+        Self::with_generator(store, agent, Arc::new(generator), config)
+    }
+
+    /// [`Responder::new`] with a shared generator.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad fuzzy threshold.
+    pub fn with_generator(
+        store: &Store,
+        agent: &AgentRecord,
+        generator: Arc<dyn ResponseGenerator>,
+        config: ResponseConfig,
+    ) -> Result<Responder> {
+        config.fuzzy.validate()?;
+        Ok(Responder {
+            inner: Arc::new(Inner {
+                cache: store.response_cache(),
+                agent_id: agent.id,
+                agent: agent.name.clone(),
+                generator,
+                pending: Batch::new(config.flush_interval),
+                config,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ResponseConfig {
+        &self.inner.config
+    }
+
+    /// Answers `message`: the cached response to the same message, else to the most
+    /// similar one, else a generated one within the agent's target time (stored before
+    /// it is returned), else, past the target, a fallback reply while the generation
+    /// goes on in the background for up to the grace period (its response is cached
+    /// for next time; a fallback never is). Every answer is logged.
+    ///
+    /// # Errors
+    /// [`Error::GenerationFailed`] when the generator fails (logged, nothing cached);
+    /// [`Error::InvalidArgument`] for a message over 1 MiB; SQLite errors.
+    pub async fn process_message(&self, message: &str) -> Result<Reply> {
+        let start = Instant::now();
+        let inner = &*self.inner;
+        if let Some(hit) = self.lookup(message).await? {
+            let kind = hit.kind;
+            self.note(Some(hit.id), start, kind);
+            return Ok(Reply {
+                response: hit.response,
+                response_time: start.elapsed().as_secs_f64(),
+                outcome: kind,
+                similarity: (kind == Outcome::Fuzzy).then_some(hit.similarity),
+            });
+        }
+
+        let cache = inner.cache.clone();
+        let agent_id = inner.agent_id;
+        let target = blocking(move || cache.target(agent_id)).await?;
+        let target = Duration::from_secs_f64(target);
+        let generator = inner.generator.clone();
+        let owned = message.to_string();
+        let mut generation = tokio::spawn(async move { generator.generate(&owned).await });
+        match tokio::time::timeout(target, &mut generation).await {
+            Ok(Ok(Ok(response))) => {
+                let (cache, owned) = (inner.cache.clone(), message.to_string());
+                let response =
+                    blocking(move || cache.put(agent_id, &owned, &response).map(|_| response))
+                        .await?;
+                self.note(None, start, Outcome::Generated);
+                Ok(Reply {
+                    response,
+                    response_time: start.elapsed().as_secs_f64(),
+                    outcome: Outcome::Generated,
+                    similarity: None,
+                })
+            }
+            Ok(done) => {
+                self.note(None, start, Outcome::Error);
+                let message = match done {
+                    Ok(Err(e)) => e.0,
+                    Err(join) if join.is_panic() => "the generator panicked".to_string(),
+                    Err(join) => join.to_string(),
+                    Ok(Ok(_)) => unreachable!("handled above"),
+                };
+                Err(Error::GenerationFailed(message))
+            }
+            Err(_) => {
+                self.finish_in_background(message, generation, target);
+                self.note(None, start, Outcome::Fallback);
+                Ok(Reply {
+                    response: fallback_reply(message).to_string(),
+                    response_time: start.elapsed().as_secs_f64(),
+                    outcome: Outcome::Fallback,
+                    similarity: None,
+                })
+            }
+        }
+    }
+
+    /// Lets a generation that missed the target run until the grace period ends,
+    /// then caches its response (or aborts it).
+    fn finish_in_background(
+        &self,
+        message: &str,
+        mut generation: tokio::task::JoinHandle<std::result::Result<String, GenerationError>>,
+        spent: Duration,
+    ) {
+        let left = self.inner.config.grace_period.saturating_sub(spent);
+        let cache = self.inner.cache.clone();
+        let agent_id = self.inner.agent_id;
+        let message = message.to_string();
+        tokio::spawn(async move {
+            match tokio::time::timeout(left, &mut generation).await {
+                Ok(Ok(Ok(response))) => {
+                    let _ = blocking(move || cache.put(agent_id, &message, &response)).await;
+                }
+                Ok(_) => {}
+                Err(_) => generation.abort(),
+            }
+        });
+    }
+
+    /// The exact, then fuzzy, match: on this thread when a pooled connection is idle,
+    /// else on a blocking thread.
+    async fn lookup(&self, message: &str) -> Result<Option<CacheMatch>> {
+        let inner = &self.inner;
+        let options = inner.config.fuzzy;
+        match inner.cache.try_lookup(inner.agent_id, message, options) {
+            Some(found) => found,
+            None => {
+                let (cache, agent_id, message) =
+                    (inner.cache.clone(), inner.agent_id, message.to_string());
+                blocking(move || cache.lookup(agent_id, &message, options)).await
+            }
+        }
+    }
+
+    /// Counts a hit (if any) and logs the response, in memory; writes when the flush
+    /// interval has passed (without waiting for it).
+    fn note(&self, hit: Option<i64>, start: Instant, outcome: Outcome) {
+        let inner = &*self.inner;
+        let at = inner.cache.store().now_micros();
+        let row = LoggedResponse {
+            agent_id: inner.agent_id,
+            at,
+            duration: start.elapsed().as_secs_f64(),
+            outcome,
+        };
+        let due = inner.pending.add(|p| {
+            if let Some(id) = hit {
+                let e = p.hits.entry(id).or_insert((0, at));
+                e.0 += 1;
+                e.1 = e.1.max(at);
+            }
+            p.log.push(row);
+        });
+        if due {
+            let this = self.clone();
+            detach_blocking(move || {
+                let _ = this.inner.flush();
+            });
+        }
+    }
+
+    /// Writes the pending hits and log rows.
+    ///
+    /// # Errors
+    /// SQLite errors; they stay pending for the next flush.
+    pub async fn flush(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.flush()).await
+    }
+
+    /// Flushes; call before the process exits (dropping the last clone flushes too,
+    /// without reporting errors).
+    ///
+    /// # Errors
+    /// As [`Responder::flush`].
+    pub async fn close(self) -> Result<()> {
+        self.flush().await
+    }
+
+    /// The response-time stats over the agent's log (after a flush), in SQL.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub async fn response_time_stats(&self) -> Result<ResponseTimeStats> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.flush()?;
+            let agent = inner.cache.store().existing_agent(&inner.agent)?;
+            inner.cache.time_stats(&agent)
+        })
+        .await
+    }
+
+    /// The original's auto-tuning: with more than 90% of responses under the target,
+    /// the target becomes 0.9x; under 50%, 1.2x; the new target is stored in the
+    /// agent's row. Then the cache is capped (over 1,000 entries, keep the 500 most
+    /// recently used).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub async fn optimize_performance(&self) -> Result<Optimization> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.flush()?;
+            let store = inner.cache.store();
+            let agent = store.existing_agent(&inner.agent)?;
+            optimize(
+                &inner.cache,
+                &agent,
+                inner.config.max_cache_entries,
+                inner.config.keep_on_cap,
+            )
+        })
+        .await
+    }
+}
+
+/// `optimize_performance` on the store alone (the CLI's `responses optimize`).
+///
+/// # Errors
+/// SQLite errors.
+pub fn optimize(
+    cache: &ResponseCache,
+    agent: &AgentRecord,
+    max_entries: u64,
+    keep: u64,
+) -> Result<Optimization> {
+    let stats = cache.time_stats(agent)?;
+    let old_target = agent.target_response_time;
+    let (new_target, rate) = match &stats {
+        ResponseTimeStats::NoData { .. } => (old_target, None),
+        ResponseTimeStats::Data(s) => {
+            let rate = s.target_achievement_rate;
+            let t = if rate > 90.0 {
+                old_target * 0.9
+            } else if rate < 50.0 {
+                old_target * 1.2
+            } else {
+                old_target
+            };
+            (t, Some(rate))
+        }
+    };
+    if new_target != old_target {
+        cache
+            .store()
+            .set_target_response_time(&agent.name, new_target)?;
+    }
+    let removed = cache.cap(agent.id, max_entries, keep)?;
+    Ok(Optimization {
+        old_target,
+        new_target,
+        achievement_rate: rate,
+        removed_entries: removed,
+        cache_entries: cache.entries(agent.id)?,
+    })
+}
+
+impl Inner {
+    fn flush(&self) -> Result<()> {
+        self.pending.flush(|p| {
+            let hits: Vec<(i64, u64, i64)> =
+                p.hits.iter().map(|(id, (n, at))| (*id, *n, *at)).collect();
+            self.cache.record(&hits, &p.log, self.config.log_retention)
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}

@@ -1,0 +1,816 @@
+//! The response cache (`response_cache` and its word index `response_words`) and the
+//! response log (`response_log`): exact lookups by message hash, fuzzy lookups over
+//! the inverted word index that give the same answer as scanning every cached message,
+//! stores, batched hit counts, the size cap, purges, and the response-time stats.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::words::{differ_in_meaning, jaccard, length_bounds, word_set};
+use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
+use crate::clock::serialize_micros;
+use crate::error::{Error, Result, SqlContext};
+
+/// How a fuzzy lookup decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FuzzyOptions {
+    /// A cached message matches when its similarity is strictly above this.
+    pub threshold: f64,
+    /// Refuse matches whose word sets differ by a negation or a number.
+    pub negation_guard: bool,
+}
+
+impl Default for FuzzyOptions {
+    fn default() -> Self {
+        FuzzyOptions {
+            threshold: 0.7,
+            negation_guard: true,
+        }
+    }
+}
+
+impl FuzzyOptions {
+    /// Checks the threshold.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless it is in `[0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        if self.threshold.is_finite() && (0.0..=1.0).contains(&self.threshold) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "the similarity threshold must be between 0 and 1, got {}",
+                self.threshold
+            )))
+        }
+    }
+}
+
+/// How a response was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The same message was cached.
+    Exact,
+    /// A similar message was cached.
+    Fuzzy,
+    /// Generated within the target time.
+    Generated,
+    /// Generation ran past the target time; a fallback reply was given.
+    Fallback,
+    /// Generation failed (logged, never cached).
+    Error,
+}
+
+impl Outcome {
+    /// The name stored in `response_log.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Exact => "exact",
+            Outcome::Fuzzy => "fuzzy",
+            Outcome::Generated => "generated",
+            Outcome::Fallback => "fallback",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// A cache hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheMatch {
+    /// The cached row's id.
+    pub id: i64,
+    /// Exact or fuzzy.
+    pub kind: Outcome,
+    /// The Jaccard similarity of the word sets (1.0 for an exact match).
+    pub similarity: f64,
+    /// The cached message.
+    pub message: String,
+    /// Its response.
+    pub response: String,
+}
+
+/// A cached response as listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CachedResponse {
+    /// Row id.
+    pub id: i64,
+    /// The message.
+    pub message: String,
+    /// The response.
+    pub response: String,
+    /// Times it answered a message (flushed hits).
+    pub hits: u64,
+    /// When it was stored.
+    #[serde(serialize_with = "serialize_micros")]
+    pub created_at: i64,
+    /// When it was stored or last answered a message.
+    #[serde(serialize_with = "serialize_micros")]
+    pub last_used_at: i64,
+}
+
+/// One answered message, for the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoggedResponse {
+    /// The agent.
+    pub agent_id: i64,
+    /// When it was answered, microseconds since the epoch.
+    pub at: i64,
+    /// How long it took, in seconds.
+    pub duration: f64,
+    /// How it was answered.
+    pub outcome: Outcome,
+}
+
+/// The original design's `get_response_time_stats()`, computed in SQL over the log.
+/// Times are in seconds. Serialises as `{"no_data": true}` when nothing is logged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ResponseTimeStats {
+    /// No response logged.
+    NoData {
+        /// Always true.
+        no_data: bool,
+    },
+    /// The figures.
+    Data(TimeFigures),
+}
+
+/// The figures of [`ResponseTimeStats`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeFigures {
+    /// Responses logged (generation errors not included).
+    pub total_responses: u64,
+    /// Mean time.
+    pub avg_response_time: f64,
+    /// Fastest.
+    pub min_response_time: f64,
+    /// Slowest.
+    pub max_response_time: f64,
+    /// `sorted[n / 2]`.
+    pub p50_response_time: f64,
+    /// `sorted[floor(n * 0.9)]`.
+    pub p90_response_time: f64,
+    /// `sorted[floor(n * 0.95)]`.
+    pub p95_response_time: f64,
+    /// Responses strictly faster than the target.
+    pub responses_under_target: u64,
+    /// `responses_under_target / total_responses * 100`.
+    pub target_achievement_rate: f64,
+    /// Cached responses of the agent now.
+    pub cache_entries: u64,
+    /// The agent's target time now.
+    pub target_response_time: f64,
+}
+
+/// Which cached responses a purge removes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ResponsePurge {
+    /// All of the agent's.
+    All,
+    /// Those stored longer ago than this.
+    OlderThan(Duration),
+    /// All but the most recently used `n`.
+    Keep(u64),
+}
+
+/// Orders for [`ResponseCache::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseOrder {
+    /// Most recently used first.
+    Recent,
+    /// Most hits first.
+    Hits,
+}
+
+/// What a purge or a cap removed (or would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ResponsePurgeReport {
+    /// Cached responses removed (or that would be).
+    pub removed: u64,
+    /// True when nothing was removed because it was a dry run.
+    pub dry_run: bool,
+}
+
+/// Cached responses deleted per transaction by a purge or a cap.
+const DELETE_BATCH: usize = 2000;
+
+/// Log rows deleted, at most, by each log write that finds the log over its retention.
+const LOG_TRIM_BATCH: i64 = 5000;
+
+/// The response cache and log of one store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ResponseCache {
+    store: Store,
+}
+
+impl Store {
+    /// The response cache and response log in this file.
+    pub fn response_cache(&self) -> ResponseCache {
+        ResponseCache {
+            store: self.clone(),
+        }
+    }
+}
+
+fn message_hash(message: &str) -> [u8; 32] {
+    *blake3::hash(message.as_bytes()).as_bytes()
+}
+
+fn check_size(what: &str, text: &str) -> Result<()> {
+    if text.len() > MAX_CONTENT_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes; the limit is {MAX_CONTENT_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+const EXACT: &str =
+    "SELECT id, message, response FROM response_cache WHERE agent_id = ?1 AND message_hash = ?2";
+
+fn exact_on(c: &Connection, agent_id: i64, message: &str) -> Result<Option<CacheMatch>> {
+    let hash = message_hash(message);
+    let row: Option<(i64, String, String)> = c
+        .prepare_cached(EXACT)
+        .and_then(|mut s| {
+            s.query_row(params![agent_id, &hash[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .sql(EXACT)?;
+    Ok(row
+        .filter(|(_, cached, _)| cached == message)
+        .map(|(id, message, response)| CacheMatch {
+            id,
+            kind: Outcome::Exact,
+            similarity: 1.0,
+            message,
+            response,
+        }))
+}
+
+/// The messages sharing enough words with the query, from the word index: for each
+/// query word, the postings of messages whose word count is within the bounds, counted
+/// per message; a message needs `shared * (1 + t) > t * (q + c)` (similarity above
+/// t), tested here with a little slack and exactly in Rust.
+const CANDIDATES: &str = "SELECT response_id, word_count, count(*) FROM response_words \
+     WHERE agent_id = ?1 AND word IN (SELECT value FROM json_each(?2)) \
+       AND word_count BETWEEN ?3 AND ?4 \
+     GROUP BY response_id \
+     HAVING count(*) * (1.0 + ?5) >= ?5 * (?6 + word_count) - 1e-6";
+
+const BY_ID: &str = "SELECT message, response FROM response_cache WHERE id = ?1 AND agent_id = ?2";
+
+fn fuzzy_on(
+    c: &Connection,
+    agent_id: i64,
+    message: &str,
+    options: FuzzyOptions,
+) -> Result<Option<CacheMatch>> {
+    let words = word_set(message);
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let q = words.len();
+    let (lo, hi) = length_bounds(q, options.threshold);
+    let json = serde_json::to_string(&words).map_err(|e| Error::invalid(e.to_string()))?;
+    let mut candidates: Vec<(f64, i64)> = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(CANDIDATES).sql(CANDIDATES)?;
+        let mut rows = stmt
+            .query(params![agent_id, json, lo, hi, options.threshold, q as i64])
+            .sql(CANDIDATES)?;
+        while let Some(r) = rows.next().sql(CANDIDATES)? {
+            let (id, count, shared): (i64, i64, i64) = (
+                r.get(0).sql(CANDIDATES)?,
+                r.get(1).sql(CANDIDATES)?,
+                r.get(2).sql(CANDIDATES)?,
+            );
+            let similarity = jaccard(q, count as usize, shared as usize);
+            if similarity > options.threshold {
+                candidates.push((similarity, id));
+            }
+        }
+    }
+    // The brute-force scan keeps the first message of the highest similarity: the
+    // same as the best similarity, then the smallest id.
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut by_id = c.prepare_cached(BY_ID).sql(BY_ID)?;
+    for (similarity, id) in candidates {
+        let Some((cached, response)) = by_id
+            .query_row(params![id, agent_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?))
+            })
+            .optional()
+            .sql(BY_ID)?
+        else {
+            continue; // a posting whose row was deleted outside agentstore
+        };
+        if options.negation_guard && differ_in_meaning(&words, &word_set(&cached)) {
+            continue;
+        }
+        return Ok(Some(CacheMatch {
+            id,
+            kind: Outcome::Fuzzy,
+            similarity,
+            message: cached,
+            response,
+        }));
+    }
+    Ok(None)
+}
+
+fn lookup_on(
+    c: &Connection,
+    agent_id: i64,
+    message: &str,
+    options: FuzzyOptions,
+) -> Result<Option<CacheMatch>> {
+    match exact_on(c, agent_id, message)? {
+        Some(hit) => Ok(Some(hit)),
+        None => fuzzy_on(c, agent_id, message, options),
+    }
+}
+
+impl ResponseCache {
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The cached response to exactly this message (case-sensitive), if any.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn lookup_exact(&self, agent_id: i64, message: &str) -> Result<Option<CacheMatch>> {
+        self.store.read(|c| exact_on(c, agent_id, message))
+    }
+
+    /// The cached message most similar to `message` (word-set Jaccard strictly above
+    /// the threshold; the earliest cached among equals; the guard applied), found
+    /// through the word index. The answer is the one a scan of every cached message
+    /// would give.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad threshold; SQLite errors.
+    pub fn lookup_fuzzy(
+        &self,
+        agent_id: i64,
+        message: &str,
+        options: FuzzyOptions,
+    ) -> Result<Option<CacheMatch>> {
+        options.validate()?;
+        self.store
+            .snapshot(|c| fuzzy_on(c, agent_id, message, options))
+    }
+
+    /// The exact match, else the fuzzy one. A read: never a write transaction.
+    ///
+    /// # Errors
+    /// As [`ResponseCache::lookup_fuzzy`].
+    pub fn lookup(
+        &self,
+        agent_id: i64,
+        message: &str,
+        options: FuzzyOptions,
+    ) -> Result<Option<CacheMatch>> {
+        options.validate()?;
+        self.store
+            .snapshot(|c| lookup_on(c, agent_id, message, options))
+    }
+
+    /// [`ResponseCache::lookup`] only if a pooled connection is idle now (see
+    /// `ToolCache::try_get`).
+    pub(crate) fn try_lookup(
+        &self,
+        agent_id: i64,
+        message: &str,
+        options: FuzzyOptions,
+    ) -> Option<Result<Option<CacheMatch>>> {
+        self.store
+            .try_read(|c| lookup_on(c, agent_id, message, options))
+    }
+
+    /// Stores `response` for `message` with its word index, in one transaction; a
+    /// message already cached gets the new response (and keeps its id). Returns the
+    /// row id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for text over 1 MiB; SQLite errors, in which case
+    /// nothing was stored.
+    pub fn put(&self, agent_id: i64, message: &str, response: &str) -> Result<i64> {
+        check_size("the message", message)?;
+        check_size("the response", response)?;
+        let now = self.store.now_micros();
+        self.store
+            .write(|tx| put_on(tx, agent_id, message, response, now))
+    }
+
+    /// Stores many pairs in one transaction (a bulk load), as [`ResponseCache::put`]
+    /// one by one would.
+    ///
+    /// # Errors
+    /// As [`ResponseCache::put`]; nothing is stored if one fails.
+    pub fn put_many<M: AsRef<str>, R: AsRef<str>>(
+        &self,
+        agent_id: i64,
+        pairs: &[(M, R)],
+    ) -> Result<()> {
+        for (m, r) in pairs {
+            check_size("a message", m.as_ref())?;
+            check_size("a response", r.as_ref())?;
+        }
+        let now = self.store.now_micros();
+        self.store.write_bulk(|tx| {
+            for (m, r) in pairs {
+                put_on(tx, agent_id, m.as_ref(), r.as_ref(), now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes batched hits (`(row id, hits, last use)`; rows deleted meanwhile are
+    /// skipped) and log rows in one transaction, then trims each agent's log to its
+    /// most recent `keep` rows (at most 5,000 removed per call, so a trim never holds
+    /// the lock long; the next call removes more).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a negative or non-finite duration; SQLite
+    /// errors. Either way nothing was written.
+    pub fn record(
+        &self,
+        hits: &[(i64, u64, i64)],
+        rows: &[LoggedResponse],
+        keep: u64,
+    ) -> Result<()> {
+        for r in rows {
+            if !(r.duration.is_finite() && r.duration >= 0.0) {
+                return Err(Error::invalid(format!(
+                    "a response time must be a finite number of seconds >= 0, got {}",
+                    r.duration
+                )));
+            }
+        }
+        if hits.is_empty() && rows.is_empty() {
+            return Ok(());
+        }
+        self.store.write_bulk(|tx| {
+            hits_on(tx, hits)?;
+            log_on(tx, rows, keep)
+        })
+    }
+
+    /// Appends to the response log (see [`ResponseCache::record`]).
+    ///
+    /// # Errors
+    /// As [`ResponseCache::record`].
+    pub fn log(&self, rows: &[LoggedResponse], keep: u64) -> Result<()> {
+        self.record(&[], rows, keep)
+    }
+
+    /// The response-time stats of an agent's log, in SQL: one aggregate pass over
+    /// the duration index, and each percentile a walk from the nearer end of it.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn time_stats(&self, agent: &AgentRecord) -> Result<ResponseTimeStats> {
+        self.store.snapshot(|c| time_stats_on(c, agent.id))
+    }
+
+    /// Keeps the `keep` most recently used cached responses of an agent when it has
+    /// more than `max` (the original's cap: over 1,000, keep 500). Returns how many
+    /// were removed.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn cap(&self, agent_id: i64, max: u64, keep: u64) -> Result<u64> {
+        let entries = self.entries(agent_id)?;
+        if entries <= max {
+            return Ok(0);
+        }
+        self.purge(agent_id, ResponsePurge::Keep(keep), false)
+            .map(|r| r.removed)
+    }
+
+    /// Cached responses of an agent now.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn entries(&self, agent_id: i64) -> Result<u64> {
+        self.store.read(|c| entries_on(c, agent_id))
+    }
+
+    /// Removes cached responses of an agent (with their word index) by `rule`, in
+    /// batches of 2,000 per transaction; a dry run counts them.
+    ///
+    /// # Errors
+    /// SQLite errors; batches already done stay done.
+    pub fn purge(
+        &self,
+        agent_id: i64,
+        rule: ResponsePurge,
+        dry_run: bool,
+    ) -> Result<ResponsePurgeReport> {
+        const COUNT_ALL: &str = "SELECT count(*) FROM response_cache WHERE agent_id = ?1";
+        const COUNT_OLDER: &str =
+            "SELECT count(*) FROM response_cache WHERE agent_id = ?1 AND created_at < ?2";
+        const OLDER: &str = "SELECT id, message FROM response_cache \
+             WHERE agent_id = ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
+        const BEYOND: &str = "SELECT id, message FROM response_cache WHERE agent_id = ?1 \
+             ORDER BY last_used_at DESC, id DESC LIMIT ?3 OFFSET ?2";
+        const ALL_WORDS: &str = "DELETE FROM response_words WHERE agent_id = ?1";
+        const ALL_ROWS: &str = "DELETE FROM response_cache WHERE agent_id = ?1";
+        let now = self.store.now_micros();
+        let cutoff =
+            |d: Duration| now.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        if dry_run {
+            let n: i64 = self.store.read(|c| match rule {
+                ResponsePurge::All => c
+                    .query_row(COUNT_ALL, [agent_id], |r| r.get(0))
+                    .sql(COUNT_ALL),
+                ResponsePurge::OlderThan(d) => c
+                    .query_row(COUNT_OLDER, params![agent_id, cutoff(d)], |r| r.get(0))
+                    .sql(COUNT_OLDER),
+                ResponsePurge::Keep(k) => {
+                    let total: i64 = c
+                        .query_row(COUNT_ALL, [agent_id], |r| r.get(0))
+                        .sql(COUNT_ALL)?;
+                    Ok((total - i64::try_from(k).unwrap_or(i64::MAX)).max(0))
+                }
+            })?;
+            return Ok(ResponsePurgeReport {
+                removed: n as u64,
+                dry_run: true,
+            });
+        }
+        if rule == ResponsePurge::All {
+            let removed = self.store.write_bulk(|tx| {
+                tx.execute(ALL_WORDS, [agent_id]).sql(ALL_WORDS)?;
+                tx.execute(ALL_ROWS, [agent_id]).sql(ALL_ROWS)
+            })?;
+            return Ok(ResponsePurgeReport {
+                removed: removed as u64,
+                dry_run: false,
+            });
+        }
+        let mut removed = 0u64;
+        loop {
+            let n = self.store.write_bulk(|tx| {
+                let (sql, second) = match rule {
+                    ResponsePurge::OlderThan(d) => (OLDER, cutoff(d)),
+                    ResponsePurge::Keep(k) => (BEYOND, i64::try_from(k).unwrap_or(i64::MAX)),
+                    ResponsePurge::All => unreachable!("handled above"),
+                };
+                let victims: Vec<(i64, String)> = {
+                    let mut stmt = tx.prepare_cached(sql).sql(sql)?;
+                    let rows = stmt
+                        .query_map(params![agent_id, second, DELETE_BATCH as i64], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .sql(sql)?;
+                    rows.collect::<rusqlite::Result<_>>().sql(sql)?
+                };
+                delete_rows(tx, agent_id, &victims)?;
+                Ok(victims.len())
+            })?;
+            removed += n as u64;
+            if n < DELETE_BATCH {
+                return Ok(ResponsePurgeReport {
+                    removed,
+                    dry_run: false,
+                });
+            }
+        }
+    }
+
+    /// An agent's cached responses, most recently used or most hit first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn list(
+        &self,
+        agent_id: i64,
+        order: ResponseOrder,
+        limit: u64,
+    ) -> Result<Vec<CachedResponse>> {
+        const RECENT: &str = "SELECT id, message, response, hits, created_at, last_used_at \
+             FROM response_cache WHERE agent_id = ?1 \
+             ORDER BY last_used_at DESC, id DESC LIMIT ?2";
+        const HITS: &str = "SELECT id, message, response, hits, created_at, last_used_at \
+             FROM response_cache WHERE agent_id = ?1 \
+             ORDER BY hits DESC, last_used_at DESC, id DESC LIMIT ?2";
+        let sql = match order {
+            ResponseOrder::Recent => RECENT,
+            ResponseOrder::Hits => HITS,
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.store.read(|c| {
+            let mut stmt = c.prepare_cached(sql).sql(sql)?;
+            let rows = stmt
+                .query_map(params![agent_id, limit], |r| {
+                    Ok(CachedResponse {
+                        id: r.get(0)?,
+                        message: r.get(1)?,
+                        response: r.get(2)?,
+                        hits: r.get(3)?,
+                        created_at: r.get(4)?,
+                        last_used_at: r.get(5)?,
+                    })
+                })
+                .sql(sql)?;
+            rows.collect::<rusqlite::Result<_>>().sql(sql)
+        })
+    }
+
+    /// An agent's response time target, in seconds.
+    ///
+    /// # Errors
+    /// [`Error::UnknownAgent`]-like SQLite errors when the agent is gone.
+    pub fn target(&self, agent_id: i64) -> Result<f64> {
+        const TARGET: &str = "SELECT target_response_time FROM agents WHERE id = ?1";
+        self.store.read(|c| {
+            c.prepare_cached(TARGET)
+                .and_then(|mut s| s.query_row([agent_id], |r| r.get(0)))
+                .sql(TARGET)
+        })
+    }
+}
+
+fn put_on(tx: &Connection, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64> {
+    const UPSERT: &str = "INSERT INTO response_cache \
+         (agent_id, message_hash, message, response, word_count, created_at, last_used_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+         ON CONFLICT (agent_id, message_hash) DO UPDATE SET \
+         response = excluded.response, last_used_at = excluded.last_used_at \
+         RETURNING id";
+    const POSTING: &str = "INSERT OR IGNORE INTO response_words \
+         (agent_id, word, word_count, response_id) VALUES (?1, ?2, ?3, ?4)";
+    let words = word_set(message);
+    let hash = message_hash(message);
+    let id: i64 = tx
+        .prepare_cached(UPSERT)
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    agent_id,
+                    &hash[..],
+                    message,
+                    response,
+                    words.len() as i64,
+                    now
+                ],
+                |r| r.get(0),
+            )
+        })
+        .sql(UPSERT)?;
+    let mut posting = tx.prepare_cached(POSTING).sql(POSTING)?;
+    for w in &words {
+        posting
+            .execute(params![agent_id, w, words.len() as i64, id])
+            .sql(POSTING)?;
+    }
+    Ok(id)
+}
+
+/// Deletes cached rows and their postings (found from the message's words, by primary
+/// key).
+fn delete_rows(tx: &Connection, agent_id: i64, victims: &[(i64, String)]) -> Result<()> {
+    const POSTING: &str = "DELETE FROM response_words \
+         WHERE agent_id = ?1 AND word = ?2 AND word_count = ?3 AND response_id = ?4";
+    const ROW: &str = "DELETE FROM response_cache WHERE id = ?1";
+    let mut posting = tx.prepare_cached(POSTING).sql(POSTING)?;
+    let mut row = tx.prepare_cached(ROW).sql(ROW)?;
+    for (id, message) in victims {
+        let words = word_set(message);
+        for w in &words {
+            posting
+                .execute(params![agent_id, w, words.len() as i64, id])
+                .sql(POSTING)?;
+        }
+        row.execute([id]).sql(ROW)?;
+    }
+    Ok(())
+}
+
+fn hits_on(tx: &Connection, hits: &[(i64, u64, i64)]) -> Result<()> {
+    const HIT: &str = "UPDATE response_cache SET hits = hits + ?2, \
+         last_used_at = max(last_used_at, ?3) WHERE id = ?1";
+    let mut stmt = tx.prepare_cached(HIT).sql(HIT)?;
+    for (id, n, at) in hits {
+        stmt.execute(params![id, *n as i64, at]).sql(HIT)?;
+    }
+    Ok(())
+}
+
+fn log_on(tx: &Connection, rows: &[LoggedResponse], keep: u64) -> Result<()> {
+    const INSERT: &str =
+        "INSERT INTO response_log (agent_id, at, duration, outcome) VALUES (?1, ?2, ?3, ?4)";
+    const CUTOFF: &str = "SELECT id FROM response_log WHERE agent_id = ?1 \
+         ORDER BY id DESC LIMIT 1 OFFSET ?2";
+    const TRIM: &str = "DELETE FROM response_log WHERE id IN (SELECT id FROM response_log \
+         WHERE agent_id = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let mut insert = tx.prepare_cached(INSERT).sql(INSERT)?;
+    for r in rows {
+        insert
+            .execute(params![r.agent_id, r.at, r.duration, r.outcome.as_str()])
+            .sql(INSERT)?;
+    }
+    let mut agents: Vec<i64> = rows.iter().map(|r| r.agent_id).collect();
+    agents.sort_unstable();
+    agents.dedup();
+    for agent in agents {
+        let cutoff: Option<i64> = tx
+            .prepare_cached(CUTOFF)
+            .and_then(|mut s| s.query_row(params![agent, keep], |r| r.get(0)).optional())
+            .sql(CUTOFF)?;
+        if let Some(cutoff) = cutoff {
+            tx.prepare_cached(TRIM)
+                .and_then(|mut s| s.execute(params![agent, cutoff, LOG_TRIM_BATCH]))
+                .sql(TRIM)?;
+        }
+    }
+    Ok(())
+}
+
+fn entries_on(c: &Connection, agent_id: i64) -> Result<u64> {
+    const COUNT: &str = "SELECT count(*) FROM response_cache WHERE agent_id = ?1";
+    c.prepare_cached(COUNT)
+        .and_then(|mut s| s.query_row([agent_id], |r| r.get::<_, i64>(0)))
+        .sql(COUNT)
+        .map(|n| n as u64)
+}
+
+fn time_stats_on(c: &Connection, agent_id: i64) -> Result<ResponseTimeStats> {
+    const AGG: &str = "SELECT count(*), total(duration), min(duration), max(duration) \
+         FROM response_log WHERE agent_id = ?1 AND outcome <> 'error'";
+    const NTH_UP: &str = "SELECT duration FROM response_log \
+         WHERE agent_id = ?1 AND outcome <> 'error' ORDER BY duration LIMIT 1 OFFSET ?2";
+    const NTH_DOWN: &str = "SELECT duration FROM response_log \
+         WHERE agent_id = ?1 AND outcome <> 'error' ORDER BY duration DESC LIMIT 1 OFFSET ?2";
+    const BELOW: &str = "SELECT count(*) FROM response_log \
+         WHERE agent_id = ?1 AND outcome <> 'error' AND duration < ?2";
+    const AT_OR_ABOVE: &str = "SELECT count(*) FROM response_log \
+         WHERE agent_id = ?1 AND outcome <> 'error' AND duration >= ?2";
+    let (n, sum, min, max): (i64, f64, Option<f64>, Option<f64>) = c
+        .prepare_cached(AGG)
+        .and_then(|mut s| {
+            s.query_row([agent_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+        })
+        .sql(AGG)?;
+    let (Some(min), Some(max)) = (min, max) else {
+        return Ok(ResponseTimeStats::NoData { no_data: true });
+    };
+    let n = n as u64;
+    // The value at index k of the sorted times, walking from the nearer end.
+    let nth = |k: u64| -> Result<f64> {
+        let (sql, offset) = if k < n / 2 {
+            (NTH_UP, k)
+        } else {
+            (NTH_DOWN, n - 1 - k)
+        };
+        c.prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params![agent_id, offset as i64], |r| r.get(0)))
+            .sql(sql)
+    };
+    let p50 = nth(n / 2)?;
+    let p90 = nth(((n as f64 * 0.9) as u64).min(n - 1))?;
+    let p95 = nth(((n as f64 * 0.95) as u64).min(n - 1))?;
+    const TARGET: &str = "SELECT target_response_time FROM agents WHERE id = ?1";
+    let target: f64 = c
+        .prepare_cached(TARGET)
+        .and_then(|mut s| s.query_row([agent_id], |r| r.get(0)))
+        .sql(TARGET)?;
+    // Count the shorter side of the target: below it when it is at most the median.
+    let count = |sql: &str| -> Result<u64> {
+        c.prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params![agent_id, target], |r| r.get::<_, i64>(0)))
+            .sql(sql)
+            .map(|v| v as u64)
+    };
+    let under = if target <= p50 {
+        count(BELOW)?
+    } else {
+        n - count(AT_OR_ABOVE)?
+    };
+    Ok(ResponseTimeStats::Data(TimeFigures {
+        total_responses: n,
+        avg_response_time: sum / n as f64,
+        min_response_time: min,
+        max_response_time: max,
+        p50_response_time: p50,
+        p90_response_time: p90,
+        p95_response_time: p95,
+        responses_under_target: under,
+        target_achievement_rate: under as f64 / n as f64 * 100.0,
+        cache_entries: entries_on(c, agent_id)?,
+        target_response_time: target,
+    }))
+}
