@@ -56,6 +56,7 @@ pub trait ResponseGenerator: Send + Sync {
 }
 
 /// A [`ResponseGenerator`] from an async closure: see [`generator_fn`].
+#[derive(Clone)]
 pub struct FnGenerator<F>(F);
 
 /// Wraps `f(message) -> impl Future<Output = Result<String, GenerationError>>` as a

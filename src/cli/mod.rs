@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use output::Reply;
 
 /// agentstore keeps a long-lived LLM agent's state (memory, cached tool results and
-/// tool stats) in one SQLite file. This CLI inspects, queries and prunes that file, also
+/// tool stats, cached responses and response times) in one SQLite file. This CLI inspects, queries and prunes that file, also
 /// while the agent is running.
 #[derive(Debug, Parser)]
 #[command(name = "agentstore", version, max_term_width = 100)]
@@ -24,6 +24,7 @@ use output::Reply;
   agentstore memory add --agent bot --importance 0.9 'the user prefers metric units'
   agentstore --json memory stats --agent bot
   agentstore tools stats
+  agentstore responses stats --agent bot
   agentstore sql 'SELECT * FROM memory_stats'")]
 pub struct Cli {
     /// The database file.
@@ -58,6 +59,10 @@ pub enum Command {
     /// Tool call stats and the tool-result cache: list and purge cached results.
     #[command(subcommand)]
     Tools(cmd::tools::Command),
+    /// The response cache and response-time log: stats, list, lookup, optimize,
+    /// purge.
+    #[command(subcommand)]
+    Responses(cmd::responses::Command),
     /// Run one read-only SQL query and print its rows.
     Sql(cmd::sql::Args),
     /// Check the file: integrity, schema version, row counts and the trigger-kept
@@ -76,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(c) => cmd::agents::run(&ctx, c)?,
         Command::Memory(c) => cmd::memory::run(&ctx, c)?,
         Command::Tools(c) => cmd::tools::run(&ctx, c)?,
+        Command::Responses(c) => cmd::responses::run(&ctx, c)?,
         Command::Sql(a) => cmd::sql::run(&ctx, a)?,
         Command::Check(a) => cmd::check::run(&ctx, a)?,
     };

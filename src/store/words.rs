@@ -50,7 +50,7 @@ pub fn length_bounds(query_words: usize, threshold: f64) -> (i64, i64) {
 /// fuzzy match: "is the server running" and "is the server not running" share 5 of
 /// 6 words but mean the opposite.
 pub fn differ_in_meaning(a: &[String], b: &[String]) -> bool {
-    symmetric_difference(a, b).any(|w| is_negation_or_number(w))
+    symmetric_difference(a, b).any(is_negation_or_number)
 }
 
 fn is_negation_or_number(word: &str) -> bool {

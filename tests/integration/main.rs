@@ -7,6 +7,7 @@ mod context;
 mod crash;
 mod faults;
 mod open;
+mod responses;
 mod retention;
 mod sql;
 mod tools;

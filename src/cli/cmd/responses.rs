@@ -1,0 +1,267 @@
+//! `agentstore responses`: an agent's response cache and response-time log.
+
+use std::time::Duration;
+
+use agentstore::agent::optimize;
+use agentstore::{
+    FuzzyOptions, ResponseOrder, ResponsePurge, ResponseTimeStats, clock::to_datetime,
+};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{json, to_value};
+
+use crate::cli::Context;
+use crate::cli::cmd::memory::AgentArg;
+use crate::cli::output::{self, Output, Reply};
+use crate::cli::parse;
+
+/// `responses` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Response-time stats over the agent's log: count, average, min, max, p50, p90,
+    /// p95 (nearest rank: the value at index floor(n*q) of the sorted times), how many
+    /// were under the target and the achievement rate, and the cached entries. Hits
+    /// and log rows reach the file in batches (at least once a second while the agent
+    /// is busy), so a running agent's last second may not be counted yet.
+    #[command(after_help = "Example:\n  agentstore --json responses stats --agent bot")]
+    Stats(AgentArg),
+    /// List cached responses, most recently used (or most hit) first.
+    #[command(after_help = "Examples:
+  agentstore responses list --agent bot --limit 20
+  agentstore responses list --agent bot --order hits")]
+    List(ListArgs),
+    /// Show what the cache would answer to MESSAGE (an exact or a fuzzy match, with
+    /// the similarity of the cached message), without generating anything. Exits 0
+    /// whether or not there is a match.
+    #[command(after_help = "Examples:
+  agentstore responses lookup --agent bot 'what is the capital of France'
+  agentstore --json responses lookup --agent bot --threshold 0.5 'capital of france?'")]
+    Lookup(LookupArgs),
+    /// Tune the agent's response time target as the original did (above 90% of
+    /// responses under target: x0.9; below 50%: x1.2) and cap the cache (over 1,000
+    /// entries, keep the 500 most recently used).
+    #[command(after_help = "Example:\n  agentstore responses optimize --agent bot")]
+    Optimize(AgentArg),
+    /// Remove cached responses by one rule; --dry-run counts what would go.
+    #[command(after_help = "Examples:
+  agentstore responses purge --agent bot --older-than 30d --dry-run
+  agentstore responses purge --agent bot --keep 500
+  agentstore responses purge --agent bot --all")]
+    Purge(PurgeArgs),
+}
+
+/// Orders for `responses list`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Order {
+    /// Most recently used (stored or hit) first.
+    Recent,
+    /// Most hits first.
+    Hits,
+}
+
+/// `responses list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// At most this many rows.
+    #[arg(long, default_value = "50", value_parser = parse::positive)]
+    pub limit: u64,
+    /// Sort order.
+    #[arg(long, value_enum, default_value = "recent")]
+    pub order: Order,
+}
+
+/// `responses lookup`.
+#[derive(Debug, clap::Args)]
+pub struct LookupArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Fuzzy matches need a similarity strictly above this.
+    #[arg(long, default_value = "0.7", value_parser = parse::unit_interval)]
+    pub threshold: f64,
+    /// Allow fuzzy matches that differ by a negation or a number.
+    #[arg(long)]
+    pub no_guard: bool,
+    /// The message, as the agent would receive it.
+    pub message: String,
+}
+
+/// `responses purge`: exactly one rule.
+#[derive(Debug, clap::Args)]
+#[group(id = "rule", required = true, multiple = false)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Remove every cached response of the agent.
+    #[arg(long, group = "rule")]
+    pub all: bool,
+    /// Remove those stored longer ago than this (e.g. 12h, 30d).
+    #[arg(long, group = "rule", value_parser = parse::duration)]
+    pub older_than: Option<Duration>,
+    /// Keep the N most recently used, remove the rest.
+    #[arg(long, group = "rule", value_parser = parse::count)]
+    pub keep: Option<u64>,
+    /// Count what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs a `responses` subcommand.
+pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
+    match cmd {
+        Command::Stats(a) => {
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent)?;
+            let stats = store.response_cache().time_stats(&agent)?;
+            let fields = match &stats {
+                ResponseTimeStats::NoData { .. } => {
+                    vec![("no_data".to_string(), "true".to_string())]
+                }
+                ResponseTimeStats::Data(s) => vec![
+                    ("total_responses".into(), s.total_responses.to_string()),
+                    (
+                        "avg_response_time".into(),
+                        output::seconds(s.avg_response_time),
+                    ),
+                    (
+                        "min_response_time".into(),
+                        output::seconds(s.min_response_time),
+                    ),
+                    (
+                        "max_response_time".into(),
+                        output::seconds(s.max_response_time),
+                    ),
+                    (
+                        "p50_response_time".into(),
+                        output::seconds(s.p50_response_time),
+                    ),
+                    (
+                        "p90_response_time".into(),
+                        output::seconds(s.p90_response_time),
+                    ),
+                    (
+                        "p95_response_time".into(),
+                        output::seconds(s.p95_response_time),
+                    ),
+                    (
+                        "responses_under_target".into(),
+                        s.responses_under_target.to_string(),
+                    ),
+                    (
+                        "target_achievement_rate".into(),
+                        format!("{:.1}%", s.target_achievement_rate),
+                    ),
+                    (
+                        "target_response_time".into(),
+                        output::seconds(s.target_response_time),
+                    ),
+                    ("cache_entries".into(), s.cache_entries.to_string()),
+                ],
+            };
+            Ok(Output::Fields {
+                fields,
+                json: to_value(&stats)?,
+            }
+            .into())
+        }
+        Command::List(a) => {
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent.agent)?;
+            let order = match a.order {
+                Order::Recent => ResponseOrder::Recent,
+                Order::Hits => ResponseOrder::Hits,
+            };
+            let found = store.response_cache().list(agent.id, order, a.limit)?;
+            let rows = found
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.hits.to_string(),
+                        to_datetime(r.last_used_at)
+                            .format("%Y-%m-%d %H:%M:%S")
+                            .to_string(),
+                        output::snippet(&r.message, 40),
+                        output::snippet(&r.response, 40),
+                    ]
+                })
+                .collect();
+            Ok(Output::Rows {
+                header: ["id", "hits", "last used (UTC)", "message", "response"]
+                    .map(String::from)
+                    .to_vec(),
+                rows,
+                json: to_value(&found)?,
+            }
+            .into())
+        }
+        Command::Lookup(a) => {
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent.agent)?;
+            let options = FuzzyOptions {
+                threshold: a.threshold,
+                negation_guard: !a.no_guard,
+            };
+            let found = store
+                .response_cache()
+                .lookup(agent.id, &a.message, options)?;
+            let (text, json) = match &found {
+                Some(m) => (
+                    format!(
+                        "{} match (similarity {:.3}) with #{}: {}\n{}",
+                        m.kind.as_str(),
+                        m.similarity,
+                        m.id,
+                        output::snippet(&m.message, 80),
+                        m.response
+                    ),
+                    json!({
+                        "match": m.kind, "similarity": m.similarity, "id": m.id,
+                        "message": m.message, "response": m.response,
+                    }),
+                ),
+                None => (
+                    "no match: the agent would generate a response".to_string(),
+                    json!({ "match": null }),
+                ),
+            };
+            Ok(Output::Text { text, json }.into())
+        }
+        Command::Optimize(a) => {
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent)?;
+            let o = optimize(&store.response_cache(), &agent, 1000, 500)?;
+            let rate = o
+                .achievement_rate
+                .map_or("no data".to_string(), |r| format!("{r:.1}% under target"));
+            Ok(Output::Text {
+                text: format!(
+                    "target {} -> {} ({rate}); removed {} cached responses, {} left",
+                    output::seconds(o.old_target),
+                    output::seconds(o.new_target),
+                    o.removed_entries,
+                    o.cache_entries
+                ),
+                json: to_value(&o)?,
+            }
+            .into())
+        }
+        Command::Purge(a) => {
+            let rule = match (a.all, a.older_than, a.keep) {
+                (true, ..) => ResponsePurge::All,
+                (_, Some(d), _) => ResponsePurge::OlderThan(d),
+                (.., Some(n)) => ResponsePurge::Keep(n),
+                _ => unreachable!("clap requires exactly one rule"),
+            };
+            let store = ctx.open_for_read()?;
+            let agent = store.existing_agent(&a.agent.agent)?;
+            let report = store.response_cache().purge(agent.id, rule, a.dry_run)?;
+            let verb = if a.dry_run { "would remove" } else { "removed" };
+            Ok(Output::Text {
+                text: format!("{verb} {} cached responses", report.removed),
+                json: to_value(report)?,
+            }
+            .into())
+        }
+    }
+}

@@ -1,0 +1,698 @@
+//! The response path: the indexed fuzzy lookup against a scan of every cached message,
+//! timeouts and fallbacks, the log and its percentiles, tuning, the cap, and the CLI.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use agentstore::agent::{
+    FALLBACK_LONG, FALLBACK_OTHER, FALLBACK_QUESTION, GenerationError, Responder, ResponseConfig,
+    generator_fn,
+};
+use agentstore::words::{differ_in_meaning, jaccard, shared_words, word_set};
+use agentstore::{
+    Error, FuzzyOptions, LoggedResponse, Outcome, ResponseTimeStats, Store, StoreOptions,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::common::{TempDb, TestResult, agentstore, json_of};
+
+/// The original's `_find_similar_response`, guard included: every cached message in
+/// the order it was cached, the first of the best similarity above the threshold.
+fn brute_force(
+    store: &Store,
+    agent_id: i64,
+    query: &str,
+    o: FuzzyOptions,
+) -> Option<(i64, String)> {
+    let c = rusqlite::Connection::open(store.path()).expect("open");
+    let mut stmt = c
+        .prepare("SELECT id, message, response FROM response_cache WHERE agent_id = ?1 ORDER BY id")
+        .expect("prepare");
+    let rows: Vec<(i64, String, String)> = stmt
+        .query_map([agent_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let q = word_set(query);
+    let mut best: Option<(i64, String)> = None;
+    let mut best_similarity = 0.0;
+    for (id, message, response) in rows {
+        let c = word_set(&message);
+        if q.len() + c.len() == 0 {
+            continue;
+        }
+        let s = jaccard(q.len(), c.len(), shared_words(&q, &c));
+        if s > o.threshold
+            && s > best_similarity
+            && !(o.negation_guard && differ_in_meaning(&q, &c))
+        {
+            best_similarity = s;
+            best = Some((id, response));
+        }
+    }
+    best
+}
+
+/// Words from a small vocabulary (so that messages overlap), with case changes,
+/// repeats, Unicode, punctuation, negations and numbers.
+fn message() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        8 => prop::sample::select(vec![
+            "the", "server", "is", "running", "up", "down", "disk", "full", "why", "how",
+            "Server", "RUNNING", "café", "naïve", "日本", "?", "...", "!!",
+        ]),
+        1 => prop::sample::select(vec!["not", "no", "never", "isn't", "don't", "42", "v2", "8080"]),
+    ];
+    prop::collection::vec(word, 0..9).prop_map(|w| w.join(" "))
+}
+
+fn mutated(base: String, extra: String, drop_first: bool) -> String {
+    let mut words: Vec<&str> = base.split(' ').collect();
+    if drop_first && !words.is_empty() {
+        words.remove(0);
+    }
+    format!("{} {extra}", words.join(" "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_indexed_fuzzy_lookup_equals_a_scan_of_every_message(
+        cached in prop::collection::vec(message(), 0..40),
+        queries in prop::collection::vec((message(), any::<prop::sample::Index>(), message(), any::<bool>()), 1..12),
+        threshold in prop::sample::select(vec![0.0, 0.3, 0.5, 0.7, 0.7, 0.9]),
+        guard in any::<bool>(),
+    ) {
+        let db = TempDb::new();
+        let store = Store::open(&db.path, StoreOptions::default()).unwrap();
+        let agent = store.agent("bot").unwrap();
+        store.agent("other").unwrap();
+        let cache = store.response_cache();
+        let pairs: Vec<(String, String)> =
+            cached.iter().enumerate().map(|(i, m)| (m.clone(), format!("r{i}"))).collect();
+        cache.put_many(agent.id, &pairs).unwrap();
+        // Another agent's messages never match.
+        cache.put(store.agent("other").unwrap().id, "the server is running", "other").unwrap();
+        let options = FuzzyOptions { threshold, negation_guard: guard };
+        for (fresh, pick, extra, drop_first) in queries {
+            // Half the queries are near-copies of a cached message.
+            let query = if cached.is_empty() || drop_first {
+                fresh
+            } else {
+                mutated(pick.get(&cached).clone(), extra, false)
+            };
+            let got = cache
+                .lookup_fuzzy(agent.id, &query, options)
+                .unwrap()
+                .map(|m| (m.id, m.response));
+            prop_assert_eq!(got, brute_force(&store, agent.id, &query, options), "query {:?}", query);
+        }
+    }
+}
+
+#[test]
+fn ties_go_to_the_earliest_cached_and_the_guard_skips_to_the_next_best() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let cache = store.response_cache();
+    cache.put(agent.id, "is the web server up now", "first")?;
+    cache.put(agent.id, "IS THE WEB SERVER UP NOW", "second (same words)")?;
+    cache.put(agent.id, "is the web server not up now", "negated")?;
+    let options = FuzzyOptions::default();
+    let m = cache.lookup_fuzzy(agent.id, "is the web server up now please", options)?;
+    let m = m.expect("a match");
+    assert_eq!((m.response.as_str(), m.kind), ("first", Outcome::Fuzzy));
+    assert!((m.similarity - 6.0 / 7.0).abs() < 1e-12);
+    // Without the guard the negated one (5/6 shared... 6 of 7) could win; with it,
+    // "is the web server not up now" never answers "is the web server up now".
+    let m = cache.lookup_fuzzy(agent.id, "is the web server not up", options)?;
+    assert_eq!(m.map(|m| m.response), Some("negated".to_string()));
+    let c2 = store.agent("c2")?;
+    cache.put(c2.id, "is the web server up now", "positive")?;
+    let guarded = cache.lookup_fuzzy(c2.id, "is the web server not up now", options)?;
+    assert_eq!(guarded, None, "5 of 6 words shared, but one says not");
+    let unguarded = cache.lookup_fuzzy(
+        c2.id,
+        "is the web server not up now",
+        FuzzyOptions {
+            negation_guard: false,
+            ..options
+        },
+    )?;
+    assert_eq!(unguarded.map(|m| m.response), Some("positive".to_string()));
+    // Exact lookups are case-sensitive; empty and punctuation-only input is fine.
+    assert_eq!(
+        cache
+            .lookup_exact(agent.id, "IS THE WEB SERVER UP NOW")?
+            .map(|m| m.response),
+        Some("second (same words)".to_string())
+    );
+    assert_eq!(cache.lookup(agent.id, "", options)?, None);
+    assert_eq!(cache.lookup(agent.id, "?!", options)?, None);
+    Ok(())
+}
+
+fn slow_echo(
+    delay: Duration,
+    calls: Arc<AtomicUsize>,
+) -> impl agentstore::agent::ResponseGenerator {
+    generator_fn(move |m: String| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            Ok::<_, GenerationError>(format!("answer to {m}"))
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_then_exact_then_fuzzy_and_every_answer_logged() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = Responder::new(
+        &store,
+        &agent,
+        slow_echo(Duration::ZERO, calls.clone()),
+        ResponseConfig::default(),
+    )?;
+    let first = r.process_message("what is the capital of france").await?;
+    assert_eq!(first.outcome, Outcome::Generated);
+    assert_eq!(first.response, "answer to what is the capital of france");
+    let again = r.process_message("what is the capital of france").await?;
+    assert_eq!(
+        (again.outcome, again.response.as_str()),
+        (Outcome::Exact, first.response.as_str())
+    );
+    let near = r
+        .process_message("so what is the capital of france")
+        .await?;
+    assert_eq!(near.outcome, Outcome::Fuzzy);
+    assert_eq!(near.similarity, Some(6.0 / 7.0));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stats = match r.response_time_stats().await? {
+        ResponseTimeStats::Data(s) => s,
+        other => panic!("expected data, got {other:?}"),
+    };
+    assert_eq!(stats.total_responses, 3);
+    assert_eq!(stats.cache_entries, 1);
+    r.close().await?;
+    let listed = store
+        .response_cache()
+        .list(agent.id, agentstore::ResponseOrder::Hits, 10)?;
+    assert_eq!(listed[0].hits, 2, "hits are flushed on close");
+    let c = rusqlite::Connection::open(&db.path)?;
+    let outcomes: Vec<String> = c
+        .prepare("SELECT outcome FROM recent_responses WHERE agent = 'bot' ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    assert_eq!(outcomes, ["generated", "exact", "fuzzy"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_target_a_fallback_is_given_and_the_late_answer_cached() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    store.set_target_response_time("bot", 0.05)?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = Responder::new(
+        &store,
+        &agent,
+        slow_echo(Duration::from_millis(300), calls),
+        ResponseConfig::default(),
+    )?;
+    let long = "one two three four five six seven eight nine ten eleven twelve thirteen \
+                fourteen fifteen sixteen seventeen eighteen nineteen twenty twentyone";
+    let cases = [
+        ("where is my order?", FALLBACK_QUESTION),
+        (long, FALLBACK_LONG),
+        ("tell me about tides", FALLBACK_OTHER),
+    ];
+    let cache = store.response_cache();
+    for (message, fallback) in cases {
+        let reply = r.process_message(message).await?;
+        assert_eq!(
+            (reply.outcome, reply.response.as_str()),
+            (Outcome::Fallback, fallback)
+        );
+        assert!(
+            reply.response_time < 0.3,
+            "the caller did not wait for the generation"
+        );
+        assert_eq!(
+            cache.lookup_exact(agent.id, message)?,
+            None,
+            "a fallback is never cached"
+        );
+    }
+    for (message, _) in cases {
+        let mut waited = 0;
+        while cache.lookup_exact(agent.id, message)?.is_none() {
+            assert!(waited < 500, "the late answer never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        let reply = r.process_message(message).await?;
+        assert_eq!(reply.outcome, Outcome::Exact);
+        assert_eq!(reply.response, format!("answer to {message}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_later_than_the_grace_period_is_dropped() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    store.set_target_response_time("bot", 0.02)?;
+    let config = ResponseConfig {
+        grace_period: Duration::from_millis(100),
+        ..ResponseConfig::default()
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = Responder::new(
+        &store,
+        &agent,
+        slow_echo(Duration::from_millis(400), calls),
+        config,
+    )?;
+    assert_eq!(
+        r.process_message("slow one").await?.outcome,
+        Outcome::Fallback
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        store.response_cache().lookup_exact(agent.id, "slow one")?,
+        None
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_error_is_returned_logged_and_not_cached() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let failing = generator_fn(|_m: String| async move {
+        Err::<String, _>(GenerationError("the model is overloaded".into()))
+    });
+    let r = Responder::new(&store, &agent, failing, ResponseConfig::default())?;
+    let err = r.process_message("hello").await.unwrap_err();
+    assert!(matches!(err, Error::GenerationFailed(_)));
+    assert_eq!(
+        err.to_string(),
+        "generating a response failed: the model is overloaded"
+    );
+    r.flush().await?;
+    assert_eq!(store.response_cache().entries(agent.id)?, 0);
+    let c = rusqlite::Connection::open(&db.path)?;
+    let (errors, total): (i64, i64) = c.query_row(
+        "SELECT errors, total_logged FROM response_stats WHERE agent = 'bot'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert_eq!((errors, total), (1, 1));
+    assert_eq!(
+        serde_json::to_value(r.response_time_stats().await?)?,
+        json!({"no_data": true}),
+        "errors are not response times"
+    );
+    Ok(())
+}
+
+/// The original's percentiles over a list of times.
+fn reference_stats(times: &[f64], target: f64) -> (f64, f64, f64, f64, f64, u64) {
+    let mut s = times.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    let under = s.iter().filter(|&&t| t < target).count() as u64;
+    (
+        s[0],
+        s[n - 1],
+        s[n / 2],
+        s[(n as f64 * 0.9) as usize],
+        s[(n as f64 * 0.95) as usize],
+        under,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn percentiles_equal_the_originals_nearest_rank(
+        times in prop::collection::vec(0.0f64..5.0, 1..300),
+        errors in 0usize..5,
+        target in 0.01f64..5.0,
+    ) {
+        let db = TempDb::new();
+        let store = Store::open(&db.path, StoreOptions::default()).unwrap();
+        let agent = store.agent("bot").unwrap();
+        store.set_target_response_time("bot", target).unwrap();
+        let agent = store.existing_agent(&agent.name).unwrap();
+        let mut rows: Vec<LoggedResponse> = times
+            .iter()
+            .map(|&t| LoggedResponse { agent_id: agent.id, at: 0, duration: t, outcome: Outcome::Generated })
+            .collect();
+        rows.extend((0..errors).map(|_| LoggedResponse { agent_id: agent.id, at: 0, duration: 9.0, outcome: Outcome::Error }));
+        store.response_cache().log(&rows, 100_000).unwrap();
+        let s = match store.response_cache().time_stats(&agent).unwrap() {
+            ResponseTimeStats::Data(s) => s,
+            other => panic!("{other:?}"),
+        };
+        let (min, max, p50, p90, p95, under) = reference_stats(&times, target);
+        prop_assert_eq!(s.total_responses, times.len() as u64);
+        prop_assert_eq!((s.min_response_time, s.max_response_time), (min, max));
+        prop_assert_eq!((s.p50_response_time, s.p90_response_time, s.p95_response_time), (p50, p90, p95));
+        prop_assert_eq!(s.responses_under_target, under);
+        let avg = times.iter().sum::<f64>() / times.len() as f64;
+        prop_assert!((s.avg_response_time - avg).abs() < 1e-9);
+        prop_assert!((s.target_achievement_rate - under as f64 * 100.0 / times.len() as f64).abs() < 1e-9);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_moves_the_target_and_the_target_survives_a_reopen() -> TestResult {
+    let db = TempDb::new();
+    let log = |store: &Store, id: i64, times: &[f64]| {
+        let rows: Vec<LoggedResponse> = times
+            .iter()
+            .map(|&t| LoggedResponse {
+                agent_id: id,
+                at: 0,
+                duration: t,
+                outcome: Outcome::Exact,
+            })
+            .collect();
+        store.response_cache().log(&rows, 100_000)
+    };
+    {
+        let store = Store::open(&db.path, StoreOptions::default())?;
+        let fast = store.agent("fast")?;
+        let slow = store.agent("slow")?;
+        let middling = store.agent("middling")?;
+        log(&store, fast.id, &[0.1; 20])?; // 100% under 2.0 s
+        log(&store, slow.id, &[3.0, 3.0, 3.0, 0.1])?; // 25%
+        log(&store, middling.id, &[0.1, 0.1, 3.0, 3.0])?; // 50%: unchanged
+        let never =
+            generator_fn(|_m: String| async move { Ok::<_, GenerationError>(String::new()) });
+        for (agent, want) in [(fast, 1.8), (slow, 2.4), (middling, 2.0)] {
+            let r = Responder::new(&store, &agent, never.clone_gen(), ResponseConfig::default())?;
+            let o = r.optimize_performance().await?;
+            assert!((o.new_target - want).abs() < 1e-12, "{}: {o:?}", agent.name);
+        }
+        let none = store.agent("idle")?;
+        let r = Responder::new(&store, &none, never, ResponseConfig::default())?;
+        let o = r.optimize_performance().await?;
+        assert_eq!(
+            (o.old_target, o.new_target, o.achievement_rate),
+            (2.0, 2.0, None)
+        );
+    }
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    assert!((store.existing_agent("fast")?.target_response_time - 1.8).abs() < 1e-12);
+    assert!((store.existing_agent("slow")?.target_response_time - 2.4).abs() < 1e-12);
+    Ok(())
+}
+
+/// Cloning a closure generator for several responders.
+trait CloneGen {
+    fn clone_gen(&self) -> Self;
+}
+impl<F: Clone> CloneGen for agentstore::agent::FnGenerator<F> {
+    fn clone_gen(&self) -> Self {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_keeps_the_most_recently_used_and_their_word_index() -> TestResult {
+    let db = TempDb::new();
+    let (store, clock) = db.open_at(1_767_225_600_000_000);
+    let agent = store.agent("bot")?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = Responder::new(
+        &store,
+        &agent,
+        slow_echo(Duration::ZERO, calls),
+        ResponseConfig::default(),
+    )?;
+    for i in 0..1100 {
+        clock.advance(Duration::from_secs(1));
+        r.process_message(&format!("question number {i} about topic t{i}"))
+            .await?;
+    }
+    // Old entries hit again are recently used.
+    for i in [0, 1, 2] {
+        clock.advance(Duration::from_secs(1));
+        let reply = r
+            .process_message(&format!("question number {i} about topic t{i}"))
+            .await?;
+        assert_eq!(reply.outcome, Outcome::Exact);
+    }
+    let o = r.optimize_performance().await?;
+    assert_eq!((o.removed_entries, o.cache_entries), (600, 500));
+    let cache = store.response_cache();
+    for i in [0, 1, 2, 1099, 700] {
+        assert!(
+            cache
+                .lookup_exact(agent.id, &format!("question number {i} about topic t{i}"))?
+                .is_some(),
+            "{i}"
+        );
+    }
+    for i in [3, 100, 602] {
+        assert!(
+            cache
+                .lookup_exact(agent.id, &format!("question number {i} about topic t{i}"))?
+                .is_none(),
+            "{i}"
+        );
+    }
+    // No posting is left for a removed row: the word index has one row per word of
+    // each remaining message.
+    let c = rusqlite::Connection::open(&db.path)?;
+    let (postings, words): (i64, i64) = c.query_row(
+        "SELECT (SELECT count(*) FROM response_words), (SELECT sum(word_count) FROM response_cache)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert_eq!(postings, words);
+    // Below the cap nothing is removed.
+    assert_eq!(r.optimize_performance().await?.removed_entries, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_log_keeps_its_retention() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let rows: Vec<LoggedResponse> = (0..300)
+        .map(|i| LoggedResponse {
+            agent_id: agent.id,
+            at: i,
+            duration: 0.1,
+            outcome: Outcome::Exact,
+        })
+        .collect();
+    store.response_cache().log(&rows, 120)?;
+    let c = rusqlite::Connection::open(&db.path)?;
+    let (n, oldest): (i64, i64) =
+        c.query_row("SELECT count(*), min(at) FROM response_log", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    assert_eq!((n, oldest), (120, 180), "the most recent 120 are kept");
+    Ok(())
+}
+
+fn seeded(db: &TempDb) -> TestResult {
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let cache = store.response_cache();
+    cache.put(agent.id, "what is the capital of france", "Paris")?;
+    cache.put(agent.id, "how tall is mount everest", "8849 m")?;
+    cache.put(agent.id, "is the server running", "yes")?;
+    let rows: Vec<LoggedResponse> = [0.5, 1.0, 3.0, 0.2]
+        .iter()
+        .map(|&t| LoggedResponse {
+            agent_id: agent.id,
+            at: 0,
+            duration: t,
+            outcome: Outcome::Generated,
+        })
+        .collect();
+    cache.log(&rows, 100_000)?;
+    Ok(())
+}
+
+#[test]
+fn the_cli_shows_lists_and_looks_up() -> TestResult {
+    let db = TempDb::new();
+    seeded(&db)?;
+    let s = json_of(&db, &["responses", "stats", "--agent", "bot"]);
+    assert_eq!(s["total_responses"], 4);
+    assert_eq!(s["p50_response_time"], 1.0);
+    assert_eq!(s["responses_under_target"], 3);
+    assert_eq!(s["target_achievement_rate"], 75.0);
+    assert_eq!(s["cache_entries"], 3);
+    store_agent(&db, "quiet")?;
+    assert_eq!(
+        json_of(&db, &["responses", "stats", "--agent", "quiet"]),
+        json!({"no_data": true})
+    );
+
+    let listed = json_of(
+        &db,
+        &["responses", "list", "--agent", "bot", "--limit", "2"],
+    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert_eq!(listed[0]["response"], "yes", "most recently stored first");
+
+    let exact = json_of(
+        &db,
+        &[
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "how tall is mount everest",
+        ],
+    );
+    assert_eq!(exact["match"], "exact");
+    assert_eq!(exact["response"], "8849 m");
+    let fuzzy = json_of(
+        &db,
+        &[
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "so what is the capital of France",
+        ],
+    );
+    assert_eq!(fuzzy["match"], "fuzzy");
+    assert!((fuzzy["similarity"].as_f64().unwrap() - 6.0 / 7.0).abs() < 1e-12);
+    let guarded = json_of(
+        &db,
+        &[
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "is the server not running",
+        ],
+    );
+    assert_eq!(guarded["match"], serde_json::Value::Null);
+    let unguarded = json_of(
+        &db,
+        &[
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "--no-guard",
+            "is the server not running",
+        ],
+    );
+    assert_eq!(unguarded["response"], "yes");
+    agentstore(&db)
+        .args([
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "completely different words",
+        ])
+        .assert()
+        .success()
+        .stdout("no match: the agent would generate a response\n");
+    agentstore(&db)
+        .args([
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "--threshold",
+            "1.5",
+            "x",
+        ])
+        .assert()
+        .code(2);
+    Ok(())
+}
+
+fn store_agent(db: &TempDb, name: &str) -> TestResult {
+    Store::open(&db.path, StoreOptions::default())?.agent(name)?;
+    Ok(())
+}
+
+#[test]
+fn the_cli_optimizes_and_purges() -> TestResult {
+    let db = TempDb::new();
+    seeded(&db)?;
+    let o = json_of(&db, &["responses", "optimize", "--agent", "bot"]);
+    assert_eq!(o["old_target"], 2.0);
+    assert_eq!(o["new_target"], 2.0, "75% is between 50% and 90%");
+    let before = db.snapshot();
+    let dry = json_of(
+        &db,
+        &[
+            "responses",
+            "purge",
+            "--agent",
+            "bot",
+            "--keep",
+            "1",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry, json!({"removed": 2, "dry_run": true}));
+    assert_eq!(db.snapshot(), before, "a dry run changes nothing");
+    let done = json_of(
+        &db,
+        &["responses", "purge", "--agent", "bot", "--keep", "1"],
+    );
+    assert_eq!(done["removed"], 2);
+    let left = json_of(&db, &["responses", "list", "--agent", "bot"]);
+    assert_eq!(left[0]["response"], "yes");
+    assert_eq!(
+        json_of(
+            &db,
+            &["responses", "purge", "--agent", "bot", "--older-than", "1h"]
+        )["removed"],
+        0
+    );
+    agentstore(&db)
+        .args(["responses", "purge", "--agent", "bot", "--all"])
+        .assert()
+        .success()
+        .stdout("removed 1 cached responses\n");
+    agentstore(&db)
+        .args(["responses", "purge", "--agent", "bot"])
+        .assert()
+        .code(2);
+    agentstore(&db)
+        .args([
+            "responses",
+            "purge",
+            "--agent",
+            "bot",
+            "--all",
+            "--keep",
+            "3",
+        ])
+        .assert()
+        .code(2);
+    let report = json_of(&db, &["check"]);
+    assert_eq!(report["ok"], true, "{report}");
+    Ok(())
+}
