@@ -14,6 +14,7 @@
 
 mod harness;
 mod memory;
+mod responses;
 mod tools;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 
 use harness::{Bench, median, parse_args};
 use memory::{w1, w2, w3, w4};
+use responses::{w7, w8, w9};
 use tools::{w5, w6};
 
 // ---------------------------------------------------------------- main
@@ -73,13 +75,16 @@ fn main() {
     };
     let machine_start = machine();
     type Workload = fn(&mut Bench);
-    let workloads: [(&str, Workload); 6] = [
+    let workloads: [(&str, Workload); 9] = [
         ("W1", w1),
         ("W2", w2),
         ("W3", w3),
         ("W4", w4),
         ("W5", w5),
         ("W6", w6),
+        ("W7", w7),
+        ("W8", w8),
+        ("W9", w9),
     ];
     for (name, run) in workloads {
         if b.wants(name) {
@@ -91,7 +96,7 @@ fn main() {
         "started_utc": started.to_rfc3339(),
         "total_runtime_s": clock.elapsed().as_secs_f64(),
         "config": { "quick": b.config.quick, "workloads": b.config.workloads },
-        "seeds": { "W1": 101, "W2-W4": 201, "vocab": 1 },
+        "seeds": { "W1": 101, "W2-W4": 201, "W5": [501, 502], "W7": [701, 702, 705], "W8": [801, 802, 803, 804], "W9": 901, "vocab": 1 },
         "machine": machine_start,
         "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "workloads": Value::Object(b.rows.clone()),
