@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use agentstore::agent::{ResponseConfig, Responder, generator_fn};
-use agentstore::workload::{SplitMix64, fuzzy_messages, prompt_pairs, response_times};
+use agentstore::agent::{Responder, ResponseConfig, generator_fn};
 use agentstore::words::{differ_in_meaning, jaccard, shared_words, word_set};
+use agentstore::workload::{SplitMix64, fuzzy_messages, prompt_pairs, response_times};
 use agentstore::{FuzzyOptions, LoggedResponse, Outcome, ResponseTimeStats, Store, StoreOptions};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -99,7 +99,10 @@ pub fn w7(b: &mut Bench) {
                 ours.push(t.elapsed().as_nanos() as f64 / 1000.0);
                 assert!(reply.outcome == Outcome::Exact && &reply.response == response);
                 sync_get.push(timed(&mut || {
-                    cache.lookup_exact(agent.id, prompt).expect("get").expect("hit");
+                    cache
+                        .lookup_exact(agent.id, prompt)
+                        .expect("get")
+                        .expect("hit");
                 }));
                 bare_hit.push(timed(&mut || {
                     bare_get(&bare, prompt).expect("bare hit");
@@ -121,15 +124,46 @@ pub fn w7(b: &mut Bench) {
         rt.block_on(responder.close()).expect("close");
 
         let disk = json!({ "journal_mode": "wal", "synchronous": "NORMAL" });
-        b.row("W7_response_exact", "agentstore", "process_message_exact_hit", p.clone(),
-              summarize(&ours), disk.clone());
-        b.row("W7_response_exact", "agentstore", "lookup_exact_sync", p.clone(),
-              summarize(&sync_get), disk.clone());
-        b.row("W7_response_exact", "agentstore", "put_new_with_word_index", p.clone(),
-              summarize(&put), json!({ "populate_s": populate_s, "populate_per_s": r as f64 / populate_s }));
-        b.row("W7_response_exact", "bare_sqlite", "hash_and_pk_lookup", p.clone(),
-              summarize(&bare_hit), disk);
-        b.row("W7_response_exact", "bare_sqlite", "hash_and_insert", p, summarize(&bare_ins), json!({}));
+        b.row(
+            "W7_response_exact",
+            "agentstore",
+            "process_message_exact_hit",
+            p.clone(),
+            summarize(&ours),
+            disk.clone(),
+        );
+        b.row(
+            "W7_response_exact",
+            "agentstore",
+            "lookup_exact_sync",
+            p.clone(),
+            summarize(&sync_get),
+            disk.clone(),
+        );
+        b.row(
+            "W7_response_exact",
+            "agentstore",
+            "put_new_with_word_index",
+            p.clone(),
+            summarize(&put),
+            json!({ "populate_s": populate_s, "populate_per_s": r as f64 / populate_s }),
+        );
+        b.row(
+            "W7_response_exact",
+            "bare_sqlite",
+            "hash_and_pk_lookup",
+            p.clone(),
+            summarize(&bare_hit),
+            disk,
+        );
+        b.row(
+            "W7_response_exact",
+            "bare_sqlite",
+            "hash_and_insert",
+            p,
+            summarize(&bare_ins),
+            json!({}),
+        );
         ratios.insert(
             format!("R={r}"),
             json!({
@@ -166,7 +200,11 @@ fn scan(cached: &[String], query: &str, options: FuzzyOptions) -> Option<usize> 
 }
 
 /// W8's three kinds of query for a cache of `r` messages.
-fn fuzzy_queries(messages: &[String], r: usize, vocab: &[String]) -> [Vec<(String, Option<usize>)>; 3] {
+fn fuzzy_queries(
+    messages: &[String],
+    r: usize,
+    vocab: &[String],
+) -> [Vec<(String, Option<usize>)>; 3] {
     let mut a = SplitMix64::new(802);
     let hits = (0..10)
         .map(|_| {
@@ -194,7 +232,9 @@ fn fuzzy_queries(messages: &[String], r: usize, vocab: &[String]) -> [Vec<(Strin
             let words: Vec<String> = (0..14)
                 .map(|_| {
                     let len = 11 + b.below(2);
-                    (0..len).map(|_| (b'a' + b.below(26) as u8) as char).collect()
+                    (0..len)
+                        .map(|_| (b'a' + b.below(26) as u8) as char)
+                        .collect()
                 })
                 .collect();
             (words.join(" "), None)
@@ -203,7 +243,9 @@ fn fuzzy_queries(messages: &[String], r: usize, vocab: &[String]) -> [Vec<(Strin
     let mut c = SplitMix64::new(804);
     let random = (0..10)
         .map(|_| {
-            let words: Vec<&str> = (0..14).map(|_| vocab[c.below(5000) as usize].as_str()).collect();
+            let words: Vec<&str> = (0..14)
+                .map(|_| vocab[c.below(5000) as usize].as_str())
+                .collect();
             (words.join(" "), None)
         })
         .collect();
@@ -216,9 +258,16 @@ pub fn w8(b: &mut Bench) {
     } else {
         &[(1_000, 10), (10_000, 3), (100_000, 2)]
     };
-    let all = fuzzy_messages(801, sizes.iter().map(|s| s.0).max().unwrap_or(1_000), &b.vocab);
+    let all = fuzzy_messages(
+        801,
+        sizes.iter().map(|s| s.0).max().unwrap_or(1_000),
+        &b.vocab,
+    );
     let options = FuzzyOptions::default();
-    let unguarded = FuzzyOptions { negation_guard: false, ..options };
+    let unguarded = FuzzyOptions {
+        negation_guard: false,
+        ..options
+    };
     let mut ratios = serde_json::Map::new();
     for &(r, reps) in sizes {
         let messages = &all[..r];
@@ -240,7 +289,10 @@ pub fn w8(b: &mut Bench) {
         lookup(&kinds[1][0].0);
         let p = json!({ "R": r });
         let mut row = serde_json::Map::new();
-        for (kind, queries) in ["hit", "miss_no_shared_words", "miss_random_vocab"].iter().zip(&kinds) {
+        for (kind, queries) in ["hit", "miss_no_shared_words", "miss_random_vocab"]
+            .iter()
+            .zip(&kinds)
+        {
             let mut samples = Vec::new();
             let mut answers = Vec::new();
             for _ in 0..reps {
@@ -257,21 +309,34 @@ pub fn w8(b: &mut Bench) {
             let mut own_target = 0;
             let mut hits = 0;
             for ((q, target), got) in queries.iter().zip(&answers) {
-                let got_index = got.as_ref().map(|m| m.response["response-".len()..].parse::<usize>().unwrap_or(usize::MAX));
+                let got_index = got.as_ref().map(|m| {
+                    m.response["response-".len()..]
+                        .parse::<usize>()
+                        .unwrap_or(usize::MAX)
+                });
                 same_as_scan &= got_index == scan(messages, q, options);
                 same_as_original += usize::from(got_index == scan(messages, q, unguarded));
                 hits += usize::from(got.is_some());
                 own_target += usize::from(got_index.is_some() && got_index == *target);
             }
-            assert!(same_as_scan, "W8 {kind} R={r}: the indexed lookup differs from the scan");
+            assert!(
+                same_as_scan,
+                "W8 {kind} R={r}: the indexed lookup differs from the scan"
+            );
             let extra = json!({
                 "queries": queries.len(), "hits": hits, "hits_with_target_response": own_target,
                 "same_answers_as_scan": same_as_scan,
                 "same_answers_as_original_unguarded": format!("{same_as_original}/{}", queries.len()),
                 "ns_per_cached_message": median(&samples) * 1000.0 / r as f64,
             });
-            b.row("W8_response_fuzzy", "agentstore", &format!("indexed_{kind}"), p.clone(),
-                  summarize(&samples), extra);
+            b.row(
+                "W8_response_fuzzy",
+                "agentstore",
+                &format!("indexed_{kind}"),
+                p.clone(),
+                summarize(&samples),
+                extra,
+            );
             row.insert(format!("{kind}_median_us"), json!(median(&samples)));
         }
         // The bare baseline: the original's scan over rows read from SQLite, once per
@@ -281,7 +346,9 @@ pub fn w8(b: &mut Bench) {
         for (q, _) in &kinds[2] {
             scan_samples.push(timed(&mut || {
                 let mut stmt = c
-                    .prepare_cached("SELECT message FROM response_cache WHERE agent_id = ?1 ORDER BY id")
+                    .prepare_cached(
+                        "SELECT message FROM response_cache WHERE agent_id = ?1 ORDER BY id",
+                    )
                     .expect("prepare");
                 let rows: Vec<String> = stmt
                     .query_map([agent.id], |r| r.get(0))
@@ -291,8 +358,14 @@ pub fn w8(b: &mut Bench) {
                 scan(&rows, q, options);
             }));
         }
-        b.row("W8_response_fuzzy", "bare_sqlite", "scan_every_message", p.clone(),
-              summarize(&scan_samples), json!({ "ns_per_cached_message": median(&scan_samples) * 1000.0 / r as f64 }));
+        b.row(
+            "W8_response_fuzzy",
+            "bare_sqlite",
+            "scan_every_message",
+            p.clone(),
+            summarize(&scan_samples),
+            json!({ "ns_per_cached_message": median(&scan_samples) * 1000.0 / r as f64 }),
+        );
         row.insert("scan_median_us".into(), json!(median(&scan_samples)));
         ratios.insert(format!("R={r}"), Value::Object(row));
     }
@@ -314,7 +387,12 @@ pub fn w9(b: &mut Bench) {
         let cache = store.response_cache();
         let rows: Vec<LoggedResponse> = times
             .iter()
-            .map(|&d| LoggedResponse { agent_id: agent.id, at: 0, duration: d, outcome: Outcome::Generated })
+            .map(|&d| LoggedResponse {
+                agent_id: agent.id,
+                at: 0,
+                duration: d,
+                outcome: Outcome::Generated,
+            })
             .collect();
         for chunk in rows.chunks(20_000) {
             cache.log(chunk, 1_000_000).expect("log");
@@ -329,7 +407,9 @@ pub fn w9(b: &mut Bench) {
         let c = Connection::open(store.path()).expect("open");
         let bare_stats = |c: &Connection| {
             let mut stmt = c
-                .prepare_cached("SELECT duration FROM response_log WHERE agent_id = ?1 ORDER BY duration")
+                .prepare_cached(
+                    "SELECT duration FROM response_log WHERE agent_id = ?1 ORDER BY duration",
+                )
                 .expect("prepare");
             let s: Vec<f64> = stmt
                 .query_map([agent.id], |r| r.get(0))
@@ -338,7 +418,12 @@ pub fn w9(b: &mut Bench) {
                 .expect("rows");
             let n = s.len();
             let under = s.iter().filter(|&&d| d < 2.0).count();
-            (s[n / 2], s[(n as f64 * 0.9) as usize], s[(n as f64 * 0.95) as usize], under)
+            (
+                s[n / 2],
+                s[(n as f64 * 0.9) as usize],
+                s[(n as f64 * 0.95) as usize],
+                under,
+            )
         };
         let mut reference = None;
         bare_stats(&c);
@@ -347,8 +432,12 @@ pub fn w9(b: &mut Bench) {
             .collect();
         let same = match (&stats, reference) {
             (Some(ResponseTimeStats::Data(s)), Some((p50, p90, p95, under))) => {
-                (s.p50_response_time, s.p90_response_time, s.p95_response_time, s.responses_under_target as usize)
-                    == (p50, p90, p95, under)
+                (
+                    s.p50_response_time,
+                    s.p90_response_time,
+                    s.p95_response_time,
+                    s.responses_under_target as usize,
+                ) == (p50, p90, p95, under)
             }
             _ => false,
         };
@@ -360,9 +449,19 @@ pub fn w9(b: &mut Bench) {
         };
         b.row("W9_response_stats", "agentstore", "time_stats_sql", p.clone(), summarize(&ours),
               json!({ "exact": true, "method": "nearest rank sorted[floor(n*q)] over an index", "target_achievement_rate": rate }));
-        b.row("W9_response_stats", "bare_sqlite", "read_sorted_then_compute", p, summarize(&bare), json!({}));
-        ratios.insert(format!("T={t}"), json!({ "stats_median_us": median(&ours),
-                                                "stats_vs_bare": median(&ours) / median(&bare) }));
+        b.row(
+            "W9_response_stats",
+            "bare_sqlite",
+            "read_sorted_then_compute",
+            p,
+            summarize(&bare),
+            json!({}),
+        );
+        ratios.insert(
+            format!("T={t}"),
+            json!({ "stats_median_us": median(&ours),
+                                                "stats_vs_bare": median(&ours) / median(&bare) }),
+        );
     }
     b.summary("W9_response_stats", Value::Object(ratios));
 }
