@@ -83,12 +83,37 @@ CREATE TABLE response_log (
     agent_id  INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     at        INTEGER NOT NULL,
     duration  REAL    NOT NULL CHECK (duration >= 0),
+    bucket    INTEGER NOT NULL,
     outcome   TEXT    NOT NULL
               CHECK (outcome IN ('exact', 'fuzzy', 'generated', 'fallback', 'error'))
 ) STRICT;
 CREATE INDEX response_log_by_agent ON response_log (agent_id);
-CREATE INDEX response_log_by_duration ON response_log (agent_id, duration, outcome)
+CREATE INDEX response_log_by_duration ON response_log (agent_id, bucket, duration, outcome)
     WHERE outcome <> 'error';
+CREATE TABLE response_time_buckets (
+    agent_id    INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    bucket      INTEGER NOT NULL,
+    responses   INTEGER NOT NULL CHECK (responses >= 0),
+    total_time  REAL    NOT NULL,
+    PRIMARY KEY (agent_id, bucket)
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER response_log_buckets_insert AFTER INSERT ON response_log
+WHEN NEW.outcome <> 'error' BEGIN
+    INSERT INTO response_time_buckets (agent_id, bucket, responses, total_time)
+    VALUES (NEW.agent_id, NEW.bucket, 1, NEW.duration)
+    ON CONFLICT (agent_id, bucket) DO UPDATE
+       SET responses = responses + 1, total_time = total_time + excluded.total_time;
+END;
+CREATE TRIGGER response_log_buckets_delete AFTER DELETE ON response_log
+WHEN OLD.outcome <> 'error' BEGIN
+    UPDATE response_time_buckets
+       SET responses  = responses - 1,
+           total_time = CASE WHEN responses = 1 THEN 0.0 ELSE total_time - OLD.duration END
+     WHERE agent_id = OLD.agent_id AND bucket = OLD.bucket;
+END;
+CREATE TRIGGER response_log_no_update BEFORE UPDATE ON response_log BEGIN
+    SELECT RAISE(ABORT, 'response log rows are immutable; delete and insert instead');
+END;
 CREATE VIEW response_stats AS
 SELECT a.name                                                    AS agent,
        a.id                                                      AS agent_id,

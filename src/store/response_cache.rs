@@ -759,8 +759,8 @@ fn hits_on(tx: &Connection, hits: &[(i64, u64, i64)]) -> Result<()> {
 }
 
 fn log_on(tx: &Connection, rows: &[LoggedResponse], keep: u64) -> Result<()> {
-    const INSERT: &str =
-        "INSERT INTO response_log (agent_id, at, duration, outcome) VALUES (?1, ?2, ?3, ?4)";
+    const INSERT: &str = "INSERT INTO response_log (agent_id, at, duration, bucket, outcome) \
+         VALUES (?1, ?2, ?3, ?4, ?5)";
     const CUTOFF: &str = "SELECT id FROM response_log WHERE agent_id = ?1 \
          ORDER BY id DESC LIMIT 1 OFFSET ?2";
     const TRIM: &str = "DELETE FROM response_log WHERE id IN (SELECT id FROM response_log \
@@ -769,7 +769,13 @@ fn log_on(tx: &Connection, rows: &[LoggedResponse], keep: u64) -> Result<()> {
     let mut insert = tx.prepare_cached(INSERT).sql(INSERT)?;
     for r in rows {
         insert
-            .execute(params![r.agent_id, r.at, r.duration, r.outcome.as_str()])
+            .execute(params![
+                r.agent_id,
+                r.at,
+                r.duration,
+                time_bucket(r.duration),
+                r.outcome.as_str()
+            ])
             .sql(INSERT)?;
     }
     let mut agents: Vec<i64> = rows.iter().map(|r| r.agent_id).collect();
@@ -797,71 +803,114 @@ fn entries_on(c: &Connection, agent_id: i64) -> Result<u64> {
         .map(|n| n as u64)
 }
 
+/// The duration bucket of a time in seconds (>= 0): the top 16 bits of its IEEE 754
+/// pattern, i.e. its exponent and 4 mantissa bits, 16 buckets per doubling. For
+/// non-negative numbers the bit pattern orders like the value, so buckets do too.
+pub(crate) fn time_bucket(seconds: f64) -> i64 {
+    // + 0.0 turns -0.0 (sign bit set) into 0.0.
+    ((seconds + 0.0).to_bits() >> 48) as i64
+}
+
 fn time_stats_on(c: &Connection, agent_id: i64) -> Result<ResponseTimeStats> {
-    const AGG: &str = "SELECT count(*), total(duration), min(duration), max(duration) \
-         FROM response_log WHERE agent_id = ?1 AND outcome <> 'error'";
+    const BUCKETS: &str = "SELECT bucket, responses, total_time FROM response_time_buckets \
+         WHERE agent_id = ?1 AND responses > 0 ORDER BY bucket";
     const NTH_UP: &str = "SELECT duration FROM response_log \
-         WHERE agent_id = ?1 AND outcome <> 'error' ORDER BY duration LIMIT 1 OFFSET ?2";
+         WHERE agent_id = ?1 AND bucket = ?2 AND outcome <> 'error' \
+         ORDER BY duration LIMIT 1 OFFSET ?3";
     const NTH_DOWN: &str = "SELECT duration FROM response_log \
-         WHERE agent_id = ?1 AND outcome <> 'error' ORDER BY duration DESC LIMIT 1 OFFSET ?2";
+         WHERE agent_id = ?1 AND bucket = ?2 AND outcome <> 'error' \
+         ORDER BY duration DESC LIMIT 1 OFFSET ?3";
     const BELOW: &str = "SELECT count(*) FROM response_log \
-         WHERE agent_id = ?1 AND outcome <> 'error' AND duration < ?2";
-    const AT_OR_ABOVE: &str = "SELECT count(*) FROM response_log \
-         WHERE agent_id = ?1 AND outcome <> 'error' AND duration >= ?2";
-    let (n, sum, min, max): (i64, f64, Option<f64>, Option<f64>) = c
-        .prepare_cached(AGG)
-        .and_then(|mut s| {
-            s.query_row([agent_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-        })
-        .sql(AGG)?;
-    let (Some(min), Some(max)) = (min, max) else {
-        return Ok(ResponseTimeStats::NoData { no_data: true });
-    };
-    let n = n as u64;
-    // The value at index k of the sorted times, walking from the nearer end.
-    let nth = |k: u64| -> Result<f64> {
-        let (sql, offset) = if k < n / 2 {
-            (NTH_UP, k)
-        } else {
-            (NTH_DOWN, n - 1 - k)
-        };
-        c.prepare_cached(sql)
-            .and_then(|mut s| s.query_row(params![agent_id, offset as i64], |r| r.get(0)))
-            .sql(sql)
-    };
-    let p50 = nth(n / 2)?;
-    let p90 = nth(((n as f64 * 0.9) as u64).min(n - 1))?;
-    let p95 = nth(((n as f64 * 0.95) as u64).min(n - 1))?;
+         WHERE agent_id = ?1 AND bucket = ?2 AND outcome <> 'error' AND duration < ?3";
     const TARGET: &str = "SELECT target_response_time FROM agents WHERE id = ?1";
+    let buckets: Vec<(i64, u64, f64)> = {
+        let mut stmt = c.prepare_cached(BUCKETS).sql(BUCKETS)?;
+        let rows = stmt
+            .query_map([agent_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .sql(BUCKETS)?;
+        rows.collect::<rusqlite::Result<_>>().sql(BUCKETS)?
+    };
+    let n: u64 = buckets.iter().map(|b| b.1).sum();
+    if n == 0 {
+        return Ok(ResponseTimeStats::NoData { no_data: true });
+    }
+    let sum: f64 = buckets.iter().map(|b| b.2).sum();
+    // The value at index k of the sorted times: find its bucket from the counts, then
+    // walk inside the bucket from its nearer end.
+    let nth = |k: u64| -> Result<f64> {
+        let mut before = 0;
+        for &(bucket, size, _) in &buckets {
+            if k < before + size {
+                let at = k - before;
+                let (sql, offset) = if at < size / 2 {
+                    (NTH_UP, at)
+                } else {
+                    (NTH_DOWN, size - 1 - at)
+                };
+                return c
+                    .prepare_cached(sql)
+                    .and_then(|mut s| {
+                        s.query_row(params![agent_id, bucket, offset as i64], |r| r.get(0))
+                    })
+                    .sql(sql);
+            }
+            before += size;
+        }
+        Err(Error::Corrupt {
+            path: c.path().map(Into::into).unwrap_or_default(),
+            detail: "response_time_buckets disagrees with response_log".into(),
+        })
+    };
     let target: f64 = c
         .prepare_cached(TARGET)
         .and_then(|mut s| s.query_row([agent_id], |r| r.get(0)))
         .sql(TARGET)?;
-    // Count the shorter side of the target: below it when it is at most the median.
-    let count = |sql: &str| -> Result<u64> {
-        c.prepare_cached(sql)
-            .and_then(|mut s| s.query_row(params![agent_id, target], |r| r.get::<_, i64>(0)))
-            .sql(sql)
-            .map(|v| v as u64)
-    };
-    let under = if target <= p50 {
-        count(BELOW)?
-    } else {
-        n - count(AT_OR_ABOVE)?
-    };
+    let target_bucket = time_bucket(target);
+    let mut under: u64 = buckets
+        .iter()
+        .filter(|b| b.0 < target_bucket)
+        .map(|b| b.1)
+        .sum();
+    if buckets.iter().any(|b| b.0 == target_bucket) {
+        let inside: i64 = c
+            .prepare_cached(BELOW)
+            .and_then(|mut s| s.query_row(params![agent_id, target_bucket, target], |r| r.get(0)))
+            .sql(BELOW)?;
+        under += inside as u64;
+    }
     Ok(ResponseTimeStats::Data(TimeFigures {
         total_responses: n,
         avg_response_time: sum / n as f64,
-        min_response_time: min,
-        max_response_time: max,
-        p50_response_time: p50,
-        p90_response_time: p90,
-        p95_response_time: p95,
+        min_response_time: nth(0)?,
+        max_response_time: nth(n - 1)?,
+        p50_response_time: nth(n / 2)?,
+        p90_response_time: nth(((n as f64 * 0.9) as u64).min(n - 1))?,
+        p95_response_time: nth(((n as f64 * 0.95) as u64).min(n - 1))?,
         responses_under_target: under,
         target_achievement_rate: under as f64 / n as f64 * 100.0,
         cache_entries: entries_on(c, agent_id)?,
         target_response_time: target,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_bucket;
+
+    #[test]
+    fn buckets_order_like_durations() {
+        let mut xs: Vec<f64> = vec![
+            0.0, -0.0, 1e-9, 5e-6, 0.049, 0.05, 0.0500001, 1.0, 2.0, 3.99, 1e6,
+        ];
+        xs.sort_by(f64::total_cmp);
+        for w in xs.windows(2) {
+            assert!(time_bucket(w[0]) <= time_bucket(w[1]), "{} {}", w[0], w[1]);
+        }
+        assert_eq!(time_bucket(-0.0), time_bucket(0.0));
+        assert!(
+            time_bucket(1.0) < time_bucket(1.1),
+            "16 buckets per doubling"
+        );
+        assert_eq!(time_bucket(1.0), time_bucket(1.06));
+    }
 }
