@@ -178,6 +178,38 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
         problems.push(format!("agent '{name}': entry id {id} appears {n} times"));
     }
 
+    // The response-time buckets against the log they summarise.
+    const BUCKETS: &str = "SELECT a.name,
+            (SELECT coalesce(sum(responses), 0) FROM response_time_buckets b WHERE b.agent_id = a.id),
+            (SELECT count(*) FROM response_log l WHERE l.agent_id = a.id AND l.outcome <> 'error')
+       FROM agents a ORDER BY a.name";
+    let mut stmt = c.prepare(BUCKETS).sql(BUCKETS)?;
+    let mut rows = stmt.query([]).sql(BUCKETS)?;
+    while let Some(r) = rows.next().sql(BUCKETS)? {
+        let (name, kept, real): (String, i64, i64) = (
+            r.get(0).sql(BUCKETS)?,
+            r.get(1).sql(BUCKETS)?,
+            r.get(2).sql(BUCKETS)?,
+        );
+        if kept != real {
+            problems.push(format!(
+                "agent '{name}': response time buckets count {kept} responses, the log has {real}"
+            ));
+        }
+    }
+
+    // The fuzzy word index: one posting per distinct word of each cached message.
+    const POSTINGS: &str = "SELECT (SELECT count(*) FROM response_words),
+            (SELECT coalesce(sum(word_count), 0) FROM response_cache)";
+    let (postings, words): (i64, i64) = c
+        .query_row(POSTINGS, [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .sql(POSTINGS)?;
+    if postings != words {
+        problems.push(format!(
+            "the response word index has {postings} postings for {words} words of cached messages"
+        ));
+    }
+
     Ok(())
 }
 

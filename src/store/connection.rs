@@ -17,7 +17,7 @@ pub const APPLICATION_ID: i32 = 0x4147_5354;
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// The tables a file at [`SCHEMA_VERSION`] must have.
-pub(crate) const KNOWN_TABLES: [&str; 8] = [
+pub(crate) const KNOWN_TABLES: [&str; 9] = [
     "agents",
     "memory_counters",
     "memory_entries",
@@ -26,6 +26,7 @@ pub(crate) const KNOWN_TABLES: [&str; 8] = [
     "response_cache",
     "response_words",
     "response_log",
+    "response_time_buckets",
 ];
 
 /// Longest content (in UTF-8 bytes) accepted for one entry; larger input is refused

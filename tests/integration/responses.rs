@@ -697,3 +697,20 @@ fn the_cli_optimizes_and_purges() -> TestResult {
     assert_eq!(report["ok"], true, "{report}");
     Ok(())
 }
+
+#[test]
+fn check_finds_a_word_index_or_buckets_out_of_step() -> TestResult {
+    let db = TempDb::new();
+    seeded(&db)?;
+    assert_eq!(json_of(&db, &["check"])["ok"], true);
+    let c = rusqlite::Connection::open(&db.path)?;
+    c.execute("DELETE FROM response_cache WHERE response = 'Paris'", [])?;
+    c.execute("DELETE FROM response_time_buckets", [])?;
+    drop(c);
+    let out = agentstore(&db).args(["--json", "check"]).assert().code(3);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)?;
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("word index has 15 postings for 9 words"), "{problems}");
+    assert!(problems.contains("response time buckets count 0 responses, the log has 4"), "{problems}");
+    Ok(())
+}
