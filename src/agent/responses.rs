@@ -473,7 +473,9 @@ impl Inner {
             let hits: Vec<(i64, u64, i64)> =
                 p.hits.iter().map(|(id, (n, at))| (*id, *n, *at)).collect();
             self.cache.record(&hits, &p.log, self.config.log_retention)
-        })
+        })?;
+        // New responses reach the word index here, off the answering path.
+        self.cache.index_pending().map(|_| ())
     }
 }
 

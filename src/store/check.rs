@@ -198,9 +198,9 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
         }
     }
 
-    // The fuzzy word index: one posting per distinct word of each cached message.
+    // The fuzzy word index: one posting per distinct word of each indexed message.
     const POSTINGS: &str = "SELECT (SELECT count(*) FROM response_words),
-            (SELECT coalesce(sum(word_count), 0) FROM response_cache)";
+            (SELECT coalesce(sum(word_count), 0) FROM response_cache WHERE indexed = 1)";
     let (postings, words): (i64, i64) = c
         .query_row(POSTINGS, [], |r| Ok((r.get(0)?, r.get(1)?)))
         .sql(POSTINGS)?;

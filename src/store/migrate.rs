@@ -68,8 +68,10 @@ CREATE TABLE response_cache (
     created_at    INTEGER NOT NULL,
     last_used_at  INTEGER NOT NULL,
     hits          INTEGER NOT NULL DEFAULT 0 CHECK (hits >= 0),
+    indexed       INTEGER NOT NULL DEFAULT 0 CHECK (indexed IN (0, 1)),
     UNIQUE (agent_id, message_hash)
 ) STRICT;
+CREATE INDEX response_cache_unindexed ON response_cache (agent_id, id) WHERE indexed = 0;
 CREATE INDEX response_cache_by_use ON response_cache (agent_id, last_used_at, id);
 CREATE TABLE response_words (
     agent_id     INTEGER NOT NULL,

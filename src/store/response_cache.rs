@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::words::{differ_in_meaning, jaccard, length_bounds, word_set};
+use super::words::{differ_in_meaning, jaccard, length_bounds, shared_words, word_set};
 use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
 use crate::clock::serialize_micros;
 use crate::error::{Error, Result, SqlContext};
@@ -198,6 +198,13 @@ pub struct ResponsePurgeReport {
 /// Cached responses deleted per transaction by a purge or a cap.
 const DELETE_BATCH: usize = 2000;
 
+/// Rows of one agent that may wait for the word index before a store indexes them
+/// itself (a fuzzy lookup reads the waiting rows one by one).
+const UNINDEXED_MAX: i64 = 128;
+
+/// Rows indexed per transaction by [`ResponseCache::index_pending`].
+const INDEX_BATCH: i64 = 2000;
+
 /// Log rows deleted, at most, by each log write that finds the log over its retention.
 const LOG_TRIM_BATCH: i64 = 5000;
 
@@ -265,6 +272,8 @@ const HAS_WORD: &str = "SELECT EXISTS (SELECT 1 FROM response_words \
      WHERE agent_id = ?1 AND word = ?2 AND word_count = ?3 AND response_id = ?4)";
 
 const BY_ID: &str = "SELECT message, response FROM response_cache WHERE id = ?1 AND agent_id = ?2";
+const WAITING_ROWS: &str = "SELECT id, message FROM response_cache INDEXED BY response_cache_unindexed \
+     WHERE agent_id = ?1 AND indexed = 0";
 
 /// Reading one posting costs about a sixth of probing the index for one message
 /// (measured: ~0.15 µs against ~1 µs); below that ratio, probing survivors wins.
@@ -348,6 +357,18 @@ fn fuzzy_on(
             (similarity > t).then_some((similarity, id))
         })
         .collect();
+    // The rows not in the word index yet, compared one by one.
+    let mut waiting = c.prepare_cached(WAITING_ROWS).sql(WAITING_ROWS)?;
+    let mut rows = waiting.query([agent_id]).sql(WAITING_ROWS)?;
+    while let Some(r) = rows.next().sql(WAITING_ROWS)? {
+        let id: i64 = r.get(0).sql(WAITING_ROWS)?;
+        let message: String = r.get(1).sql(WAITING_ROWS)?;
+        let cached = word_set(&message);
+        let similarity = jaccard(q, cached.len(), shared_words(&words, &cached));
+        if similarity > t {
+            candidates.push((similarity, id));
+        }
+    }
     // The brute-force scan keeps the first message of the highest similarity: the
     // same as the best similarity, then the smallest id.
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -447,9 +468,10 @@ impl ResponseCache {
             .try_read(|c| lookup_on(c, agent_id, message, options))
     }
 
-    /// Stores `response` for `message` with its word index, in one transaction; a
-    /// message already cached gets the new response (and keeps its id). Returns the
-    /// row id.
+    /// Stores `response` for `message` in one transaction; a message already cached
+    /// gets the new response (and keeps its id). Returns the row id. The message's
+    /// words reach the word index in a later batch (or in this call, when 128 rows of
+    /// the agent are waiting); fuzzy lookups see it either way.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for text over 1 MiB; SQLite errors, in which case
@@ -458,12 +480,47 @@ impl ResponseCache {
         check_size("the message", message)?;
         check_size("the response", response)?;
         let now = self.store.now_micros();
-        self.store
-            .write(|tx| put_on(tx, agent_id, message, response, now))
+        self.store.write(|tx| {
+            let id = put_on(tx, agent_id, message, response, now)?;
+            if waiting(tx, agent_id)? >= UNINDEXED_MAX {
+                index_agent(tx, agent_id)?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Adds the words of every row waiting for the word index, in batches of 2,000
+    /// rows per transaction. Returns how many rows were indexed.
+    ///
+    /// # Errors
+    /// SQLite errors; batches already done stay done.
+    pub fn index_pending(&self) -> Result<u64> {
+        const PENDING: &str = "SELECT id, agent_id, message FROM response_cache \
+             INDEXED BY response_cache_unindexed WHERE indexed = 0 ORDER BY id LIMIT ?1";
+        let mut total = 0;
+        loop {
+            let n = self.store.write_bulk(|tx| {
+                let rows: Vec<(i64, i64, String)> = {
+                    let mut stmt = tx.prepare_cached(PENDING).sql(PENDING)?;
+                    let rows = stmt
+                        .query_map([INDEX_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .sql(PENDING)?;
+                    rows.collect::<rusqlite::Result<_>>().sql(PENDING)?
+                };
+                for (id, agent_id, message) in &rows {
+                    index_row(tx, *agent_id, *id, message)?;
+                }
+                Ok(rows.len() as i64)
+            })?;
+            total += n as u64;
+            if n < INDEX_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Stores many pairs in one transaction (a bulk load), as [`ResponseCache::put`]
-    /// one by one would.
+    /// one by one would, and indexes them in it.
     ///
     /// # Errors
     /// As [`ResponseCache::put`]; nothing is stored if one fails.
@@ -481,7 +538,7 @@ impl ResponseCache {
             for (m, r) in pairs {
                 put_on(tx, agent_id, m.as_ref(), r.as_ref(), now)?;
             }
-            Ok(())
+            index_agent(tx, agent_id)
         })
     }
 
@@ -699,33 +756,60 @@ fn put_on(tx: &Connection, agent_id: i64, message: &str, response: &str, now: i6
          ON CONFLICT (agent_id, message_hash) DO UPDATE SET \
          response = excluded.response, last_used_at = excluded.last_used_at \
          RETURNING id";
-    const POSTING: &str = "INSERT OR IGNORE INTO response_words \
-         (agent_id, word, word_count, response_id) VALUES (?1, ?2, ?3, ?4)";
-    let words = word_set(message);
+    let words = word_set(message).len();
     let hash = message_hash(message);
-    let id: i64 = tx
-        .prepare_cached(UPSERT)
+    tx.prepare_cached(UPSERT)
         .and_then(|mut s| {
             s.query_row(
-                params![
-                    agent_id,
-                    &hash[..],
-                    message,
-                    response,
-                    words.len() as i64,
-                    now
-                ],
+                params![agent_id, &hash[..], message, response, words as i64, now],
                 |r| r.get(0),
             )
         })
-        .sql(UPSERT)?;
+        .sql(UPSERT)
+}
+
+/// Rows of an agent waiting for the word index (counted up to the limit).
+fn waiting(tx: &Connection, agent_id: i64) -> Result<i64> {
+    const WAITING: &str = "SELECT count(*) FROM (SELECT 1 FROM response_cache \
+         INDEXED BY response_cache_unindexed WHERE agent_id = ?1 AND indexed = 0 LIMIT ?2)";
+    tx.prepare_cached(WAITING)
+        .and_then(|mut s| s.query_row(params![agent_id, UNINDEXED_MAX], |r| r.get(0)))
+        .sql(WAITING)
+}
+
+/// Indexes every waiting row of an agent.
+fn index_agent(tx: &Connection, agent_id: i64) -> Result<()> {
+    const AGENT_PENDING: &str = "SELECT id, message FROM response_cache INDEXED BY response_cache_unindexed \
+     WHERE agent_id = ?1 AND indexed = 0";
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare_cached(AGENT_PENDING).sql(AGENT_PENDING)?;
+        let rows = stmt
+            .query_map([agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .sql(AGENT_PENDING)?;
+        rows.collect::<rusqlite::Result<_>>().sql(AGENT_PENDING)?
+    };
+    for (id, message) in &rows {
+        index_row(tx, agent_id, *id, message)?;
+    }
+    Ok(())
+}
+
+/// Adds one row's postings to the word index and marks it indexed.
+fn index_row(tx: &Connection, agent_id: i64, id: i64, message: &str) -> Result<()> {
+    const POSTING: &str = "INSERT OR IGNORE INTO response_words \
+         (agent_id, word, word_count, response_id) VALUES (?1, ?2, ?3, ?4)";
+    const MARK: &str = "UPDATE response_cache SET indexed = 1 WHERE id = ?1";
+    let words = word_set(message);
     let mut posting = tx.prepare_cached(POSTING).sql(POSTING)?;
     for w in &words {
         posting
             .execute(params![agent_id, w, words.len() as i64, id])
             .sql(POSTING)?;
     }
-    Ok(id)
+    tx.prepare_cached(MARK)
+        .and_then(|mut s| s.execute([id]))
+        .sql(MARK)?;
+    Ok(())
 }
 
 /// Deletes cached rows and their postings (found from the message's words, by primary

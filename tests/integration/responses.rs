@@ -93,7 +93,13 @@ proptest! {
         let cache = store.response_cache();
         let pairs: Vec<(String, String)> =
             cached.iter().enumerate().map(|(i, m)| (m.clone(), format!("r{i}"))).collect();
-        cache.put_many(agent.id, &pairs).unwrap();
+        // The first part goes through a bulk store (indexed at once), the rest one by
+        // one (waiting for the word index): lookups must not tell the difference.
+        let split = pairs.len() / 2;
+        cache.put_many(agent.id, &pairs[..split]).unwrap();
+        for (m, r) in &pairs[split..] {
+            cache.put(agent.id, m, r).unwrap();
+        }
         // Another agent's messages never match.
         cache.put(store.agent("other").unwrap().id, "the server is running", "other").unwrap();
         let options = FuzzyOptions { threshold, negation_guard: guard };
@@ -703,6 +709,11 @@ fn check_finds_a_word_index_or_buckets_out_of_step() -> TestResult {
     let db = TempDb::new();
     seeded(&db)?;
     assert_eq!(json_of(&db, &["check"])["ok"], true);
+    let indexed = Store::open(&db.path, StoreOptions::default())?
+        .response_cache()
+        .index_pending()?;
+    assert_eq!(indexed, 3);
+    assert_eq!(json_of(&db, &["check"])["ok"], true);
     let c = rusqlite::Connection::open(&db.path)?;
     c.execute("DELETE FROM response_cache WHERE response = 'Paris'", [])?;
     c.execute("DELETE FROM response_time_buckets", [])?;
@@ -710,7 +721,54 @@ fn check_finds_a_word_index_or_buckets_out_of_step() -> TestResult {
     let out = agentstore(&db).args(["--json", "check"]).assert().code(3);
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)?;
     let problems = report["problems"].to_string();
-    assert!(problems.contains("word index has 15 postings for 9 words"), "{problems}");
-    assert!(problems.contains("response time buckets count 0 responses, the log has 4"), "{problems}");
+    assert!(
+        problems.contains("word index has 15 postings for 9 words"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("response time buckets count 0 responses, the log has 4"),
+        "{problems}"
+    );
+    Ok(())
+}
+
+#[test]
+fn stores_wait_for_the_word_index_in_bounded_numbers() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let cache = store.response_cache();
+    let waiting = || -> rusqlite::Result<i64> {
+        rusqlite::Connection::open(&db.path)?.query_row(
+            "SELECT count(*) FROM response_cache WHERE indexed = 0",
+            [],
+            |r| r.get(0),
+        )
+    };
+    for i in 0..127 {
+        cache.put(agent.id, &format!("message number {i} is here"), "r")?;
+    }
+    assert_eq!(waiting()?, 127);
+    // Waiting rows answer fuzzy lookups like indexed ones.
+    let m = cache.lookup_fuzzy(
+        agent.id,
+        "so message number 5 is here",
+        FuzzyOptions::default(),
+    )?;
+    assert_eq!(
+        m.map(|m| m.message),
+        Some("message number 5 is here".to_string())
+    );
+    cache.put(agent.id, "the 128th waiting row", "r")?;
+    assert_eq!(
+        waiting()?,
+        0,
+        "the 128th store indexes the agent's waiting rows"
+    );
+    cache.put(agent.id, "one more", "r")?;
+    assert_eq!(cache.index_pending()?, 1);
+    assert_eq!(waiting()?, 0);
+    let report = store.check()?;
+    assert!(report.ok, "{:?}", report.problems);
     Ok(())
 }
