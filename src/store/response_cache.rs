@@ -470,8 +470,9 @@ impl ResponseCache {
 
     /// Stores `response` for `message` in one transaction; a message already cached
     /// gets the new response (and keeps its id). Returns the row id. The message's
-    /// words reach the word index in a later batch (or in this call, when 128 rows of
-    /// the agent are waiting); fuzzy lookups see it either way.
+    /// words reach the word index in a later batch (or right after, in a second
+    /// transaction, when 128 rows of the agent are waiting); fuzzy lookups see it
+    /// either way.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for text over 1 MiB; SQLite errors, in which case
@@ -480,13 +481,16 @@ impl ResponseCache {
         check_size("the message", message)?;
         check_size("the response", response)?;
         let now = self.store.now_micros();
-        self.store.write(|tx| {
+        let (id, waiting_rows) = self.store.write(|tx| {
             let id = put_on(tx, agent_id, message, response, now)?;
-            if waiting(tx, agent_id)? >= UNINDEXED_MAX {
-                index_agent(tx, agent_id)?;
-            }
-            Ok(id)
-        })
+            Ok((id, waiting(tx, agent_id)?))
+        })?;
+        if waiting_rows >= UNINDEXED_MAX {
+            // A transaction of its own that writes many pages: committed without the
+            // inline checkpoint (see Store::write_bulk).
+            self.store.write_bulk(|tx| index_agent(tx, agent_id))?;
+        }
+        Ok(id)
     }
 
     /// Adds the words of every row waiting for the word index, in batches of 2,000
