@@ -43,6 +43,27 @@ pub(crate) fn detach_blocking(f: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// Something that writes its batched data to the store (a blocking call).
+pub(crate) trait Flush: Send + Sync + 'static {
+    /// Writes what is pending.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Starts a flush on the blocking pool without waiting for it; an error leaves the
+/// data pending for the next flush.
+pub(crate) fn flush_later<F: Flush>(owner: &std::sync::Arc<F>) {
+    let owner = owner.clone();
+    detach_blocking(move || {
+        let _ = owner.flush();
+    });
+}
+
+/// Flushes from async code and waits for it.
+pub(crate) async fn flush_now<F: Flush>(owner: &std::sync::Arc<F>) -> Result<()> {
+    let owner = owner.clone();
+    blocking(move || owner.flush()).await
+}
+
 /// Data accumulated in memory until the next flush.
 pub(crate) trait Pending: Default + Send {
     /// Nothing to write.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::batch::{Batch, Pending, blocking, detach_blocking};
+use super::batch::{Batch, Flush, Pending, blocking, flush_later, flush_now};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
@@ -328,19 +328,17 @@ impl Responder {
         });
     }
 
-    /// The exact, then fuzzy, match: on this thread when a pooled connection is idle,
-    /// else on a blocking thread.
+    /// The exact match, on this thread when a pooled connection is idle (one
+    /// primary-key read); else, and for the fuzzy match (several statements in one
+    /// snapshot, up to a millisecond), through [`blocking`].
     async fn lookup(&self, message: &str) -> Result<Option<CacheMatch>> {
         let inner = &self.inner;
-        let options = inner.config.fuzzy;
-        match inner.cache.try_lookup(inner.agent_id, message, options) {
-            Some(found) => found,
-            None => {
-                let (cache, agent_id, message) =
-                    (inner.cache.clone(), inner.agent_id, message.to_string());
-                blocking(move || cache.lookup(agent_id, &message, options)).await
-            }
+        if let Some(Ok(Some(hit))) = inner.cache.try_lookup_exact(inner.agent_id, message) {
+            return Ok(Some(hit));
         }
+        let (cache, agent_id, options) = (inner.cache.clone(), inner.agent_id, inner.config.fuzzy);
+        let message = message.to_string();
+        blocking(move || cache.lookup(agent_id, &message, options)).await
     }
 
     /// Counts a hit (if any) and logs the response, in memory; writes when the flush
@@ -363,10 +361,7 @@ impl Responder {
             p.log.push(row);
         });
         if due {
-            let this = self.clone();
-            detach_blocking(move || {
-                let _ = this.inner.flush();
-            });
+            flush_later(&self.inner);
         }
     }
 
@@ -375,8 +370,7 @@ impl Responder {
     /// # Errors
     /// SQLite errors; they stay pending for the next flush.
     pub async fn flush(&self) -> Result<()> {
-        let inner = self.inner.clone();
-        blocking(move || inner.flush()).await
+        flush_now(&self.inner).await
     }
 
     /// Flushes; call before the process exits (dropping the last clone flushes too,
@@ -467,7 +461,7 @@ pub fn optimize(
     })
 }
 
-impl Inner {
+impl Flush for Inner {
     fn flush(&self) -> Result<()> {
         self.pending.flush(|p| {
             let hits: Vec<(i64, u64, i64)> =

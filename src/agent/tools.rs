@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::batch::{Batch, Pending, blocking, detach_blocking, lock};
+use super::batch::{Batch, Flush, Pending, blocking, flush_later, flush_now, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheKey, DEFAULT_TOOL_TTL, Store, ToolCache, ToolCounts, ToolStats,
@@ -521,10 +521,7 @@ impl Tools {
             counts.total_time += elapsed;
         });
         if due {
-            let this = self.clone();
-            detach_blocking(move || {
-                let _ = this.inner.flush();
-            });
+            flush_later(&self.inner);
         }
     }
 
@@ -533,8 +530,7 @@ impl Tools {
     /// # Errors
     /// SQLite errors; the counters stay in memory for the next flush.
     pub async fn flush(&self) -> Result<()> {
-        let inner = self.inner.clone();
-        blocking(move || inner.flush()).await
+        flush_now(&self.inner).await
     }
 
     /// Flushes the counters; call before the process exits. (Dropping the last clone
@@ -572,7 +568,7 @@ impl Tools {
     }
 }
 
-impl Inner {
+impl Flush for Inner {
     fn flush(&self) -> Result<()> {
         self.counters.flush(|pending| {
             let rows: Vec<(i64, String, ToolCounts)> = pending

@@ -133,6 +133,13 @@ pub fn duration_micros(micros: i64) -> String {
     format!("{sign}{text}")
 }
 
+/// A time (microseconds since the epoch) as `2026-01-31 12:00:00`, in UTC.
+pub fn utc(micros: i64) -> String {
+    agentstore::clock::to_datetime(micros)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// A measured time given in seconds, with three significant digits in a readable
 /// unit: `2.41s`, `12.3ms`, `4.72µs`.
 pub fn seconds(s: f64) -> String {

@@ -456,16 +456,14 @@ impl ResponseCache {
             .snapshot(|c| lookup_on(c, agent_id, message, options))
     }
 
-    /// [`ResponseCache::lookup`] only if a pooled connection is idle now (see
+    /// [`ResponseCache::lookup_exact`] only if a pooled connection is idle now (see
     /// `ToolCache::try_get`).
-    pub(crate) fn try_lookup(
+    pub(crate) fn try_lookup_exact(
         &self,
         agent_id: i64,
         message: &str,
-        options: FuzzyOptions,
     ) -> Option<Result<Option<CacheMatch>>> {
-        self.store
-            .try_read(|c| lookup_on(c, agent_id, message, options))
+        self.store.try_read(|c| exact_on(c, agent_id, message))
     }
 
     /// Stores `response` for `message` in one transaction; a message already cached

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use agentstore::{ListOrder, Prune, clock::to_datetime};
+use agentstore::{ListOrder, Prune};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, to_value};
 
@@ -162,9 +162,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                 .map(|e| {
                     vec![
                         e.id.to_string(),
-                        to_datetime(e.created_at)
-                            .format("%Y-%m-%d %H:%M:%S")
-                            .to_string(),
+                        output::utc(e.created_at),
                         format!("{:.3}", e.importance),
                         output::bytes(e.size_bytes as u64),
                         output::snippet(&e.content, 60),

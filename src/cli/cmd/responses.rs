@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use agentstore::agent::optimize;
-use agentstore::{
-    FuzzyOptions, ResponseOrder, ResponsePurge, ResponseTimeStats, clock::to_datetime,
-};
+use agentstore::{FuzzyOptions, ResponseOrder, ResponsePurge, ResponseTimeStats};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, to_value};
 
@@ -178,9 +176,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                     vec![
                         r.id.to_string(),
                         r.hits.to_string(),
-                        to_datetime(r.last_used_at)
-                            .format("%Y-%m-%d %H:%M:%S")
-                            .to_string(),
+                        output::utc(r.last_used_at),
                         output::snippet(&r.message, 40),
                         output::snippet(&r.response, 40),
                     ]

@@ -1,6 +1,6 @@
 //! `agentstore tools`: tool call stats and the tool-result cache.
 
-use agentstore::{CacheFilter, Store, ToolStats, clock::to_datetime};
+use agentstore::{CacheFilter, Store, ToolStats};
 use clap::Subcommand;
 use serde_json::to_value;
 
@@ -209,9 +209,7 @@ fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<Reply> {
                 } else {
                     "expired".to_string()
                 },
-                to_datetime(r.expires_at)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string(),
+                output::utc(r.expires_at),
             ]
         })
         .collect();
