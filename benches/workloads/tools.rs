@@ -72,7 +72,7 @@ fn now_micros() -> i64 {
 
 /// Bare hit: build the key (canonical JSON, blake3), then one primary-key lookup.
 fn bare_get(c: &Connection, params: &Value) -> Option<String> {
-    let key = CacheKey::new("bench", "lookup", params);
+    let key = CacheKey::new("bench", "lookup", params).expect("key");
     c.prepare_cached("SELECT result FROM c WHERE key = ?1 AND expires_at > ?2")
         .and_then(|mut s| {
             s.query_row(params![&key.0[..], now_micros()], |r| r.get(0))
@@ -83,7 +83,7 @@ fn bare_get(c: &Connection, params: &Value) -> Option<String> {
 
 /// Bare miss+store: the key, the tool's result, one autocommit INSERT.
 fn bare_put(c: &Connection, params: &Value) {
-    let canonical = canonical_json(params);
+    let canonical = canonical_json(params).expect("canonical");
     let key = CacheKey::from_canonical("bench", "lookup", &canonical);
     let result = lookup_result(params).to_string();
     let now = now_micros();
@@ -194,7 +194,7 @@ pub fn w5(b: &mut Bench) {
         .iter()
         .map(|params| {
             let t = Instant::now();
-            let canonical = canonical_json(params);
+            let canonical = canonical_json(params).expect("canonical");
             let key = CacheKey::from_canonical("bench", "lookup", &canonical);
             let result = lookup_result(params);
             cache

@@ -358,7 +358,13 @@ impl Tools {
             return out;
         }
 
-        let canonical = canonical_json(&params);
+        let canonical = match canonical_json(&params) {
+            Ok(c) => c,
+            Err(e) => {
+                self.record(name, start, false, true);
+                return Err(e);
+            }
+        };
         let key = CacheKey::from_canonical(&inner.scope, name, &canonical);
         match self.lookup(key).await {
             Ok(Some(hit)) => {
@@ -393,7 +399,8 @@ impl Tools {
                 })
                 .await;
                 match put {
-                    Ok(()) => Ok(result),
+                    // Stored, or too large to cache: either way the caller gets it.
+                    Ok(_) => Ok(result),
                     Err(e) => {
                         let failure = Failure::Store(e.to_string());
                         *error_ref = Some(e);

@@ -34,8 +34,8 @@ pub use response_cache::{
 };
 pub use sql::{QueryResult, query_read_only};
 pub use tool_cache::{
-    CacheFilter, CacheKey, CachedToolResult, DEFAULT_TOOL_TTL, PurgeReport, ToolCache,
-    ToolCallStats, ToolCounts, ToolStats, canonical_json,
+    CacheFilter, CacheKey, CachedToolResult, DEFAULT_TOOL_TTL, MAX_PARAMS_DEPTH, PurgeReport,
+    ToolCache, ToolCallStats, ToolCounts, ToolStats, canonical_json,
 };
 
 use crate::clock::{Clock, SystemClock};

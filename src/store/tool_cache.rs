@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AgentRecord, Store};
+use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
 use crate::clock::serialize_micros;
 use crate::error::{Error, Result, SqlContext};
 
@@ -41,8 +41,15 @@ pub struct CacheKey(pub [u8; 32]);
 impl CacheKey {
     /// The key of a call. Scope and tool are length-prefixed so that no two different
     /// (scope, tool, params) can hash the same bytes.
-    pub fn new(scope: &str, tool: &str, params: &Value) -> CacheKey {
-        CacheKey::from_canonical(scope, tool, &canonical_json(params))
+    ///
+    /// # Errors
+    /// As [`canonical_json`].
+    pub fn new(scope: &str, tool: &str, params: &Value) -> Result<CacheKey> {
+        Ok(CacheKey::from_canonical(
+            scope,
+            tool,
+            &canonical_json(params)?,
+        ))
     }
 
     /// The key of a call whose params are already in canonical JSON.
@@ -67,16 +74,35 @@ impl CacheKey {
     }
 }
 
+/// Deepest nesting of arrays and objects accepted in tool params (serde_json's own
+/// parser stops at 128 too); deeper values are refused rather than recursed into.
+pub const MAX_PARAMS_DEPTH: usize = 128;
+
 /// `value` as canonical JSON: object keys sorted (by their UTF-8 bytes) at every
 /// depth, no whitespace, array order kept; strings and numbers as serde_json writes
 /// them. Equal params give equal text whatever order their keys came in.
-pub fn canonical_json(value: &Value) -> String {
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the value is nested deeper than
+/// [`MAX_PARAMS_DEPTH`] or its canonical text is over 1 MiB.
+pub fn canonical_json(value: &Value) -> Result<String> {
     let mut out = String::with_capacity(256);
-    write_canonical(value, &mut out);
-    out
+    write_canonical(value, &mut out, 0)?;
+    if out.len() > MAX_CONTENT_BYTES {
+        return Err(Error::invalid(format!(
+            "tool params are {} bytes as JSON; the limit is {MAX_CONTENT_BYTES}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut String, depth: usize) -> Result<()> {
+    if depth > MAX_PARAMS_DEPTH {
+        return Err(Error::invalid(format!(
+            "tool params are nested deeper than {MAX_PARAMS_DEPTH} levels"
+        )));
+    }
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
@@ -88,7 +114,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 }
                 write_scalar(&Value::String(k.clone()), out);
                 out.push(':');
-                write_canonical(v, out);
+                write_canonical(v, out, depth + 1)?;
             }
             out.push('}');
         }
@@ -98,12 +124,13 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(v, out);
+                write_canonical(v, out, depth + 1)?;
             }
             out.push(']');
         }
         scalar => write_scalar(scalar, out),
     }
+    Ok(())
 }
 
 fn write_scalar(value: &Value, out: &mut String) {
@@ -304,7 +331,8 @@ impl ToolCache {
     /// Stores `result` under `key` for `ttl`, replacing any row with that key, in one
     /// atomic upsert (two processes storing the same key at once both succeed). The
     /// same transaction removes up to 32 expired rows, oldest expiry first, so the
-    /// table cannot grow without bound.
+    /// table cannot grow without bound. Returns false, storing nothing, for a result
+    /// over 1 MiB as JSON (too large to be worth caching).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty tool name; SQLite errors
@@ -317,7 +345,7 @@ impl ToolCache {
         canonical_params: &str,
         result: &Value,
         ttl: Duration,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if tool.is_empty() {
             return Err(Error::invalid("a tool name must not be empty"));
         }
@@ -327,6 +355,9 @@ impl ToolCache {
              ON CONFLICT (key) DO UPDATE SET result = excluded.result, \
              created_at = excluded.created_at, expires_at = excluded.expires_at";
         let result = result.to_string();
+        if result.len() > MAX_CONTENT_BYTES {
+            return Ok(false);
+        }
         let now = self.store.now_micros();
         let expires = now.saturating_add(duration_micros(ttl));
         self.store.write(|tx| {
@@ -344,7 +375,7 @@ impl ToolCache {
                 })
                 .sql(UPSERT)?;
             expire_batch(tx, now, EXPIRE_BATCH_ON_WRITE)?;
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -586,7 +617,7 @@ mod tests {
     fn canonical_json_sorts_keys_at_every_depth_and_keeps_array_order() {
         let v = json!({"b": [3, {"z": 1, "a": "x y"}], "a": {"d": null, "c": 1.5}});
         assert_eq!(
-            canonical_json(&v),
+            canonical_json(&v).unwrap(),
             r#"{"a":{"c":1.5,"d":null},"b":[3,{"a":"x y","z":1}]}"#
         );
     }
@@ -594,11 +625,37 @@ mod tests {
     #[test]
     fn keys_separate_scope_tool_and_params() {
         let p = json!({"q": 1});
-        let k = CacheKey::new("a", "bc", &p);
-        assert_ne!(k, CacheKey::new("ab", "c", &p));
-        assert_ne!(k, CacheKey::new("b", "bc", &p));
-        assert_ne!(k, CacheKey::new("a", "bc", &json!({"q": 2})));
-        assert_eq!(k, CacheKey::new("a", "bc", &json!({"q": 1})));
+        let key = |s: &str, t: &str, p: &Value| CacheKey::new(s, t, p).unwrap();
+        let k = key("a", "bc", &p);
+        assert_ne!(k, key("ab", "c", &p));
+        assert_ne!(k, key("b", "bc", &p));
+        assert_ne!(k, key("a", "bc", &json!({"q": 2})));
+        assert_eq!(k, key("a", "bc", &json!({"q": 1})));
         assert_eq!(k.to_hex().len(), 64);
+    }
+
+    #[test]
+    fn deep_and_huge_params_are_refused_without_recursing() {
+        let mut deep = json!(1);
+        for _ in 0..1_000 {
+            deep = json!([deep]);
+        }
+        let err = canonical_json(&deep).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tool params are nested deeper than 128 levels"
+        );
+        let mut ok = json!(1);
+        for _ in 0..MAX_PARAMS_DEPTH {
+            ok = json!([ok]);
+        }
+        assert!(canonical_json(&ok).is_ok());
+        let huge = json!({ "q": "x".repeat(2 << 20) });
+        assert!(
+            canonical_json(&huge)
+                .unwrap_err()
+                .to_string()
+                .contains("the limit is 1048576")
+        );
     }
 }

@@ -168,12 +168,12 @@ fn purge_removes_exactly_the_expired_rows() -> TestResult {
     let cache = store.tool_cache();
     let put = |i: i64, ttl: u64| {
         let p = json!({ "i": i });
-        let key = CacheKey::new("bot", "t", &p);
+        let key = CacheKey::new("bot", "t", &p)?;
         cache.put(
             &key,
             "bot",
             "t",
-            &canonical_json(&p),
+            &canonical_json(&p)?,
             &json!(i),
             Duration::from_secs(ttl),
         )
@@ -199,7 +199,7 @@ fn purge_removes_exactly_the_expired_rows() -> TestResult {
     assert_eq!(left, vec![5, 6, 7, 8, 9]);
     for i in 5..10 {
         let p = json!({ "i": i });
-        assert_eq!(cache.get(&CacheKey::new("bot", "t", &p))?, Some(json!(i)));
+        assert_eq!(cache.get(&CacheKey::new("bot", "t", &p)?)?, Some(json!(i)));
     }
     Ok(())
 }
@@ -211,12 +211,12 @@ fn normal_writes_remove_expired_rows_in_bounded_batches() -> TestResult {
     let cache = store.tool_cache();
     let put = |i: i64| {
         let p = json!({ "i": i });
-        let key = CacheKey::new("s", "t", &p);
+        let key = CacheKey::new("s", "t", &p)?;
         cache.put(
             &key,
             "s",
             "t",
-            &canonical_json(&p),
+            &canonical_json(&p)?,
             &json!(i),
             Duration::from_secs(1),
         )
@@ -274,17 +274,17 @@ proptest! {
     #[test]
     fn the_same_params_in_any_key_order_give_the_same_key(v in json_value()) {
         let r = reversed(&v);
-        prop_assert_eq!(canonical_json(&v), canonical_json(&r));
-        prop_assert_eq!(CacheKey::new("s", "t", &v), CacheKey::new("s", "t", &r));
+        prop_assert_eq!(canonical_json(&v).unwrap(), canonical_json(&r).unwrap());
+        prop_assert_eq!(CacheKey::new("s", "t", &v).unwrap(), CacheKey::new("s", "t", &r).unwrap());
         // The canonical text is JSON for the same value.
-        let back: Value = serde_json::from_str(&canonical_json(&v)).unwrap();
+        let back: Value = serde_json::from_str(&canonical_json(&v).unwrap()).unwrap();
         prop_assert_eq!(back, v);
     }
 
     #[test]
     fn different_params_give_different_keys(a in json_value(), b in json_value()) {
         prop_assume!(a != b);
-        prop_assert_ne!(CacheKey::new("s", "t", &a), CacheKey::new("s", "t", &b));
+        prop_assert_ne!(CacheKey::new("s", "t", &a).unwrap(), CacheKey::new("s", "t", &b).unwrap());
     }
 }
 
@@ -681,12 +681,12 @@ fn old_rows(db: &TempDb) -> TestResult {
     let cache = store.tool_cache();
     let put = |cache: &agentstore::ToolCache, tool: &str, i: i64| {
         let p = json!({ "i": i });
-        let key = CacheKey::new("bot", tool, &p);
+        let key = CacheKey::new("bot", tool, &p)?;
         cache.put(
             &key,
             "bot",
             tool,
-            &canonical_json(&p),
+            &canonical_json(&p)?,
             &json!(i),
             Duration::from_secs(3600),
         )
@@ -847,5 +847,63 @@ async fn counters_reach_the_file_while_calls_keep_coming_without_a_close() -> Te
     assert!(written >= 1 && written <= calls, "{written} of {calls}");
     tools.close().await?;
     assert_eq!(flushed()?, calls, "close writes the rest");
+    Ok(())
+}
+
+/// Returns a result of `bytes` bytes.
+struct Big(usize);
+
+#[async_trait::async_trait]
+impl Tool for Big {
+    fn name(&self) -> &str {
+        "big"
+    }
+    async fn execute(&self, _: Value) -> Result<Value, ToolError> {
+        Ok(json!({ "blob": "x".repeat(self.0) }))
+    }
+}
+
+#[tokio::test]
+async fn deep_or_huge_params_are_refused_and_huge_results_are_not_cached() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let probe = Probe::new("echo");
+    let tools = tools_for(
+        &store,
+        "bot",
+        ToolRegistry::new().with(probe.clone()).with(Big(2 << 20)),
+    );
+    // (A 10,000-level value cannot even be dropped on a test thread's stack: serde_json
+    // drops recursively. JSON text that deep is refused by its parser at 128.)
+    let mut deep = json!("bottom");
+    for _ in 0..1_000 {
+        deep = json!({ "x": deep });
+    }
+    let err = tools.execute_tool_cached("echo", deep).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tool params are nested deeper than 128 levels"
+    );
+    assert_eq!(err.kind(), agentstore::ErrorKind::InvalidInput);
+    let err = tools
+        .execute_tool_cached("echo", json!({ "q": "y".repeat(10 << 20) }))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("tool params are 10485768 bytes as JSON; the limit is 1048576"),
+        "{err}"
+    );
+    assert_eq!(probe.runs(), 0, "refused before the tool ran");
+
+    let big = tools.execute_tool_cached("big", json!({})).await?;
+    assert_eq!(big["blob"].as_str().map(str::len), Some(2 << 20));
+    assert_eq!(
+        cached_rows(&store),
+        0,
+        "a result over 1 MiB is returned, not cached"
+    );
+    let stats = tools.stats().await?;
+    assert_eq!(stats.tool_stats["echo"].errors, 2);
     Ok(())
 }
