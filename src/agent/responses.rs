@@ -14,8 +14,8 @@ use serde::Serialize;
 use super::batch::{Batch, Flush, Pending, blocking, flush_later, flush_now};
 use crate::error::{Error, Result};
 use crate::store::{
-    AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
-    ResponseTimeStats, Store,
+    AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, MAX_CONTENT_BYTES, Outcome,
+    ResponseCache, ResponseTimeStats, Store,
 };
 
 /// The original's fallback replies, chosen by the message's shape.
@@ -250,6 +250,12 @@ impl Responder {
     pub async fn process_message(&self, message: &str) -> Result<Reply> {
         let start = Instant::now();
         let inner = &*self.inner;
+        if message.len() > MAX_CONTENT_BYTES {
+            return Err(Error::invalid(format!(
+                "the message is {} bytes; the limit is {MAX_CONTENT_BYTES}",
+                message.len()
+            )));
+        }
         if let Some(hit) = self.lookup(message).await? {
             let kind = hit.kind;
             self.note(Some(hit.id), start, kind);
@@ -319,7 +325,7 @@ impl Responder {
         let message = message.to_string();
         tokio::spawn(async move {
             match tokio::time::timeout(left, &mut generation).await {
-                Ok(Ok(Ok(response))) => {
+                Ok(Ok(Ok(response))) if response.len() <= MAX_CONTENT_BYTES => {
                     let _ = blocking(move || cache.put(agent_id, &message, &response)).await;
                 }
                 Ok(_) => {}

@@ -772,3 +772,29 @@ fn stores_wait_for_the_word_index_in_bounded_numbers() -> TestResult {
     assert!(report.ok, "{:?}", report.problems);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_refused_before_anything_runs() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = Responder::new(
+        &store,
+        &agent,
+        slow_echo(Duration::ZERO, calls.clone()),
+        ResponseConfig::default(),
+    )?;
+    let err = r
+        .process_message(&"x".repeat((1 << 20) + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the message is 1048577 bytes; the limit is 1048576"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    r.flush().await?;
+    assert_eq!(store.response_cache().entries(agent.id)?, 0);
+    Ok(())
+}
