@@ -1,15 +1,29 @@
-//! A writer for the crash tests (`tests/integration/crash.rs`): adds memory entries to
-//! one agent in a loop, alternating single adds and batches, and prints each entry as
-//! `id<TAB>content` only after the call that stored it has returned Ok. The test kills
-//! it with SIGKILL at a random moment and checks that every printed entry is there.
+//! A writer for the crash tests (`tests/integration/crash.rs`): in a loop, adds memory
+//! entries to one agent (single adds and batches), stores tool results, stores
+//! responses (every 128th of which indexes the waiting ones) and logs responses, and
+//! prints each write only after the call that stored it has returned Ok:
+//!
+//! ```text
+//! m<TAB>entry id<TAB>content
+//! t<TAB>cache key (hex)<TAB>result JSON
+//! r<TAB>row id<TAB>message<TAB>response
+//! l<TAB>logged time (µs)
+//! ```
+//!
+//! The test kills it with SIGKILL at a random moment and checks that every printed
+//! write is there.
 //!
 //! ```text
 //! cargo run --example crash_writer -- DB AGENT
 //! ```
 
 use std::io::Write;
+use std::time::Duration;
 
-use agentstore::{MemorySettings, Store, StoreOptions};
+use agentstore::{
+    CacheKey, LoggedResponse, MemorySettings, Outcome, Store, StoreOptions, canonical_json,
+};
+use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -30,21 +44,60 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     store.set_memory_settings(&agent, &settings)?;
     let memory = store.memory(&record);
+    let tools = store.tool_cache();
+    let responses = store.response_cache();
     let stdout = std::io::stdout();
+    // Distinct log times across runs of this writer: its pid and a counter.
+    let pid = i64::from(std::process::id());
     for round in 0u64.. {
-        let base = format!("{agent}-{round}");
-        if round % 2 == 0 {
-            let content = format!("{base} single ünïcode");
-            let id = memory.add(&content, (round % 11) as f64 / 10.0)?;
-            writeln!(stdout.lock(), "{id}\t{content}")?;
-        } else {
-            let batch: Vec<(String, f64)> = (0..5)
-                .map(|k| (format!("{base}-{k} batch"), (k as f64) / 5.0))
-                .collect();
-            let ids = memory.add_many(&batch)?;
-            let mut out = stdout.lock();
-            for (id, (content, _)) in ids.iter().zip(&batch) {
-                writeln!(out, "{id}\t{content}")?;
+        let base = format!("{agent}-{pid}-{round}");
+        match round % 5 {
+            0 => {
+                let content = format!("{base} single ünïcode");
+                let id = memory.add(&content, (round % 11) as f64 / 10.0)?;
+                writeln!(stdout.lock(), "m\t{id}\t{content}")?;
+            }
+            1 => {
+                let batch: Vec<(String, f64)> = (0..5)
+                    .map(|k| (format!("{base}-{k} batch"), (k as f64) / 5.0))
+                    .collect();
+                let ids = memory.add_many(&batch)?;
+                let mut out = stdout.lock();
+                for (id, (content, _)) in ids.iter().zip(&batch) {
+                    writeln!(out, "m\t{id}\t{content}")?;
+                }
+            }
+            2 => {
+                let params = json!({ "q": base, "n": round });
+                let canonical = canonical_json(&params)?;
+                let key = CacheKey::from_canonical(&agent, "lookup", &canonical);
+                let result = json!({ "answer": format!("result of {base}") });
+                tools.put(
+                    &key,
+                    &agent,
+                    "lookup",
+                    &canonical,
+                    &result,
+                    Duration::from_secs(3600),
+                )?;
+                writeln!(stdout.lock(), "t\t{}\t{result}", key.to_hex())?;
+            }
+            3 => {
+                let message = format!("what is the state of {base} right now");
+                let response = format!("the state of {base} is fine");
+                let id = responses.put(record.id, &message, &response)?;
+                writeln!(stdout.lock(), "r\t{id}\t{message}\t{response}")?;
+            }
+            _ => {
+                let at = pid * 1_000_000_000 + round as i64;
+                let row = LoggedResponse {
+                    agent_id: record.id,
+                    at,
+                    duration: (round % 17) as f64 / 10.0,
+                    outcome: Outcome::Generated,
+                };
+                responses.record(&[], &[row], 100_000)?;
+                writeln!(stdout.lock(), "l\t{at}")?;
             }
         }
     }

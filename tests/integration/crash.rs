@@ -6,7 +6,8 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agentstore::{ListOrder, Store, StoreOptions};
+use agentstore::{CacheKey, ListOrder, Store, StoreOptions};
+use serde_json::Value;
 
 use crate::common::{TempDb, TestResult, example_binary};
 
@@ -20,9 +21,24 @@ fn spawn(db: &TempDb, agent: &str) -> Child {
         .expect("spawn writer")
 }
 
+/// What one writer acknowledged before it was killed.
+#[derive(Default)]
+struct Acknowledged {
+    entries: Vec<(i64, String)>,
+    tool_results: Vec<(String, Value)>,
+    responses: Vec<(i64, String, String)>,
+    logged: Vec<i64>,
+}
+
+impl Acknowledged {
+    fn len(&self) -> usize {
+        self.entries.len() + self.tool_results.len() + self.responses.len() + self.logged.len()
+    }
+}
+
 /// Kills the writer and returns what it acknowledged: complete lines only (a line
 /// cut by the kill was never acknowledged).
-fn kill_and_collect(mut child: Child) -> Vec<(i64, String)> {
+fn kill_and_collect(mut child: Child, into: &mut Acknowledged) {
     child.kill().expect("SIGKILL");
     let mut out = Vec::new();
     child
@@ -33,23 +49,99 @@ fn kill_and_collect(mut child: Child) -> Vec<(i64, String)> {
         .expect("read stdout");
     let _ = child.wait();
     let end = out.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let complete = &out[..end];
-    String::from_utf8_lossy(complete)
-        .lines()
-        .map(|line| {
-            let (id, content) = line.split_once('\t').expect("id<TAB>content");
-            (id.parse().expect("numeric id"), content.to_string())
-        })
-        .collect()
+    for line in String::from_utf8_lossy(&out[..end]).lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["m", id, content] => into
+                .entries
+                .push((id.parse().expect("id"), content.to_string())),
+            ["t", key, result] => into
+                .tool_results
+                .push((key.to_string(), serde_json::from_str(result).expect("json"))),
+            ["r", id, message, response] => into.responses.push((
+                id.parse().expect("id"),
+                message.to_string(),
+                response.to_string(),
+            )),
+            ["l", at] => into.logged.push(at.parse().expect("time")),
+            other => panic!("unexpected line {other:?}"),
+        }
+    }
+}
+
+fn key_from_hex(hex: &str) -> CacheKey {
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    CacheKey(key)
+}
+
+/// Every acknowledged write of every writer is in the store, as written.
+fn assert_all_there(
+    store: &Store,
+    acknowledged: &HashMap<String, Acknowledged>,
+    round: u64,
+) -> TestResult {
+    let log = rusqlite::Connection::open(store.path())?;
+    for (agent, ack) in acknowledged {
+        let Ok(a) = store.existing_agent(agent) else {
+            assert_eq!(ack.len(), 0, "agent {agent} lost with its writes");
+            continue;
+        };
+        let stored: HashMap<i64, String> = store
+            .memory(&a)
+            .list(ListOrder::Time, u64::MAX)?
+            .into_iter()
+            .map(|e| (e.id, e.content))
+            .collect();
+        for (id, content) in &ack.entries {
+            assert_eq!(
+                stored.get(id),
+                Some(content),
+                "round {round}: {agent} lost entry {id}"
+            );
+        }
+        for (key, result) in &ack.tool_results {
+            let got = store.tool_cache().get(&key_from_hex(key))?;
+            assert_eq!(
+                got.as_ref(),
+                Some(result),
+                "round {round}: {agent} lost tool result {key}"
+            );
+        }
+        for (id, message, response) in &ack.responses {
+            let got = store.response_cache().lookup_exact(a.id, message)?;
+            let got = got.map(|m| (m.id, m.response));
+            assert_eq!(
+                got,
+                Some((*id, response.clone())),
+                "round {round}: {agent} lost response {id}"
+            );
+        }
+        for at in &ack.logged {
+            let n: i64 = log.query_row(
+                "SELECT count(*) FROM response_log WHERE agent_id = ?1 AND at = ?2",
+                (a.id, at),
+                |r| r.get(0),
+            )?;
+            assert_eq!(n, 1, "round {round}: {agent} lost log row {at}");
+        }
+    }
+    Ok(())
 }
 
 #[test]
 fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
     let db = TempDb::new();
-    let mut acknowledged: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    // The file exists before the first kill: a writer killed within 20 ms may not
+    // have created it yet, and the readers below never create one.
+    drop(Store::open(&db.path, StoreOptions::default())?);
+    let mut acknowledged: HashMap<String, Acknowledged> = HashMap::new();
     let mut rounds = 0;
-    // 12 rounds: 1 to 4 writers at once, killed after 20 to 140 ms.
-    for round in 0..12u64 {
+    let mut processes = 0;
+    // 20 rounds: 1 to 4 writers at once, killed after 20 to 140 ms.
+    for round in 0..20u64 {
         let writers = 1 + (round % 4) as usize;
         let children: Vec<(String, Child)> = (0..writers)
             .map(|w| {
@@ -58,48 +150,33 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
                 (agent, child)
             })
             .collect();
+        processes += children.len();
         std::thread::sleep(Duration::from_millis(20 + (round * 37) % 120));
         for (agent, child) in children {
-            acknowledged
-                .entry(agent)
-                .or_default()
-                .extend(kill_and_collect(child));
+            kill_and_collect(child, acknowledged.entry(agent).or_default());
         }
         rounds += 1;
 
-        // After every round: the store opens, passes check, and has every line.
+        // After every round: the store opens, passes check (counters, buckets and the
+        // word index agree with the rows), and has every acknowledged write.
         let store = Store::open(&db.path, StoreOptions::existing())?;
         let report = store.check()?;
         assert!(report.ok, "round {round}: {:?}", report.problems);
-        for (agent, lines) in &acknowledged {
-            let Ok(a) = store.existing_agent(agent) else {
-                assert!(
-                    lines.is_empty(),
-                    "agent {agent} lost with {} entries",
-                    lines.len()
-                );
-                continue;
-            };
-            let stored: HashMap<i64, String> = store
-                .memory(&a)
-                .list(ListOrder::Time, u64::MAX)?
-                .into_iter()
-                .map(|e| (e.id, e.content))
-                .collect();
-            for (id, content) in lines {
-                assert_eq!(
-                    stored.get(id),
-                    Some(content),
-                    "round {round}: agent {agent} lost acknowledged entry {id}"
-                );
-            }
-        }
+        assert_all_there(&store, &acknowledged, round)?;
     }
-    let total: usize = acknowledged.values().map(Vec::len).sum();
-    println!("crash: {rounds} kill rounds, {total} acknowledged entries checked");
+    let total: usize = acknowledged.values().map(Acknowledged::len).sum();
+    let kinds = |f: fn(&Acknowledged) -> usize| acknowledged.values().map(f).sum::<usize>();
+    println!(
+        "crash: {rounds} kill rounds, {processes} writer processes, {total} acknowledged writes checked \
+         ({} entries, {} tool results, {} responses, {} log rows)",
+        kinds(|a| a.entries.len()),
+        kinds(|a| a.tool_results.len()),
+        kinds(|a| a.responses.len()),
+        kinds(|a| a.logged.len()),
+    );
     assert!(
-        total > 0,
-        "the writers acknowledged nothing; the test proved nothing"
+        kinds(|a| a.responses.len()) > 0 && kinds(|a| a.tool_results.len()) > 0,
+        "the writers acknowledged too little; the test proved nothing"
     );
     Ok(())
 }
