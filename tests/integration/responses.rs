@@ -798,3 +798,56 @@ async fn a_message_over_the_limit_is_refused_before_anything_runs() -> TestResul
     assert_eq!(store.response_cache().entries(agent.id)?, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_and_fuzzy_hits_need_no_write_lock() -> TestResult {
+    let db = TempDb::new();
+    let options = StoreOptions {
+        busy_timeout: Duration::from_millis(100),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&db.path, options)?;
+    let agent = store.agent("bot")?;
+    store
+        .response_cache()
+        .put(agent.id, "what is the capital of france", "Paris")?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = Responder::new(
+        &store,
+        &agent,
+        slow_echo(Duration::ZERO, calls),
+        ResponseConfig::default(),
+    )?;
+    // Another process holds the write lock.
+    let other = rusqlite::Connection::open(&db.path)?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    for _ in 0..50 {
+        assert_eq!(
+            r.process_message("what is the capital of france")
+                .await?
+                .outcome,
+            Outcome::Exact
+        );
+        assert_eq!(
+            r.process_message("so what is the capital of france")
+                .await?
+                .outcome,
+            Outcome::Fuzzy
+        );
+    }
+    let miss = r.process_message("something new").await;
+    assert!(
+        miss.as_ref().is_err_and(Error::is_busy),
+        "storing waits for the lock: {miss:?}"
+    );
+    other.execute_batch("ROLLBACK")?;
+    r.close().await?;
+    let listed = store
+        .response_cache()
+        .list(agent.id, agentstore::ResponseOrder::Hits, 1)?;
+    assert_eq!(
+        listed[0].hits, 100,
+        "the hits were counted in memory and written later"
+    );
+    Ok(())
+}
