@@ -42,7 +42,8 @@ pub use store::{
 };
 pub use store::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
-    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, words,
+    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning,
+    words,
 };
 
 #[cfg(test)]

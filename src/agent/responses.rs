@@ -436,32 +436,12 @@ pub fn optimize(
     max_entries: u64,
     keep: u64,
 ) -> Result<Optimization> {
-    let stats = cache.time_stats(agent)?;
-    let old_target = agent.target_response_time;
-    let (new_target, rate) = match &stats {
-        ResponseTimeStats::NoData { .. } => (old_target, None),
-        ResponseTimeStats::Data(s) => {
-            let rate = s.target_achievement_rate;
-            let t = if rate > 90.0 {
-                old_target * 0.9
-            } else if rate < 50.0 {
-                old_target * 1.2
-            } else {
-                old_target
-            };
-            (t, Some(rate))
-        }
-    };
-    if new_target != old_target {
-        cache
-            .store()
-            .set_target_response_time(&agent.name, new_target)?;
-    }
+    let tuned = cache.tune_target(agent.id)?;
     let removed = cache.cap(agent.id, max_entries, keep)?;
     Ok(Optimization {
-        old_target,
-        new_target,
-        achievement_rate: rate,
+        old_target: tuned.old_target,
+        new_target: tuned.new_target,
+        achievement_rate: tuned.achievement_rate,
         removed_entries: removed,
         cache_entries: cache.entries(agent.id)?,
     })

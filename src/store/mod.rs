@@ -30,7 +30,7 @@ pub use memory::{
 pub use migrate::SCHEMA_SQL;
 pub use response_cache::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
-    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures,
+    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning,
 };
 pub use sql::{QueryResult, query_read_only};
 pub use tool_cache::{

@@ -166,6 +166,17 @@ pub struct TimeFigures {
     pub target_response_time: f64,
 }
 
+/// What [`ResponseCache::tune_target`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Tuning {
+    /// The target before, in seconds.
+    pub old_target: f64,
+    /// The target after.
+    pub new_target: f64,
+    /// The share of responses under the old target, in percent (None without data).
+    pub achievement_rate: Option<f64>,
+}
+
 /// Which cached responses a purge removes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ResponsePurge {
@@ -592,6 +603,46 @@ impl ResponseCache {
         self.store.snapshot(|c| time_stats_on(c, agent.id))
     }
 
+    /// The original's tuning of the target time, as one write transaction (so two
+    /// processes tuning at once both count): with more than 90% of the logged
+    /// responses under the target it becomes 0.9x, under 50% 1.2x, else it stays.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn tune_target(&self, agent_id: i64) -> Result<Tuning> {
+        const SET: &str = "UPDATE agents SET target_response_time = ?2 WHERE id = ?1";
+        self.store.write(|tx| {
+            let stats = time_stats_on(tx, agent_id)?;
+            let ResponseTimeStats::Data(s) = stats else {
+                let target = target_on(tx, agent_id)?;
+                return Ok(Tuning {
+                    old_target: target,
+                    new_target: target,
+                    achievement_rate: None,
+                });
+            };
+            let rate = s.target_achievement_rate;
+            let old = s.target_response_time;
+            let new = if rate > 90.0 {
+                old * 0.9
+            } else if rate < 50.0 {
+                old * 1.2
+            } else {
+                old
+            };
+            if new != old {
+                tx.prepare_cached(SET)
+                    .and_then(|mut st| st.execute(params![agent_id, new]))
+                    .sql(SET)?;
+            }
+            Ok(Tuning {
+                old_target: old,
+                new_target: new,
+                achievement_rate: Some(rate),
+            })
+        })
+    }
+
     /// Keeps the `keep` most recently used cached responses of an agent when it has
     /// more than `max` (the original's cap: over 1,000, keep 500). Returns how many
     /// were removed.
@@ -742,12 +793,7 @@ impl ResponseCache {
     /// # Errors
     /// [`Error::UnknownAgent`]-like SQLite errors when the agent is gone.
     pub fn target(&self, agent_id: i64) -> Result<f64> {
-        const TARGET: &str = "SELECT target_response_time FROM agents WHERE id = ?1";
-        self.store.read(|c| {
-            c.prepare_cached(TARGET)
-                .and_then(|mut s| s.query_row([agent_id], |r| r.get(0)))
-                .sql(TARGET)
-        })
+        self.store.read(|c| target_on(c, agent_id))
     }
 }
 
@@ -881,6 +927,13 @@ fn log_on(tx: &Connection, rows: &[LoggedResponse], keep: u64) -> Result<()> {
     Ok(())
 }
 
+fn target_on(c: &Connection, agent_id: i64) -> Result<f64> {
+    const TARGET: &str = "SELECT target_response_time FROM agents WHERE id = ?1";
+    c.prepare_cached(TARGET)
+        .and_then(|mut s| s.query_row([agent_id], |r| r.get(0)))
+        .sql(TARGET)
+}
+
 fn entries_on(c: &Connection, agent_id: i64) -> Result<u64> {
     const COUNT: &str = "SELECT count(*) FROM response_cache WHERE agent_id = ?1";
     c.prepare_cached(COUNT)
@@ -908,7 +961,6 @@ fn time_stats_on(c: &Connection, agent_id: i64) -> Result<ResponseTimeStats> {
          ORDER BY duration DESC LIMIT 1 OFFSET ?3";
     const BELOW: &str = "SELECT count(*) FROM response_log \
          WHERE agent_id = ?1 AND bucket = ?2 AND outcome <> 'error' AND duration < ?3";
-    const TARGET: &str = "SELECT target_response_time FROM agents WHERE id = ?1";
     let buckets: Vec<(i64, u64, f64)> = {
         let mut stmt = c.prepare_cached(BUCKETS).sql(BUCKETS)?;
         let rows = stmt
@@ -947,10 +999,7 @@ fn time_stats_on(c: &Connection, agent_id: i64) -> Result<ResponseTimeStats> {
             detail: "response_time_buckets disagrees with response_log".into(),
         })
     };
-    let target: f64 = c
-        .prepare_cached(TARGET)
-        .and_then(|mut s| s.query_row([agent_id], |r| r.get(0)))
-        .sql(TARGET)?;
+    let target = target_on(c, agent_id)?;
     let target_bucket = time_bucket(target);
     let mut under: u64 = buckets
         .iter()

@@ -851,3 +851,50 @@ async fn exact_and_fuzzy_hits_need_no_write_lock() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn concurrent_tunings_from_several_processes_all_count() -> TestResult {
+    let db = TempDb::new();
+    {
+        let store = Store::open(&db.path, StoreOptions::default())?;
+        let agent = store.agent("fast")?;
+        let rows: Vec<LoggedResponse> = (0..50)
+            .map(|_| LoggedResponse {
+                agent_id: agent.id,
+                at: 0,
+                duration: 0.1,
+                outcome: Outcome::Exact,
+            })
+            .collect();
+        store.response_cache().log(&rows, 100_000)?;
+    }
+    // Eight processes at once, each reading the target and writing 0.9x of it: a
+    // read-modify-write that loses no update.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
+                .args(["--db"])
+                .arg(&db.path)
+                .args(["responses", "optimize", "--agent", "fast"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for child in children {
+        let out = child.wait_with_output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let target = Store::open(&db.path, StoreOptions::existing())?
+        .existing_agent("fast")?
+        .target_response_time;
+    assert!(
+        (target - 2.0 * 0.9f64.powi(8)).abs() < 1e-12,
+        "target {target}"
+    );
+    Ok(())
+}
