@@ -378,15 +378,12 @@ impl Tools {
             }
         }
 
-        let flight_key = (inner.cache.store().path().to_path_buf(), key.0);
-        let cell = lock(&IN_FLIGHT)
-            .entry(flight_key.clone())
-            .or_default()
-            .clone();
+        let flight = Flight::join((inner.cache.store().path().to_path_buf(), key.0));
         let mut leader_error = None;
         let mut ran = false;
         let (ran_ref, error_ref) = (&mut ran, &mut leader_error);
-        let shared = cell
+        let shared = flight
+            .cell
             .get_or_init(move || async move {
                 *ran_ref = true;
                 let result = run_contained(tool.as_ref(), params).await?;
@@ -410,15 +407,7 @@ impl Tools {
             })
             .await
             .clone();
-        {
-            let mut flights = lock(&IN_FLIGHT);
-            if flights
-                .get(&flight_key)
-                .is_some_and(|c| Arc::ptr_eq(c, &cell))
-            {
-                flights.remove(&flight_key);
-            }
-        }
+        drop(flight);
         let out = match (shared, leader_error) {
             (Ok(v), _) => Ok(v),
             (Err(_), Some(e)) => Err(e),
@@ -641,6 +630,34 @@ fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic without a message".to_string()
+    }
+}
+
+/// A place in a flight: joined on creation, left on drop (also when the call is
+/// cancelled). The last one out of a flight, or anyone once it has its result,
+/// removes the flight from the map, so the map holds only calls in progress.
+struct Flight {
+    key: FlightKey,
+    cell: Arc<OnceCell<Shared>>,
+}
+
+impl Flight {
+    fn join(key: FlightKey) -> Flight {
+        let cell = lock(&IN_FLIGHT).entry(key.clone()).or_default().clone();
+        Flight { key, cell }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let mut flights = lock(&IN_FLIGHT);
+        let ours = flights
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell));
+        // Two references: the map's and ours, so nobody else is waiting.
+        if ours && (self.cell.initialized() || Arc::strong_count(&self.cell) <= 2) {
+            flights.remove(&self.key);
+        }
     }
 }
 

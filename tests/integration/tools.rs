@@ -907,3 +907,27 @@ async fn deep_or_huge_params_are_refused_and_huge_results_are_not_cached() -> Te
     assert_eq!(stats.tool_stats["echo"].errors, 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_timed_out_in_flight_is_run_again_by_the_next_caller() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let probe = Probe::new("slow_lookup").sleeping(Duration::from_millis(100));
+    let tools = tools_for(&store, "bot", ToolRegistry::new().with(probe.clone()));
+    let options = ParallelOptions {
+        max_concurrency: None,
+        timeout: Some(Duration::from_millis(10)),
+    };
+    let request = vec![ToolRequest::new("slow_lookup", json!({"id": 1}))];
+    let out = tools.execute_tools_parallel_with(request, options).await;
+    assert!(matches!(out[0].result, Err(Error::ToolTimedOut { .. })));
+    // The cancelled flight left nothing behind: the next call runs the tool itself
+    // and stores its result.
+    let v = tools
+        .execute_tool_cached("slow_lookup", json!({"id": 1}))
+        .await?;
+    assert_eq!(v, json!({"echo": {"id": 1}}));
+    assert_eq!(probe.runs(), 2);
+    assert_eq!(cached_rows(&store), 1);
+    Ok(())
+}
