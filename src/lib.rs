@@ -6,6 +6,13 @@
 //! write). `schema.sql` at the repository root is the schema, embedded in the crate;
 //! its views are a public interface for any SQLite client.
 //!
+//! Per agent the store keeps memory entries ([`Memory`]), cached tool results and
+//! tool counters ([`ToolCache`]), and cached responses with the response-time log
+//! ([`ResponseCache`]). The async layer in [`agent`] runs tools with caching,
+//! single-flight and parallel batches ([`agent::Tools`]) and answers messages from the
+//! response cache or a generator under a target time ([`agent::Responder`]); it keeps
+//! hot paths free of writes by counting in memory and flushing in batches.
+//!
 //! ```
 //! use agentstore::{Store, StoreOptions};
 //!
