@@ -13,8 +13,11 @@
 //! The test kills it with SIGKILL at a random moment and checks that every printed
 //! write is there.
 //!
+//! With a third argument it stops after that many rounds and exits 0 (the load test
+//! runs it that way).
+//!
 //! ```text
-//! cargo run --example crash_writer -- DB AGENT
+//! cargo run --example crash_writer -- DB AGENT [ROUNDS]
 //! ```
 
 use std::io::Write;
@@ -28,8 +31,12 @@ use serde_json::json;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(db), Some(agent)) = (args.next(), args.next()) else {
-        eprintln!("usage: crash_writer DB AGENT");
+        eprintln!("usage: crash_writer DB AGENT [ROUNDS]");
         std::process::exit(2);
+    };
+    let rounds: u64 = match args.next() {
+        Some(n) => n.parse()?,
+        None => u64::MAX,
     };
     let store = Store::open(&db, StoreOptions::default())?;
     let record = store.agent(&agent)?;
@@ -49,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stdout = std::io::stdout();
     // Distinct log times across runs of this writer: its pid and a counter.
     let pid = i64::from(std::process::id());
-    for round in 0u64.. {
+    for round in 0..rounds {
         let base = format!("{agent}-{pid}-{round}");
         match round % 5 {
             0 => {

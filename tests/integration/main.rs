@@ -6,6 +6,7 @@ mod common;
 mod context;
 mod crash;
 mod faults;
+mod load;
 mod open;
 mod responses;
 mod retention;
