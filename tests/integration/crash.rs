@@ -161,6 +161,12 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
             kill_and_collect(child, acknowledged.entry(agent).or_default());
         }
         rounds += 1;
+        if round == 19 {
+            // The writers were killed with their WAL open: every CLI command reads
+            // through it and sees every acknowledged write.
+            assert!(wal(&db).exists(), "expected a hot WAL after the kill");
+            cli_sees_everything(&db, &acknowledged);
+        }
 
         // After every round: the store opens, passes check (counters, buckets and the
         // word index agree with the rows), and has every acknowledged write.
@@ -184,6 +190,101 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
         "the writers acknowledged too little; the test proved nothing"
     );
     Ok(())
+}
+
+fn wal(db: &TempDb) -> std::path::PathBuf {
+    let mut p = db.path.as_os_str().to_owned();
+    p.push("-wal");
+    p.into()
+}
+
+/// Reads every acknowledged write back through the CLI (JSON output).
+fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>) {
+    let report = read_with_cli(&db.path, &["check"]);
+    assert_eq!(report["ok"], true, "{report}");
+    let cached = read_with_cli(&db.path, &["tools", "cache", "list", "--limit", "1000000"]);
+    let cached: HashMap<&str, &Value> = cached
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| (r["key"].as_str().expect("key"), &r["result"]))
+        .collect();
+    for (agent, ack) in acknowledged {
+        let listed = read_with_cli(
+            &db.path,
+            &["memory", "list", "--agent", agent, "--limit", "1000000"],
+        );
+        let entries: HashMap<i64, &str> = listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_i64().expect("id"),
+                    e["content"].as_str().expect("text"),
+                )
+            })
+            .collect();
+        for (id, content) in &ack.entries {
+            assert_eq!(
+                entries.get(id),
+                Some(&content.as_str()),
+                "CLI misses entry {id} of {agent}"
+            );
+        }
+        let listed = read_with_cli(
+            &db.path,
+            &["responses", "list", "--agent", agent, "--limit", "1000000"],
+        );
+        let responses: HashMap<i64, &str> = listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_i64().expect("id"),
+                    r["response"].as_str().expect("text"),
+                )
+            })
+            .collect();
+        for (id, _, response) in &ack.responses {
+            assert_eq!(
+                responses.get(id),
+                Some(&response.as_str()),
+                "CLI misses response {id}"
+            );
+        }
+        for (key, result) in &ack.tool_results {
+            assert_eq!(
+                cached.get(key.as_str()),
+                Some(&result),
+                "CLI misses tool result {key}"
+            );
+        }
+        let logged = read_with_cli(
+            &db.path,
+            &[
+                "sql",
+                &format!(
+                    "SELECT count(*) AS n FROM response_log l JOIN agents a ON a.id = l.agent_id WHERE a.name = '{agent}'"
+                ),
+            ],
+        );
+        assert!(logged[0]["n"].as_u64().expect("n") >= ack.logged.len() as u64);
+        let dry = read_with_cli(
+            &db.path,
+            &[
+                "memory",
+                "prune",
+                "--agent",
+                agent,
+                "--older-than",
+                "3650d",
+                "--dry-run",
+            ],
+        );
+        assert_eq!(dry["removed_entries"], 0);
+    }
 }
 
 /// Runs `agentstore ARGS` on the database, expecting success (no "database is locked"
