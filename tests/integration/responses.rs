@@ -898,3 +898,76 @@ fn concurrent_tunings_from_several_processes_all_count() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn bad_arguments_to_the_tool_and_response_commands_get_clear_errors() -> TestResult {
+    let db = TempDb::new();
+    // Reads of a file that does not exist fail and create nothing.
+    for args in [
+        vec!["tools", "stats"],
+        vec!["tools", "cache", "list"],
+        vec!["tools", "cache", "purge", "--all"],
+        vec!["responses", "stats", "--agent", "bot"],
+        vec!["responses", "lookup", "--agent", "bot", "hello"],
+    ] {
+        agentstore(&db)
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("no agentstore database at"));
+    }
+    assert!(!db.path.exists(), "a read created the database");
+    seeded(&db)?;
+    let before = db.snapshot();
+    let usage: &[(&[&str], &str)] = &[
+        (&["tools", "cache", "list", "--limit", "0"], "--limit"),
+        (&["tools", "cache", "list", "--limit", "-5"], "--limit"),
+        (
+            &["responses", "list", "--agent", "bot", "--order", "bogus"],
+            "bogus",
+        ),
+        (
+            &["responses", "purge", "--agent", "bot", "--older-than", "7x"],
+            "7x",
+        ),
+        (
+            &["responses", "purge", "--agent", "bot", "--keep", "-1"],
+            "--keep",
+        ),
+        (&["responses", "lookup", "--agent", "bot"], "MESSAGE"),
+        (
+            &[
+                "responses",
+                "lookup",
+                "--agent",
+                "bot",
+                "--threshold",
+                "NaN",
+                "x",
+            ],
+            "NaN",
+        ),
+        (&["tools", "cache", "purge", "--expired", "--all"], "--all"),
+    ];
+    for (args, mentions) in usage {
+        agentstore(&db)
+            .args(*args)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(*mentions));
+    }
+    for args in [
+        vec!["tools", "stats", "--agent", "ghost"],
+        vec!["tools", "cache", "purge", "--agent", "ghost"],
+        vec!["responses", "stats", "--agent", "ghost"],
+        vec!["responses", "optimize", "--agent", "ghost"],
+        vec!["responses", "purge", "--agent", "ghost", "--all"],
+    ] {
+        let out = agentstore(&db).args(&args).assert().code(1);
+        let err = String::from_utf8(out.get_output().stderr.clone())?;
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains("no agent named 'ghost'"), "{err}");
+    }
+    assert_eq!(db.snapshot(), before, "refused commands changed the file");
+    Ok(())
+}

@@ -59,7 +59,7 @@ pub struct AddArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// Importance, a number between 0 and 1.
-    #[arg(long, default_value = "0.5", value_parser = parse::unit_interval)]
+    #[arg(long, default_value = "0.5", value_parser = parse::unit_interval, allow_negative_numbers = true)]
     pub importance: f64,
     /// The entry's text; `-` reads it from standard input (one trailing newline is
     /// dropped).
@@ -81,7 +81,7 @@ pub struct ListArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// At most this many entries.
-    #[arg(long, default_value = "50", value_parser = parse::positive)]
+    #[arg(long, default_value = "50", value_parser = parse::positive, allow_negative_numbers = true)]
     pub limit: u64,
     /// Sort order.
     #[arg(long, value_enum, default_value = "time")]
@@ -94,7 +94,7 @@ pub struct ContextArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// Character budget for the entries.
-    #[arg(long, default_value = "2000", value_parser = parse::positive)]
+    #[arg(long, default_value = "2000", value_parser = parse::positive, allow_negative_numbers = true)]
     pub max_chars: u64,
 }
 
@@ -105,16 +105,16 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// Keep this share of entries (the most important, newest among equals).
-    #[arg(long, group = "rule", value_parser = parse::unit_interval)]
+    #[arg(long, group = "rule", value_parser = parse::unit_interval, allow_negative_numbers = true)]
     pub keep_fraction: Option<f64>,
     /// Remove entries whose importance is below this.
-    #[arg(long, group = "rule", value_parser = parse::unit_interval)]
+    #[arg(long, group = "rule", value_parser = parse::unit_interval, allow_negative_numbers = true)]
     pub min_importance: Option<f64>,
     /// Remove entries older than this (e.g. 90m, 12h, 7d).
-    #[arg(long, group = "rule", value_parser = parse::duration)]
+    #[arg(long, group = "rule", value_parser = parse::duration, allow_hyphen_values = true)]
     pub older_than: Option<Duration>,
     /// Remove the least important entries until the content is at most this many bytes.
-    #[arg(long, group = "rule", value_parser = parse::count)]
+    #[arg(long, group = "rule", value_parser = parse::count, allow_negative_numbers = true)]
     pub max_bytes: Option<u64>,
     /// Report what would be removed, and remove nothing.
     #[arg(long)]

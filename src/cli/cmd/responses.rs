@@ -62,7 +62,7 @@ pub struct ListArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// At most this many rows.
-    #[arg(long, default_value = "50", value_parser = parse::positive)]
+    #[arg(long, default_value = "50", value_parser = parse::positive, allow_negative_numbers = true)]
     pub limit: u64,
     /// Sort order.
     #[arg(long, value_enum, default_value = "recent")]
@@ -75,7 +75,7 @@ pub struct LookupArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// Fuzzy matches need a similarity strictly above this.
-    #[arg(long, default_value = "0.7", value_parser = parse::unit_interval)]
+    #[arg(long, default_value = "0.7", value_parser = parse::unit_interval, allow_negative_numbers = true)]
     pub threshold: f64,
     /// Allow fuzzy matches that differ by a negation or a number.
     #[arg(long)]
@@ -94,10 +94,10 @@ pub struct PurgeArgs {
     #[arg(long, group = "rule")]
     pub all: bool,
     /// Remove those stored longer ago than this (e.g. 12h, 30d).
-    #[arg(long, group = "rule", value_parser = parse::duration)]
+    #[arg(long, group = "rule", value_parser = parse::duration, allow_hyphen_values = true)]
     pub older_than: Option<Duration>,
     /// Keep the N most recently used, remove the rest.
-    #[arg(long, group = "rule", value_parser = parse::count)]
+    #[arg(long, group = "rule", value_parser = parse::count, allow_negative_numbers = true)]
     pub keep: Option<u64>,
     /// Count what would be removed, and remove nothing.
     #[arg(long)]

@@ -22,7 +22,7 @@ pub struct Args {
     pub query: String,
 
     /// Interrupt the query after this long (e.g. 500ms, 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse::duration)]
+    #[arg(long, default_value = "30s", value_parser = parse::duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 }
 

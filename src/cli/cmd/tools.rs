@@ -67,7 +67,7 @@ pub struct ListArgs {
     #[command(flatten)]
     pub filter: Filter,
     /// At most this many rows.
-    #[arg(long, default_value = "50", value_parser = parse::positive)]
+    #[arg(long, default_value = "50", value_parser = parse::positive, allow_negative_numbers = true)]
     pub limit: u64,
 }
 
