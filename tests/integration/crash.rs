@@ -107,6 +107,20 @@ fn assert_all_there(
                 "round {round}: {agent} lost entry {id}"
             );
         }
+        // add_many is all or nothing, acknowledged or not: every batch in the store
+        // has its five entries.
+        let mut batches: HashMap<&str, usize> = HashMap::new();
+        for content in stored.values() {
+            if let Some((base, _)) = content
+                .strip_suffix(" batch")
+                .and_then(|c| c.rsplit_once('-'))
+            {
+                *batches.entry(base).or_default() += 1;
+            }
+        }
+        for (base, n) in batches {
+            assert_eq!(n, 5, "round {round}: batch {base} is partly stored");
+        }
         for (key, result) in &ack.tool_results {
             let got = store.tool_cache().get(&key_from_hex(key))?;
             assert_eq!(
