@@ -103,6 +103,17 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A table reply: `header`, one row per item, and the JSON printed instead with
+/// `--json`.
+pub fn rows(header: &[&str], rows: Vec<Vec<String>>, json: Value) -> Reply {
+    Output::Rows {
+        header: header.iter().map(|h| h.to_string()).collect(),
+        rows,
+        json,
+    }
+    .into()
+}
+
 /// Bytes in binary units: `812 B`, `12.4 KiB`, `3.0 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

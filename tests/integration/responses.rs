@@ -162,6 +162,21 @@ fn ties_go_to_the_earliest_cached_and_the_guard_skips_to_the_next_best() -> Test
     Ok(())
 }
 
+type Setup = (Store, agentstore::AgentRecord, Responder, Arc<AtomicUsize>);
+
+/// A store with the agent "bot" answering through [`slow_echo`], and its call count.
+fn echo_responder(
+    db: &TempDb,
+    delay: Duration,
+    config: ResponseConfig,
+) -> agentstore::Result<Setup> {
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = Responder::new(&store, &agent, slow_echo(delay, calls.clone()), config)?;
+    Ok((store, agent, r, calls))
+}
+
 fn slow_echo(
     delay: Duration,
     calls: Arc<AtomicUsize>,
@@ -179,15 +194,7 @@ fn slow_echo(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_then_exact_then_fuzzy_and_every_answer_logged() -> TestResult {
     let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let agent = store.agent("bot")?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let r = Responder::new(
-        &store,
-        &agent,
-        slow_echo(Duration::ZERO, calls.clone()),
-        ResponseConfig::default(),
-    )?;
+    let (store, agent, r, calls) = echo_responder(&db, Duration::ZERO, ResponseConfig::default())?;
     let first = r.process_message("what is the capital of france").await?;
     assert_eq!(first.outcome, Outcome::Generated);
     assert_eq!(first.response, "answer to what is the capital of france");
@@ -776,15 +783,7 @@ fn stores_wait_for_the_word_index_in_bounded_numbers() -> TestResult {
 #[tokio::test]
 async fn a_message_over_the_limit_is_refused_before_anything_runs() -> TestResult {
     let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let agent = store.agent("bot")?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let r = Responder::new(
-        &store,
-        &agent,
-        slow_echo(Duration::ZERO, calls.clone()),
-        ResponseConfig::default(),
-    )?;
+    let (store, agent, r, calls) = echo_responder(&db, Duration::ZERO, ResponseConfig::default())?;
     let err = r
         .process_message(&"x".repeat((1 << 20) + 1))
         .await

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use serde_json::to_value;
 
 use crate::cli::Context;
-use crate::cli::output::{self, Output, Reply};
+use crate::cli::output::{self, Reply};
 
 /// `agents` subcommands.
 #[derive(Debug, Subcommand)]
@@ -33,14 +33,11 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                     ]
                 })
                 .collect();
-            Ok(Output::Rows {
-                header: ["agent", "entries", "memory", "messages", "created"]
-                    .map(String::from)
-                    .to_vec(),
+            Ok(output::rows(
+                &["agent", "entries", "memory", "messages", "created"],
                 rows,
-                json: to_value(&agents)?,
-            }
-            .into())
+                to_value(&agents)?,
+            ))
         }
     }
 }

@@ -169,14 +169,11 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                     ]
                 })
                 .collect();
-            Ok(Output::Rows {
-                header: ["id", "created (UTC)", "importance", "size", "content"]
-                    .map(String::from)
-                    .to_vec(),
+            Ok(output::rows(
+                &["id", "created (UTC)", "importance", "size", "content"],
                 rows,
-                json: to_value(&entries)?,
-            }
-            .into())
+                to_value(&entries)?,
+            ))
         }
         Command::Stats(a) => {
             let store = ctx.open_for_read()?;

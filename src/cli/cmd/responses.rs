@@ -182,14 +182,11 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                     ]
                 })
                 .collect();
-            Ok(Output::Rows {
-                header: ["id", "hits", "last used (UTC)", "message", "response"]
-                    .map(String::from)
-                    .to_vec(),
+            Ok(output::rows(
+                &["id", "hits", "last used (UTC)", "message", "response"],
                 rows,
-                json: to_value(&found)?,
-            }
-            .into())
+                to_value(&found)?,
+            ))
         }
         Command::Lookup(a) => {
             let store = ctx.open_for_read()?;

@@ -161,8 +161,8 @@ fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<Reply> {
         (Some(_), [one]) => to_value(one)?,
         _ => to_value(&all)?,
     };
-    Ok(Output::Rows {
-        header: [
+    Ok(output::rows(
+        &[
             "agent",
             "tool",
             "calls",
@@ -172,13 +172,10 @@ fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<Reply> {
             "avg time",
             "total time",
             "cached (scope)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ],
         rows,
         json,
-    }
-    .into())
+    ))
 }
 
 fn percent(part: u64, whole: u64) -> String {
@@ -213,8 +210,8 @@ fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<Reply> {
             ]
         })
         .collect();
-    Ok(Output::Rows {
-        header: [
+    Ok(output::rows(
+        &[
             "key",
             "scope",
             "tool",
@@ -222,13 +219,10 @@ fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<Reply> {
             "age",
             "expires in",
             "expires (UTC)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ],
         rows,
-        json: to_value(&found)?,
-    }
-    .into())
+        to_value(&found)?,
+    ))
 }
 
 fn purge(ctx: &Context, a: PurgeArgs) -> anyhow::Result<Reply> {
