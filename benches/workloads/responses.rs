@@ -121,6 +121,12 @@ pub fn w7(b: &mut Bench) {
             }));
             bare_ins.push(timed(&mut || bare_put(&bare, bp, br)));
         }
+        // The word index of the stores still waiting, so that the amortized cost below
+        // covers every store's postings.
+        let rest = timed(&mut || {
+            cache.index_pending().expect("index");
+        });
+        let amortized_us = (put.iter().sum::<f64>() + rest) / put.len() as f64;
         rt.block_on(responder.close()).expect("close");
 
         let disk = json!({ "journal_mode": "wal", "synchronous": "NORMAL" });
@@ -143,10 +149,15 @@ pub fn w7(b: &mut Bench) {
         b.row(
             "W7_response_exact",
             "agentstore",
-            "put_new_with_word_index",
+            "put_new",
             p.clone(),
             summarize(&put),
-            json!({ "populate_s": populate_s, "populate_per_s": r as f64 / populate_s }),
+            json!({
+                "word_index": "added in batches: a store that finds 128 rows waiting indexes them",
+                "amortized_us_with_word_index": amortized_us,
+                "populate_s": populate_s,
+                "populate_per_s": r as f64 / populate_s,
+            }),
         );
         b.row(
             "W7_response_exact",
@@ -170,6 +181,7 @@ pub fn w7(b: &mut Bench) {
                 "process_message_hit_vs_bare_lookup": median(&ours) / median(&bare_hit),
                 "lookup_exact_vs_bare_lookup": median(&sync_get) / median(&bare_hit),
                 "put_median_us": median(&put),
+                "put_amortized_us_with_word_index": amortized_us,
                 "put_vs_bare_insert": median(&put) / median(&bare_ins),
             }),
         );
