@@ -26,6 +26,9 @@ struct Probe {
     runs: Arc<AtomicUsize>,
     running: Arc<AtomicUsize>,
     most_at_once: Arc<AtomicUsize>,
+    /// Stay running until this many run at once (or 10 s pass): proves overlap
+    /// without depending on how fast the machine is.
+    rendezvous: usize,
 }
 
 impl Probe {
@@ -38,6 +41,7 @@ impl Probe {
             runs: Arc::default(),
             running: Arc::default(),
             most_at_once: Arc::default(),
+            rendezvous: 0,
         }
     }
     fn sleeping(mut self, d: Duration) -> Probe {
@@ -66,6 +70,12 @@ impl Tool for Probe {
         self.most_at_once.fetch_max(now, Ordering::SeqCst);
         if !self.sleep.is_zero() {
             tokio::time::sleep(self.sleep).await;
+        }
+        for _ in 0..10_000 {
+            if self.most_at_once.load(Ordering::SeqCst) >= self.rendezvous {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         self.running.fetch_sub(1, Ordering::SeqCst);
         Ok(json!({ "echo": params }))
@@ -495,7 +505,8 @@ fn w6_requests() -> Vec<ToolRequest> {
 async fn a_parallel_batch_runs_at_once_and_duplicates_run_once() -> TestResult {
     let db = TempDb::new();
     let store = Store::open(&db.path, StoreOptions::default())?;
-    let probe = Probe::new("slow_lookup").sleeping(Duration::from_millis(10));
+    let mut probe = Probe::new("slow_lookup").sleeping(Duration::from_millis(10));
+    probe.rendezvous = 24;
     let tools = tools_for(&store, "bot", ToolRegistry::new().with(probe.clone()));
 
     let outcomes = tools.execute_tools_parallel(w6_requests()).await;
