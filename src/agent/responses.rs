@@ -270,16 +270,23 @@ impl Responder {
         let cache = inner.cache.clone();
         let agent_id = inner.agent_id;
         let target = blocking(move || cache.target(agent_id)).await?;
-        let target = Duration::from_secs_f64(target);
+        // Stored targets are positive and finite; one too large for a Duration waits
+        // forever rather than panicking.
+        let target = Duration::try_from_secs_f64(target).unwrap_or(Duration::MAX);
         let generator = inner.generator.clone();
         let owned = message.to_string();
         let mut generation = tokio::spawn(async move { generator.generate(&owned).await });
         match tokio::time::timeout(target, &mut generation).await {
             Ok(Ok(Ok(response))) => {
                 let (cache, owned) = (inner.cache.clone(), message.to_string());
-                let response =
-                    blocking(move || cache.put(agent_id, &owned, &response).map(|_| response))
-                        .await?;
+                let response = blocking(move || {
+                    // A response too large to cache is still the answer.
+                    if response.len() > MAX_CONTENT_BYTES {
+                        return Ok(response);
+                    }
+                    cache.put(agent_id, &owned, &response).map(|_| response)
+                })
+                .await?;
                 self.note(None, start, Outcome::Generated);
                 Ok(Reply {
                     response,

@@ -966,3 +966,25 @@ fn bad_arguments_to_the_tool_and_response_commands_get_clear_errors() -> TestRes
     assert_eq!(db.snapshot(), before, "refused commands changed the file");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_response_is_returned_uncached_and_a_huge_target_is_no_panic() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    store.set_target_response_time("bot", 1e300)?;
+    let big =
+        generator_fn(
+            |_m: String| async move { Ok::<_, GenerationError>("y".repeat((1 << 20) + 1)) },
+        );
+    let r = Responder::new(&store, &agent, big, ResponseConfig::default())?;
+    let reply = r.process_message("tell me everything").await?;
+    assert_eq!(reply.outcome, Outcome::Generated);
+    assert_eq!(reply.response.len(), (1 << 20) + 1);
+    assert_eq!(
+        store.response_cache().entries(agent.id)?,
+        0,
+        "over 1 MiB: not cached"
+    );
+    Ok(())
+}
