@@ -411,9 +411,9 @@ pub fn w9(b: &mut Bench) {
         }
         store.checkpoint().expect("checkpoint");
         let mut stats = None;
-        cache.time_stats(&agent).expect("warm");
+        cache.time_stats(agent.id).expect("warm");
         let ours: Vec<f64> = (0..reps)
-            .map(|_| timed(&mut || stats = Some(cache.time_stats(&agent).expect("stats"))))
+            .map(|_| timed(&mut || stats = Some(cache.time_stats(agent.id).expect("stats"))))
             .collect();
         // Bare: read every duration in order and compute the figures in Rust.
         let c = Connection::open(store.path()).expect("open");

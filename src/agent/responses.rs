@@ -346,12 +346,17 @@ impl Responder {
     /// snapshot, up to a millisecond), through [`blocking`].
     async fn lookup(&self, message: &str) -> Result<Option<CacheMatch>> {
         let inner = &self.inner;
-        if let Some(Ok(Some(hit))) = inner.cache.try_lookup_exact(inner.agent_id, message) {
-            return Ok(Some(hit));
-        }
         let (cache, agent_id, options) = (inner.cache.clone(), inner.agent_id, inner.config.fuzzy);
         let message = message.to_string();
-        blocking(move || cache.lookup(agent_id, &message, options)).await
+        match inner.cache.try_lookup_exact(agent_id, &message) {
+            Some(Ok(Some(hit))) => Ok(Some(hit)),
+            // Read here already: only the fuzzy match is left.
+            Some(Ok(None)) => {
+                blocking(move || cache.lookup_fuzzy(agent_id, &message, options)).await
+            }
+            // No idle connection (or an error worth a retry): both, off this thread.
+            _ => blocking(move || cache.lookup(agent_id, &message, options)).await,
+        }
     }
 
     /// Counts a hit (if any) and logs the response, in memory; writes when the flush
@@ -403,8 +408,7 @@ impl Responder {
         let inner = self.inner.clone();
         blocking(move || {
             inner.flush()?;
-            let agent = inner.cache.store().existing_agent(&inner.agent)?;
-            inner.cache.time_stats(&agent)
+            inner.cache.time_stats(inner.agent_id)
         })
         .await
     }
@@ -420,37 +424,30 @@ impl Responder {
         let inner = self.inner.clone();
         blocking(move || {
             inner.flush()?;
-            let store = inner.cache.store();
-            let agent = store.existing_agent(&inner.agent)?;
-            optimize(
-                &inner.cache,
-                &agent,
-                inner.config.max_cache_entries,
-                inner.config.keep_on_cap,
-            )
+            optimize(&inner.cache, inner.agent_id, &inner.config)
         })
         .await
     }
 }
 
-/// `optimize_performance` on the store alone (the CLI's `responses optimize`).
+/// `optimize_performance` on the store alone (the CLI's `responses optimize`, with
+/// the default cap): tune the target, then cap the cache as `config` says.
 ///
 /// # Errors
 /// SQLite errors.
 pub fn optimize(
     cache: &ResponseCache,
-    agent: &AgentRecord,
-    max_entries: u64,
-    keep: u64,
+    agent_id: i64,
+    config: &ResponseConfig,
 ) -> Result<Optimization> {
-    let tuned = cache.tune_target(agent.id)?;
-    let removed = cache.cap(agent.id, max_entries, keep)?;
+    let tuned = cache.tune_target(agent_id)?;
+    let removed = cache.cap(agent_id, config.max_cache_entries, config.keep_on_cap)?;
     Ok(Optimization {
         old_target: tuned.old_target,
         new_target: tuned.new_target,
         achievement_rate: tuned.achievement_rate,
         removed_entries: removed,
-        cache_entries: cache.entries(agent.id)?,
+        cache_entries: cache.entries(agent_id)?,
     })
 }
 

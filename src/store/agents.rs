@@ -160,10 +160,12 @@ fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     })
 }
 
-fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+/// Checks an agent name or a tool scope (`what` says which): 1 to 200 characters,
+/// no control characters.
+fn validate_label(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
         return Err(Error::invalid(format!(
-            "agent name must be 1 to 200 characters without control characters, got {name:?}"
+            "{what} must be 1 to 200 characters without control characters, got {value:?}"
         )));
     }
     Ok(())
@@ -175,7 +177,7 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty or over-long name; SQLite errors.
     pub fn agent(&self, name: &str) -> Result<AgentRecord> {
-        validate_name(name)?;
+        validate_label("agent name", name)?;
         if let Some(found) = self.read(|c| lookup(c, name))? {
             return Ok(found);
         }
@@ -247,16 +249,6 @@ impl Store {
     }
 }
 
-/// Checks a tool cache scope name (the same rules as an agent name).
-pub(crate) fn validate_scope(scope: &str) -> Result<()> {
-    if scope.is_empty() || scope.chars().count() > 200 || scope.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "tool scope must be 1 to 200 characters without control characters, got {scope:?}"
-        )));
-    }
-    Ok(())
-}
-
 impl Store {
     /// Sets the tool cache scope of an agent: `None` returns it to its own name.
     /// Agents with the same scope share cached tool results.
@@ -265,7 +257,7 @@ impl Store {
     /// [`Error::InvalidArgument`] for a bad scope; [`Error::UnknownAgent`].
     pub fn set_tool_scope(&self, name: &str, scope: Option<&str>) -> Result<()> {
         if let Some(scope) = scope {
-            validate_scope(scope)?;
+            validate_label("tool scope", scope)?;
         }
         const UPDATE: &str = "UPDATE agents SET tool_scope = ?2 WHERE name = ?1";
         let changed = self.write(|tx| tx.execute(UPDATE, params![name, scope]).sql(UPDATE))?;

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::words::{differ_in_meaning, jaccard, length_bounds, shared_words, word_set};
-use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
+use super::{MAX_CONTENT_BYTES, Store};
 use crate::clock::serialize_micros;
 use crate::error::{Error, Result, SqlContext};
 
@@ -599,8 +599,8 @@ impl ResponseCache {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn time_stats(&self, agent: &AgentRecord) -> Result<ResponseTimeStats> {
-        self.store.snapshot(|c| time_stats_on(c, agent.id))
+    pub fn time_stats(&self, agent_id: i64) -> Result<ResponseTimeStats> {
+        self.store.snapshot(|c| time_stats_on(c, agent_id))
     }
 
     /// The original's tuning of the target time, as one write transaction (so two

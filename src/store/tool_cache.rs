@@ -66,12 +66,17 @@ impl CacheKey {
 
     /// The key in lowercase hex.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            let _ = write!(s, "{b:02x}");
-        }
-        s
+        hex(&self.0)
     }
+}
+
+/// Bytes in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 /// Deepest nesting of arrays and objects accepted in tool params (serde_json's own
@@ -460,7 +465,7 @@ impl ToolCache {
                     let params: String = r.get(3)?;
                     let result: String = r.get(4)?;
                     Ok(CachedToolResult {
-                        key: key.iter().map(|b| format!("{b:02x}")).collect(),
+                        key: hex(&key),
                         scope: r.get(1)?,
                         tool: r.get(2)?,
                         params: serde_json::from_str(&params).unwrap_or(Value::String(params)),

@@ -374,7 +374,7 @@ proptest! {
             .collect();
         rows.extend((0..errors).map(|_| LoggedResponse { agent_id: agent.id, at: 0, duration: 9.0, outcome: Outcome::Error }));
         store.response_cache().log(&rows, 100_000).unwrap();
-        let s = match store.response_cache().time_stats(&agent).unwrap() {
+        let s = match store.response_cache().time_stats(agent.id).unwrap() {
             ResponseTimeStats::Data(s) => s,
             other => panic!("{other:?}"),
         };

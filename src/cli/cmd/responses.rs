@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agentstore::agent::optimize;
+use agentstore::agent::{ResponseConfig, optimize};
 use agentstore::{FuzzyOptions, ResponseOrder, ResponsePurge, ResponseTimeStats};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, to_value};
@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
         Command::Stats(a) => {
             let store = ctx.open_for_read()?;
             let agent = store.existing_agent(&a.agent)?;
-            let stats = store.response_cache().time_stats(&agent)?;
+            let stats = store.response_cache().time_stats(agent.id)?;
             let fields = match &stats {
                 ResponseTimeStats::NoData { .. } => {
                     vec![("no_data".to_string(), "true".to_string())]
@@ -223,7 +223,11 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
         Command::Optimize(a) => {
             let store = ctx.open_for_read()?;
             let agent = store.existing_agent(&a.agent)?;
-            let o = optimize(&store.response_cache(), &agent, 1000, 500)?;
+            let o = optimize(
+                &store.response_cache(),
+                agent.id,
+                &ResponseConfig::default(),
+            )?;
             let rate = o
                 .achievement_rate
                 .map_or("no data".to_string(), |r| format!("{r:.1}% under target"));
