@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::batch::{Batch, Flush, Pending, blocking, flush_later, flush_now};
+use super::batch::{Batch, Flush, Pending, blocking, flush_later, flush_now, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, MAX_CONTENT_BYTES, Outcome,
@@ -162,6 +162,8 @@ struct Inner {
     generator: Arc<dyn ResponseGenerator>,
     config: ResponseConfig,
     pending: Batch<Unwritten>,
+    /// Generations that missed the target and go on (see `settle`).
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Hits and log rows not yet written.
@@ -228,6 +230,7 @@ impl Responder {
                 agent: agent.name.clone(),
                 generator,
                 pending: Batch::new(config.flush_interval),
+                background: Default::default(),
                 config,
             }),
         })
@@ -330,7 +333,7 @@ impl Responder {
         let cache = self.inner.cache.clone();
         let agent_id = self.inner.agent_id;
         let message = message.to_string();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             match tokio::time::timeout(left, &mut generation).await {
                 Ok(Ok(Ok(response))) if response.len() <= MAX_CONTENT_BYTES => {
                     let _ = blocking(move || cache.put(agent_id, &message, &response)).await;
@@ -339,6 +342,21 @@ impl Responder {
                 Err(_) => generation.abort(),
             }
         });
+        let mut background = lock(&self.inner.background);
+        background.retain(|t| !t.is_finished());
+        background.push(task);
+    }
+
+    /// Waits until the generations that missed their target have finished (their
+    /// responses cached) or reached the end of the grace period. Returns how many it
+    /// waited for. Call before exiting when their answers should be kept for next time.
+    pub async fn settle(&self) -> usize {
+        let tasks = std::mem::take(&mut *lock(&self.inner.background));
+        let n = tasks.len();
+        for task in tasks {
+            let _ = task.await;
+        }
+        n
     }
 
     /// The exact match, on this thread when a pooled connection is idle (one

@@ -6,6 +6,8 @@ mod common;
 mod context;
 mod crash;
 mod faults;
+mod http;
+mod llm;
 mod load;
 mod open;
 mod responses;
