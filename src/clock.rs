@@ -70,6 +70,19 @@ pub(crate) fn serialize_micros<S: serde::Serializer>(
     s.serialize_str(&to_rfc3339(*micros))
 }
 
+/// Reads an RFC 3339 time as microseconds since the epoch (for
+/// `#[serde(deserialize_with)]`).
+pub(crate) fn deserialize_micros<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an RFC 3339 time like 2025-01-01T00:00:00.000000Z: {e}"
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

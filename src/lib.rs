@@ -44,13 +44,13 @@ pub use store::{
     APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CachedToolResult, CheckReport,
     CompressedContext, DEFAULT_TOOL_TTL, ListOrder, MAX_CONTENT_BYTES, MAX_PARAMS_DEPTH, Memory,
     MemoryEntry, MemorySettings, MemoryStats, NewEntry, Prune, PruneReport, PurgeReport,
-    QueryResult, SCHEMA_SQL, SCHEMA_VERSION, Store, StoreOptions, Synchronous, ToolCache,
-    ToolCallStats, ToolCounts, ToolStats, canonical_json, query_read_only,
+    QueryResult, SCHEMA_SQL, SCHEMA_VERSION, StatsView, Store, StoreOptions, Synchronous,
+    ToolCache, ToolCallStats, ToolCounts, ToolStats, canonical_json, query_read_only,
 };
 pub use store::{
-    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
-    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning,
-    words,
+    CacheMatch, CachedResponse, EXPORT_FORMAT, EXPORT_VERSION, ExportReport, FuzzyOptions,
+    ImportReport, LoggedResponse, MAX_IMPORT_LINE, Outcome, ResponseCache, ResponseOrder,
+    ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning, words,
 };
 
 #[cfg(test)]

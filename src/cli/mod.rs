@@ -20,6 +20,9 @@ use output::Reply;
 #[derive(Debug, Parser)]
 #[command(name = "agentstore", version, max_term_width = 100)]
 #[command(after_help = "Examples:
+  agentstore demo
+  agentstore chat --agent bot
+  agentstore stats
   agentstore init
   agentstore memory add --agent bot --importance 0.9 'the user prefers metric units'
   agentstore --json memory stats --agent bot
@@ -47,6 +50,21 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the original tutorial's scenario end to end on the file (memory past its
+    /// cleanup interval and byte budget, cached parallel tools, a message stream with
+    /// repeats answered under a target time, auto-tuning) and print each part's stats.
+    /// Run it twice: the second run starts from what the first stored.
+    Demo(cmd::demo::Args),
+    /// Talk to an agent: one message per line on stdin; each reply is followed by its
+    /// time and outcome. Works with piped input.
+    Chat(cmd::chat::Args),
+    /// Memory, tool and response stats (the SQL views memory_stats, tool_stats,
+    /// response_stats), for one agent or all.
+    Stats(cmd::stats::Args),
+    /// Write agents' state as JSON Lines (a header line, then one record per row).
+    Export(cmd::transfer::ExportArgs),
+    /// Read an export in one transaction: all of it, or nothing at the first bad line.
+    Import(cmd::transfer::ImportArgs),
     /// Create the database file (owner-only permissions) and its schema, or check an
     /// existing one.
     Init(cmd::init::Args),
@@ -77,6 +95,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         json: cli.json,
     };
     let reply = match cli.command {
+        Command::Demo(a) => cmd::demo::run(&ctx, a)?,
+        Command::Chat(a) => cmd::chat::run(&ctx, a)?,
+        Command::Stats(a) => cmd::stats::run(&ctx, a)?,
+        Command::Export(a) => cmd::transfer::run_export(&ctx, a)?,
+        Command::Import(a) => cmd::transfer::run_import(&ctx, a)?,
         Command::Init(a) => cmd::init::run(&ctx, a)?,
         Command::Agents(c) => cmd::agents::run(&ctx, c)?,
         Command::Memory(c) => cmd::memory::run(&ctx, c)?,

@@ -10,7 +10,8 @@ use crate::error::{Error, Result, SqlContext};
 
 /// An agent's memory settings, stored in its row so that the running agent and the
 /// admin CLI apply the same limits. Defaults are the original design's.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MemorySettings {
     /// Byte budget; over it, the emergency cleanup runs.
     pub max_memory_mb: f64,
@@ -292,4 +293,70 @@ fn lookup(c: &rusqlite::Connection, name: &str) -> Result<Option<AgentRecord>> {
     c.prepare_cached(&sql)
         .and_then(|mut s| s.query_row([name], agent_from_row).optional())
         .sql(&sql)
+}
+
+/// An agent as an import restores it (see `store::transfer`).
+pub(crate) struct RestoredAgent<'a> {
+    pub name: &'a str,
+    pub created_at: i64,
+    pub message_count: u64,
+    pub settings: &'a MemorySettings,
+    /// As stored: `None` is the agent's own name.
+    pub tool_scope: Option<&'a str>,
+    pub target_response_time: f64,
+}
+
+/// The agent called `name`, in the caller's transaction.
+pub(crate) fn find_agent(tx: &rusqlite::Connection, name: &str) -> Result<Option<AgentRecord>> {
+    lookup(tx, name)
+}
+
+/// Inserts a new agent with its settings and message counter, in the caller's
+/// transaction; returns its id.
+pub(crate) fn restore_agent(tx: &rusqlite::Connection, a: &RestoredAgent<'_>) -> Result<i64> {
+    validate_label("agent name", a.name)?;
+    if let Some(scope) = a.tool_scope {
+        validate_label("tool scope", scope)?;
+    }
+    a.settings.validate()?;
+    if !(a.target_response_time.is_finite() && a.target_response_time > 0.0) {
+        return Err(Error::invalid(format!(
+            "the target response time must be a positive number of seconds, got {}",
+            a.target_response_time
+        )));
+    }
+    let message_count = i64::try_from(a.message_count)
+        .map_err(|_| Error::invalid(format!("message_count {} is too large", a.message_count)))?;
+    const INSERT: &str = "INSERT INTO agents (name, created_at, max_memory_mb, max_entries, \
+         cleanup_interval, keep_fraction, importance_threshold, importance_weight, \
+         recency_weight, low_water, tool_scope, target_response_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id";
+    const COUNT: &str = "UPDATE memory_counters SET message_count = ?2 WHERE agent_id = ?1";
+    let s = a.settings;
+    let id: i64 = tx
+        .prepare_cached(INSERT)
+        .and_then(|mut st| {
+            st.query_row(
+                params![
+                    a.name,
+                    a.created_at,
+                    s.max_memory_mb,
+                    s.max_entries as i64,
+                    s.cleanup_interval as i64,
+                    s.keep_fraction,
+                    s.importance_threshold,
+                    s.importance_weight,
+                    s.recency_weight,
+                    s.low_water,
+                    a.tool_scope,
+                    a.target_response_time
+                ],
+                |r| r.get(0),
+            )
+        })
+        .sql(INSERT)?;
+    tx.prepare_cached(COUNT)
+        .and_then(|mut st| st.execute(params![id, message_count]))
+        .sql(COUNT)?;
+    Ok(id)
 }

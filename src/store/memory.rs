@@ -761,6 +761,42 @@ fn compressed_context(c: &Connection, agent_id: i64, max_chars: u64) -> Result<C
     })
 }
 
+/// Inserts one imported entry in the caller's transaction (see `store::transfer`):
+/// with its id for an agent the import created, else with the next message number.
+/// No cleanup runs; the next add applies the agent's limits.
+pub(crate) fn restore_entry(
+    tx: &Connection,
+    agent_id: i64,
+    id: Option<i64>,
+    content: &str,
+    importance: f64,
+    created_at: i64,
+) -> Result<()> {
+    validate_entry(content, importance)?;
+    let id = match id {
+        Some(id) => id,
+        None => tx
+            .prepare_cached(RESERVE)
+            .and_then(|mut s| s.query_row(params![agent_id, 1], |r| r.get(0)))
+            .sql(RESERVE)?,
+    };
+    const INSERT_NEW: &str = "INSERT INTO memory_entries \
+        (agent_id, importance, created_at, id, size_bytes, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    tx.prepare_cached(INSERT_NEW)
+        .and_then(|mut s| {
+            s.execute(params![
+                agent_id,
+                importance,
+                created_at,
+                id,
+                content.len() as i64,
+                content
+            ])
+        })
+        .sql(INSERT_NEW)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::regular_cleanup_deletes;

@@ -11,6 +11,7 @@ mod pool;
 mod response_cache;
 mod sql;
 mod tool_cache;
+mod transfer;
 pub mod words;
 
 use std::path::{Path, PathBuf};
@@ -32,11 +33,12 @@ pub use response_cache::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
     ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning,
 };
-pub use sql::{QueryResult, query_read_only};
+pub use sql::{QueryResult, StatsView, query_read_only};
 pub use tool_cache::{
     CacheFilter, CacheKey, CachedToolResult, DEFAULT_TOOL_TTL, MAX_PARAMS_DEPTH, PurgeReport,
     ToolCache, ToolCallStats, ToolCounts, ToolStats, canonical_json,
 };
+pub use transfer::{EXPORT_FORMAT, EXPORT_VERSION, ExportReport, ImportReport, MAX_IMPORT_LINE};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result, SqlContext};

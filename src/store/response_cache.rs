@@ -50,7 +50,7 @@ impl FuzzyOptions {
 }
 
 /// How a response was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The same message was cached.
@@ -1026,6 +1026,69 @@ fn time_stats_on(c: &Connection, agent_id: i64) -> Result<ResponseTimeStats> {
         cache_entries: entries_on(c, agent_id)?,
         target_response_time: target,
     }))
+}
+
+/// Stores one imported response in the caller's transaction (see `store::transfer`);
+/// a message the agent already has keeps its own response. It reaches the word index
+/// with the next `index_pending`. Returns whether it was added.
+pub(crate) fn restore_response(
+    tx: &Connection,
+    agent_id: i64,
+    message: &str,
+    response: &str,
+    created_at: i64,
+    last_used_at: i64,
+    hits: u64,
+) -> Result<bool> {
+    check_size("message", message)?;
+    check_size("response", response)?;
+    let hits =
+        i64::try_from(hits).map_err(|_| Error::invalid(format!("hits {hits} is too large")))?;
+    const INSERT: &str = "INSERT INTO response_cache (agent_id, message_hash, message, response, \
+         word_count, created_at, last_used_at, hits) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (agent_id, message_hash) DO NOTHING";
+    let words = word_set(message).len() as i64;
+    let hash = message_hash(message);
+    let n = tx
+        .prepare_cached(INSERT)
+        .and_then(|mut s| {
+            s.execute(params![
+                agent_id,
+                &hash[..],
+                message,
+                response,
+                words,
+                created_at,
+                last_used_at,
+                hits
+            ])
+        })
+        .sql(INSERT)?;
+    Ok(n == 1)
+}
+
+/// Appends one imported log row in the caller's transaction (no retention trim).
+pub(crate) fn restore_log(tx: &Connection, row: &LoggedResponse) -> Result<()> {
+    if !(row.duration.is_finite() && row.duration >= 0.0) {
+        return Err(Error::invalid(format!(
+            "a response time must be a finite number of seconds >= 0, got {}",
+            row.duration
+        )));
+    }
+    const INSERT: &str = "INSERT INTO response_log (agent_id, at, duration, bucket, outcome) \
+         VALUES (?1, ?2, ?3, ?4, ?5)";
+    tx.prepare_cached(INSERT)
+        .and_then(|mut s| {
+            s.execute(params![
+                row.agent_id,
+                row.at,
+                row.duration,
+                time_bucket(row.duration),
+                row.outcome.as_str()
+            ])
+        })
+        .sql(INSERT)?;
+    Ok(())
 }
 
 #[cfg(test)]

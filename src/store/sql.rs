@@ -219,3 +219,60 @@ fn to_json(v: ValueRef<'_>) -> Value {
         }
     }
 }
+
+/// The SQL views that `agentstore stats` shows (each is also a public interface for
+/// any SQLite client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsView {
+    /// `memory_stats`: one row per agent.
+    Memory,
+    /// `tool_stats`: one row per agent and tool.
+    Tools,
+    /// `response_stats`: one row per agent.
+    Responses,
+}
+
+impl StatsView {
+    /// The view's name in the schema.
+    pub fn name(self) -> &'static str {
+        match self {
+            StatsView::Memory => "memory_stats",
+            StatsView::Tools => "tool_stats",
+            StatsView::Responses => "response_stats",
+        }
+    }
+}
+
+impl super::Store {
+    /// The rows of `view`, for one agent or all (by agent name, then tool).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn view(&self, view: StatsView, agent: Option<&str>) -> Result<QueryResult> {
+        let sql = match view {
+            StatsView::Memory => {
+                "SELECT * FROM memory_stats WHERE ?1 IS NULL OR agent = ?1 ORDER BY agent"
+            }
+            StatsView::Tools => {
+                "SELECT * FROM tool_stats WHERE ?1 IS NULL OR agent = ?1 ORDER BY agent, tool"
+            }
+            StatsView::Responses => {
+                "SELECT * FROM response_stats WHERE ?1 IS NULL OR agent = ?1 ORDER BY agent"
+            }
+        };
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(sql).sql(sql)?;
+            let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+            let mut rows = stmt.query([agent]).sql(sql)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().sql(sql)? {
+                let mut values = Vec::with_capacity(columns.len());
+                for i in 0..columns.len() {
+                    values.push(to_json(row.get_ref(i).sql(sql)?));
+                }
+                out.push(values);
+            }
+            Ok(QueryResult { columns, rows: out })
+        })
+    }
+}

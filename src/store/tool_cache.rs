@@ -613,6 +613,92 @@ fn duration_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Stores one imported result in the caller's transaction (see `store::transfer`),
+/// replacing a row with the same key (recomputed from the canonical params).
+pub(crate) fn restore_result(
+    tx: &Connection,
+    scope: &str,
+    tool: &str,
+    params: &Value,
+    result: &Value,
+    created_at: i64,
+    expires_at: i64,
+) -> Result<()> {
+    if tool.is_empty() {
+        return Err(Error::invalid("a tool name must not be empty"));
+    }
+    let canonical = canonical_json(params)?;
+    let result = result.to_string();
+    if result.len() > MAX_CONTENT_BYTES {
+        return Err(Error::invalid(format!(
+            "a tool result is {} bytes; the most the cache holds is {MAX_CONTENT_BYTES}",
+            result.len()
+        )));
+    }
+    let key = CacheKey::from_canonical(scope, tool, &canonical);
+    const UPSERT: &str = "INSERT OR REPLACE INTO tool_cache \
+         (key, scope, tool, params, result, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    tx.prepare_cached(UPSERT)
+        .and_then(|mut s| {
+            s.execute(params![
+                &key.0[..],
+                scope,
+                tool,
+                canonical,
+                result,
+                created_at,
+                expires_at
+            ])
+        })
+        .sql(UPSERT)?;
+    Ok(())
+}
+
+/// Adds imported counters to an agent's, in the caller's transaction.
+pub(crate) fn restore_counts(
+    tx: &Connection,
+    agent_id: i64,
+    tool: &str,
+    counts: &ToolCounts,
+) -> Result<()> {
+    if !(counts.total_time.is_finite() && counts.total_time >= 0.0) {
+        return Err(Error::invalid(format!(
+            "total_time must be a finite number of seconds >= 0, got {}",
+            counts.total_time
+        )));
+    }
+    let int = |v: u64| {
+        i64::try_from(v).map_err(|_| Error::invalid(format!("a counter of {v} is too large")))
+    };
+    let (calls, hits, errors) = (
+        int(counts.total_calls)?,
+        int(counts.cache_hits)?,
+        int(counts.errors)?,
+    );
+    const UPSERT: &str = "INSERT INTO tool_counters \
+         (agent_id, tool, total_calls, cache_hits, errors, total_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (agent_id, tool) DO UPDATE SET \
+         total_calls = total_calls + excluded.total_calls, \
+         cache_hits = cache_hits + excluded.cache_hits, \
+         errors = errors + excluded.errors, \
+         total_time = total_time + excluded.total_time";
+    tx.prepare_cached(UPSERT)
+        .and_then(|mut s| {
+            s.execute(params![
+                agent_id,
+                tool,
+                calls,
+                hits,
+                errors,
+                counts.total_time
+            ])
+        })
+        .sql(UPSERT)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

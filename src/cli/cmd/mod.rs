@@ -1,9 +1,14 @@
 //! One module per subcommand.
 
 pub mod agents;
+pub mod chat;
 pub mod check;
+pub mod demo;
 pub mod init;
+pub mod llm;
 pub mod memory;
 pub mod responses;
 pub mod sql;
+pub mod stats;
 pub mod tools;
+pub mod transfer;

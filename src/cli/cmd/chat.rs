@@ -1,0 +1,147 @@
+//! `agentstore chat`: a read-eval loop over an agent on stdin.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use agentstore::agent::{Agent, AgentConfig};
+
+use crate::cli::Context;
+use crate::cli::cmd::llm::{LlmArgs, runtime};
+use crate::cli::output::{self, Output, Reply};
+
+/// `chat`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Commands inside the loop: /stats, /context, /quit (or end of input).
+
+Examples:
+  agentstore chat --agent bot
+  printf 'hello\\nhello\\n/stats\\n' | agentstore chat --agent bot --simulated-latency none
+  AGENTSTORE_LLM_BASE_URL=http://127.0.0.1:11434/v1 agentstore chat --agent bot --llm openai --model llama3.2"
+)]
+pub struct Args {
+    /// The agent to talk to (created on first use).
+    #[arg(long)]
+    pub agent: String,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    /// Seed of the simulated client.
+    #[arg(long, default_value = "42")]
+    pub seed: u64,
+}
+
+/// Runs `chat`. Each reply goes to stdout, followed by its time and outcome (with
+/// `--json`, one JSON object per reply); prompts go to stderr, only on a terminal. A
+/// failed generation is reported on stderr and the loop goes on; the exit code is 1 if
+/// any message failed.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
+    let store = ctx.open_for_write()?;
+    let llm = args.llm.client(args.seed)?;
+    let rt = runtime()?;
+    let agent = rt.block_on(Agent::open(&store, &args.agent, AgentConfig::with_llm(llm)))?;
+    let interactive = io::stdin().is_terminal();
+    if interactive {
+        eprintln!(
+            "chatting with {} ({}); /stats, /context, /quit",
+            agent.name(),
+            agent.llm().describe()
+        );
+    }
+    let mut failed = 0u64;
+    let mut answered = 0u64;
+    let stdin = io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!("you> ");
+            io::stderr().flush()?;
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let message = line.trim();
+        match message {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/stats" => {
+                let stats = rt.block_on(agent.stats())?;
+                print_block(
+                    ctx.json,
+                    &serde_json::to_value(&stats)?,
+                    &stats_text(&stats),
+                )?;
+            }
+            "/context" => {
+                let context = rt.block_on(agent.context(2000))?;
+                let text = if context.text.is_empty() {
+                    "(memory is empty)".to_string()
+                } else {
+                    context.text.clone()
+                };
+                print_block(ctx.json, &serde_json::to_value(&context)?, &text)?;
+            }
+            m if m.starts_with('/') => {
+                eprintln!("agentstore: unknown command {m}; try /stats, /context or /quit");
+            }
+            m => match rt.block_on(agent.process_message(m)) {
+                Ok(reply) => {
+                    answered += 1;
+                    let text = format!(
+                        "{}\n  ({}, {})",
+                        reply.response,
+                        output::seconds(reply.response_time),
+                        reply.outcome.as_str()
+                    );
+                    print_block(ctx.json, &serde_json::to_value(&reply)?, &text)?;
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("agentstore: {e}");
+                }
+            },
+        }
+    }
+    rt.block_on(agent.close())?;
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} messages failed", failed + answered);
+    }
+    Ok(Output::Text {
+        text: String::new(),
+        json: serde_json::Value::Null,
+    }
+    .into())
+}
+
+/// Prints one item: a JSON line with `--json`, else the text.
+fn print_block(json: bool, value: &serde_json::Value, text: &str) -> io::Result<()> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "{text}")?;
+    }
+    out.flush()
+}
+
+/// The agent's stats as a few readable lines.
+pub fn stats_text(stats: &agentstore::agent::AgentStats) -> String {
+    let m = &stats.memory;
+    let t = &stats.tools;
+    let r = serde_json::to_value(&stats.responses).unwrap_or_default();
+    let pct = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |f| format!("{f:.1}%"));
+    let secs = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), output::seconds);
+    format!(
+        "memory: {} entries, {:.3} MB\ntools: {} calls, {} hits ({:.1}%), {} cached\nresponses: {} answered, p50 {}, p95 {}, {} under the {} target, {} cached",
+        m.total_entries,
+        m.total_memory_mb,
+        t.total_tool_calls,
+        t.total_cache_hits,
+        t.cache_hit_rate_pct,
+        t.cache_size,
+        r["total_responses"].as_u64().unwrap_or(0),
+        secs(&r["p50_response_time"]),
+        secs(&r["p95_response_time"]),
+        pct(&r["target_achievement_rate"]),
+        secs(&r["target_response_time"]),
+        r["cache_entries"].as_u64().unwrap_or(0),
+    )
+}

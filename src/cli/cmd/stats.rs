@@ -1,0 +1,98 @@
+//! `agentstore stats`: the three stats views, for one agent or all.
+
+use agentstore::{QueryResult, StatsView};
+use serde_json::{Map, Value};
+
+use crate::cli::Context;
+use crate::cli::output::{Output, Reply};
+
+/// `stats`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  agentstore stats
+  agentstore --json stats --agent bot
+  agentstore sql 'SELECT agent, cache_hit_rate_pct FROM tool_stats'")]
+pub struct Args {
+    /// Only this agent; all agents by default.
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+const VIEWS: [StatsView; 3] = [StatsView::Memory, StatsView::Tools, StatsView::Responses];
+
+/// Runs `stats`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
+    let store = ctx.open_for_read()?;
+    if let Some(name) = &args.agent {
+        store.existing_agent(name)?;
+    }
+    let mut json = Map::new();
+    let mut text = String::new();
+    for view in VIEWS {
+        let result = store.view(view, args.agent.as_deref())?;
+        text.push_str(&format!("{}\n{}\n", view.name(), render(&result)));
+        json.insert(view.name().to_string(), objects(&result));
+    }
+    Ok(Output::Text {
+        text: text.trim_end().to_string(),
+        json: Value::Object(json),
+    }
+    .into())
+}
+
+/// Rows as JSON objects keyed by column.
+fn objects(result: &QueryResult) -> Value {
+    Value::Array(
+        result
+            .rows
+            .iter()
+            .map(|row| {
+                let obj: Map<String, Value> = result
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(row.iter().cloned())
+                    .collect();
+                Value::Object(obj)
+            })
+            .collect(),
+    )
+}
+
+/// One table per view, columns down and agents across (the views are wide).
+fn render(result: &QueryResult) -> String {
+    if result.rows.is_empty() {
+        return "(no rows)".to_string();
+    }
+    let mut t = crate::cli::output::table();
+    let mut header = vec![String::new()];
+    header.extend(
+        result
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("#{}", i + 1)),
+    );
+    t.set_header(header);
+    for (c, name) in result.columns.iter().enumerate() {
+        let mut line = vec![name.clone()];
+        line.extend(result.rows.iter().map(|row| cell(&row[c])));
+        t.add_row(line);
+    }
+    t.to_string()
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            format!("{f:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        }
+        other => other.to_string(),
+    }
+}

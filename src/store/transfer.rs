@@ -1,0 +1,610 @@
+//! Export and import: an agent's whole state (or every agent's) as JSON Lines, one
+//! record per row, after a header line that names the format and its version. An
+//! export reads one snapshot; an import is one transaction, so a malformed line (its
+//! number is in the error) changes nothing. Export, import into an empty file and
+//! export again give the same bytes.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::agents::{RestoredAgent, find_agent, restore_agent};
+use super::memory::restore_entry;
+use super::response_cache::{restore_log, restore_response};
+use super::tool_cache::{restore_counts, restore_result};
+use super::{LoggedResponse, MemorySettings, Outcome, Store, ToolCounts};
+use crate::clock::{deserialize_micros, serialize_micros};
+use crate::error::{Error, Result, SqlContext};
+
+/// The `format` of the header line.
+pub const EXPORT_FORMAT: &str = "agentstore-export";
+/// The format version this build writes and reads.
+pub const EXPORT_VERSION: u32 = 1;
+/// The longest line an import reads (a 1 MiB entry, JSON-escaped, fits easily).
+pub const MAX_IMPORT_LINE: usize = 16 << 20;
+
+/// One line of an export. Times are RFC 3339 UTC with microseconds; durations are
+/// seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Record {
+    /// The first line.
+    Header { format: String, version: u32 },
+    /// An agent and its settings; its other records follow it.
+    Agent {
+        name: String,
+        #[serde(
+            serialize_with = "serialize_micros",
+            deserialize_with = "deserialize_micros"
+        )]
+        created_at: i64,
+        message_count: u64,
+        /// `null`: the agent's own name.
+        tool_scope: Option<String>,
+        target_response_time: f64,
+        settings: MemorySettings,
+    },
+    /// A memory entry; `id` is its message number.
+    Memory {
+        agent: String,
+        id: i64,
+        #[serde(
+            serialize_with = "serialize_micros",
+            deserialize_with = "deserialize_micros"
+        )]
+        created_at: i64,
+        importance: f64,
+        content: String,
+    },
+    /// An agent's tool counters.
+    ToolCounters {
+        agent: String,
+        tool: String,
+        total_calls: u64,
+        cache_hits: u64,
+        errors: u64,
+        total_time: f64,
+    },
+    /// A cached response.
+    Response {
+        agent: String,
+        #[serde(
+            serialize_with = "serialize_micros",
+            deserialize_with = "deserialize_micros"
+        )]
+        created_at: i64,
+        #[serde(
+            serialize_with = "serialize_micros",
+            deserialize_with = "deserialize_micros"
+        )]
+        last_used_at: i64,
+        hits: u64,
+        message: String,
+        response: String,
+    },
+    /// A response-log row.
+    ResponseLog {
+        agent: String,
+        #[serde(
+            serialize_with = "serialize_micros",
+            deserialize_with = "deserialize_micros"
+        )]
+        at: i64,
+        duration: f64,
+        outcome: Outcome,
+    },
+    /// A cached tool result (expired ones included).
+    ToolCache {
+        scope: String,
+        tool: String,
+        #[serde(
+            serialize_with = "serialize_micros",
+            deserialize_with = "deserialize_micros"
+        )]
+        created_at: i64,
+        #[serde(
+            serialize_with = "serialize_micros",
+            deserialize_with = "deserialize_micros"
+        )]
+        expires_at: i64,
+        params: Value,
+        result: Value,
+    },
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExportReport {
+    /// Agents.
+    pub agents: u64,
+    /// Memory entries.
+    pub memory_entries: u64,
+    /// Tool counter rows.
+    pub tool_counters: u64,
+    /// Cached responses.
+    pub responses: u64,
+    /// Response-log rows.
+    pub response_log: u64,
+    /// Cached tool results.
+    pub tool_results: u64,
+}
+
+/// What an import added.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Lines read, the header included.
+    pub lines: u64,
+    /// Agents created.
+    pub agents_created: u64,
+    /// Agents that existed: their settings were kept, the records added to them.
+    pub agents_merged: u64,
+    /// Memory entries added.
+    pub memory_entries: u64,
+    /// Tool counter rows added to.
+    pub tool_counters: u64,
+    /// Cached responses added.
+    pub responses: u64,
+    /// Cached responses skipped because the agent already had one for the message.
+    pub responses_skipped: u64,
+    /// Response-log rows added.
+    pub response_log: u64,
+    /// Cached tool results stored.
+    pub tool_results: u64,
+}
+
+/// Writes `record` as one line.
+fn emit(out: &mut dyn Write, record: &Record) -> Result<()> {
+    serde_json::to_writer(&mut *out, record)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(|source| io_error("write the export", source))
+}
+
+fn io_error(context: &str, source: std::io::Error) -> Error {
+    Error::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Runs `sql` with `args` and emits one record per row, built by `row`.
+fn emit_rows<P: rusqlite::Params>(
+    c: &Connection,
+    out: &mut dyn Write,
+    sql: &str,
+    args: P,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Record>,
+) -> Result<u64> {
+    let mut stmt = c.prepare(sql).sql(sql)?;
+    let mut rows = stmt.query(args).sql(sql)?;
+    let mut n = 0;
+    while let Some(r) = rows.next().sql(sql)? {
+        emit(out, &row(r).sql(sql)?)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A JSON text column as a value (cached params and results are JSON by
+/// construction).
+fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+const AGENTS: &str = "SELECT a.id, a.name, a.created_at, c.message_count, a.tool_scope, \
+     a.target_response_time, a.max_memory_mb, a.max_entries, a.cleanup_interval, \
+     a.keep_fraction, a.importance_threshold, a.importance_weight, a.recency_weight, \
+     a.low_water, coalesce(a.tool_scope, a.name) \
+     FROM agents a JOIN memory_counters c ON c.agent_id = a.id \
+     WHERE ?1 IS NULL OR a.name = ?1 ORDER BY a.name";
+const MEMORY: &str = "SELECT id, created_at, importance, content FROM memory_entries \
+     WHERE agent_id = ?1 ORDER BY created_at, id";
+const COUNTERS: &str = "SELECT tool, total_calls, cache_hits, errors, total_time \
+     FROM tool_counters WHERE agent_id = ?1 ORDER BY tool";
+const RESPONSES: &str = "SELECT created_at, last_used_at, hits, message, response \
+     FROM response_cache WHERE agent_id = ?1 ORDER BY id";
+const LOG: &str = "SELECT at, duration, outcome FROM response_log WHERE agent_id = ?1 ORDER BY id";
+const TOOL_CACHE: &str = "SELECT scope, tool, created_at, expires_at, params, result \
+     FROM tool_cache WHERE ?1 IS NULL OR scope IN (SELECT value FROM json_each(?1)) \
+     ORDER BY scope, tool, key";
+
+impl Store {
+    /// Writes every agent's state (or only `agent`'s, with the tool results of its
+    /// scope) to `out` as JSON Lines, from one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::UnknownAgent`]; SQLite and I/O errors.
+    pub fn export(&self, agent: Option<&str>, out: &mut dyn Write) -> Result<ExportReport> {
+        if let Some(name) = agent {
+            self.existing_agent(name)?;
+        }
+        self.snapshot(|c| {
+            let mut report = ExportReport::default();
+            emit(
+                out,
+                &Record::Header {
+                    format: EXPORT_FORMAT.into(),
+                    version: EXPORT_VERSION,
+                },
+            )?;
+            let mut agents: Vec<(i64, Record, String)> = Vec::new();
+            {
+                let mut stmt = c.prepare(AGENTS).sql(AGENTS)?;
+                let rows = stmt
+                    .query_map([agent], |r| {
+                        let record = Record::Agent {
+                            name: r.get(1)?,
+                            created_at: r.get(2)?,
+                            message_count: r.get(3)?,
+                            tool_scope: r.get(4)?,
+                            target_response_time: r.get(5)?,
+                            settings: MemorySettings {
+                                max_memory_mb: r.get(6)?,
+                                max_entries: r.get(7)?,
+                                cleanup_interval: r.get(8)?,
+                                keep_fraction: r.get(9)?,
+                                importance_threshold: r.get(10)?,
+                                importance_weight: r.get(11)?,
+                                recency_weight: r.get(12)?,
+                                low_water: r.get(13)?,
+                            },
+                        };
+                        Ok((r.get(0)?, record, r.get(14)?))
+                    })
+                    .sql(AGENTS)?;
+                for row in rows {
+                    agents.push(row.sql(AGENTS)?);
+                }
+            }
+            for (id, record, _) in &agents {
+                let Record::Agent { name, .. } = record else {
+                    unreachable!("built above")
+                };
+                emit(out, record)?;
+                report.agents += 1;
+                report.memory_entries += emit_rows(c, out, MEMORY, [id], |r| {
+                    Ok(Record::Memory {
+                        agent: name.clone(),
+                        id: r.get(0)?,
+                        created_at: r.get(1)?,
+                        importance: r.get(2)?,
+                        content: r.get(3)?,
+                    })
+                })?;
+                report.tool_counters += emit_rows(c, out, COUNTERS, [id], |r| {
+                    Ok(Record::ToolCounters {
+                        agent: name.clone(),
+                        tool: r.get(0)?,
+                        total_calls: r.get(1)?,
+                        cache_hits: r.get(2)?,
+                        errors: r.get(3)?,
+                        total_time: r.get(4)?,
+                    })
+                })?;
+                report.responses += emit_rows(c, out, RESPONSES, [id], |r| {
+                    Ok(Record::Response {
+                        agent: name.clone(),
+                        created_at: r.get(0)?,
+                        last_used_at: r.get(1)?,
+                        hits: r.get(2)?,
+                        message: r.get(3)?,
+                        response: r.get(4)?,
+                    })
+                })?;
+                report.response_log += emit_rows(c, out, LOG, [id], |r| {
+                    let outcome: String = r.get(2)?;
+                    let outcome = serde_json::from_value(Value::String(outcome)).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            2,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })?;
+                    Ok(Record::ResponseLog {
+                        agent: name.clone(),
+                        at: r.get(0)?,
+                        duration: r.get(1)?,
+                        outcome,
+                    })
+                })?;
+            }
+            // One agent: its scope's results; all agents: every result, whatever scope.
+            let scopes = agent.map(|_| {
+                let scopes: Vec<&String> = agents.iter().map(|(_, _, scope)| scope).collect();
+                serde_json::to_string(&scopes).expect("strings serialise")
+            });
+            report.tool_results += emit_rows(c, out, TOOL_CACHE, [scopes], |r| {
+                Ok(Record::ToolCache {
+                    scope: r.get(0)?,
+                    tool: r.get(1)?,
+                    created_at: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    params: json_column(r, 4)?,
+                    result: json_column(r, 5)?,
+                })
+            })?;
+            out.flush()
+                .map_err(|source| io_error("write the export", source))?;
+            Ok(report)
+        })
+    }
+
+    /// Reads an export from `input` in one transaction: all of it is added, or, at
+    /// the first bad line, nothing. With `rename`, the file must hold one agent and its
+    /// records go to the agent called `rename` (its own tool scope follows the name).
+    /// A new agent gets the file's settings, message counter and memory ids; records
+    /// for an agent that exists are added to it (memory entries get new message
+    /// numbers; a response to a message it already has is skipped) and its settings
+    /// are kept. No cleanup runs during an import.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the line for a malformed, oversized or
+    /// non-UTF-8 line, an unknown record or format version, or a value out of range;
+    /// SQLite and I/O errors. Nothing is written in any of these cases.
+    pub fn import(&self, input: &mut dyn BufRead, rename: Option<&str>) -> Result<ImportReport> {
+        let report = self.write_bulk(|tx| Importer::new(tx, rename).run(input))?;
+        // Imported responses reach the word index in short transactions of their own;
+        // until then lookups read them directly.
+        self.response_cache().index_pending()?;
+        Ok(report)
+    }
+}
+
+/// An import in progress.
+struct Importer<'c> {
+    tx: &'c Connection,
+    rename: Option<&'c str>,
+    /// File agent name -> (row id, created by this import).
+    agents: HashMap<String, (i64, bool)>,
+    /// Tool scopes renamed with their agent.
+    scopes: HashMap<String, String>,
+    report: ImportReport,
+}
+
+impl<'c> Importer<'c> {
+    fn new(tx: &'c Connection, rename: Option<&'c str>) -> Self {
+        Importer {
+            tx,
+            rename,
+            agents: HashMap::new(),
+            scopes: HashMap::new(),
+            report: ImportReport::default(),
+        }
+    }
+
+    fn run(mut self, input: &mut dyn BufRead) -> Result<ImportReport> {
+        let mut buf = Vec::new();
+        let mut number = 0u64;
+        loop {
+            buf.clear();
+            let read = (&mut *input)
+                .take(MAX_IMPORT_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| io_error("read the import", source))?;
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            if buf.len() > MAX_IMPORT_LINE {
+                return Err(at_line(
+                    number,
+                    format!("longer than {MAX_IMPORT_LINE} bytes"),
+                ));
+            }
+            let line = std::str::from_utf8(&buf).map_err(|e| {
+                at_line(
+                    number,
+                    format!("not valid UTF-8 (at byte {})", e.valid_up_to()),
+                )
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record: Record =
+                serde_json::from_str(line).map_err(|e| at_line(number, e.to_string()))?;
+            self.apply(number, record).map_err(|e| match e {
+                Error::InvalidArgument(m) => at_line(number, m),
+                e @ Error::InvalidImportance(_) => at_line(number, e),
+                // A duplicate row, say: the file's fault, not the database's.
+                Error::Sql { source, .. }
+                    if source
+                        .downcast_ref::<rusqlite::Error>()
+                        .and_then(rusqlite::Error::sqlite_error_code)
+                        == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+                {
+                    at_line(number, source)
+                }
+                other => other,
+            })?;
+        }
+        if number == 0 {
+            return Err(Error::invalid(
+                "the import file is empty; an export starts with a header line",
+            ));
+        }
+        self.report.lines = number;
+        Ok(self.report)
+    }
+
+    /// The row id of an agent declared earlier in the file.
+    fn agent(&self, name: &str) -> Result<(i64, bool)> {
+        self.agents.get(name).copied().ok_or_else(|| {
+            Error::invalid(format!(
+                "agent {name:?} has no agent record before this line"
+            ))
+        })
+    }
+
+    fn apply(&mut self, number: u64, record: Record) -> Result<()> {
+        if number == 1 {
+            return match record {
+                Record::Header { format, version }
+                    if format == EXPORT_FORMAT && version == EXPORT_VERSION =>
+                {
+                    Ok(())
+                }
+                Record::Header { format, version } if format == EXPORT_FORMAT => {
+                    Err(Error::invalid(format!(
+                        "export format version {version}; this build reads version {EXPORT_VERSION}"
+                    )))
+                }
+                Record::Header { format, .. } => Err(Error::invalid(format!(
+                    "format {format:?} is not {EXPORT_FORMAT:?}"
+                ))),
+                _ => Err(Error::invalid(
+                    "the first line must be the header: {\"type\":\"header\",\"format\":\"agentstore-export\",\"version\":1}",
+                )),
+            };
+        }
+        let tx = self.tx;
+        match record {
+            Record::Header { .. } => return Err(Error::invalid("a second header line")),
+            Record::Agent {
+                name,
+                created_at,
+                message_count,
+                tool_scope,
+                target_response_time,
+                settings,
+            } => {
+                if self.agents.contains_key(&name) {
+                    return Err(Error::invalid(format!("agent {name:?} appears twice")));
+                }
+                let target = match self.rename {
+                    Some(_) if !self.agents.is_empty() => {
+                        return Err(Error::invalid(format!(
+                            "a second agent ({name:?}); --agent imports a file of one agent"
+                        )));
+                    }
+                    Some(new) => new.to_string(),
+                    None => name.clone(),
+                };
+                if tool_scope.is_none() && target != name {
+                    self.scopes.insert(name.clone(), target.clone());
+                }
+                let entry = match find_agent(tx, &target)? {
+                    Some(existing) => {
+                        self.report.agents_merged += 1;
+                        (existing.id, false)
+                    }
+                    None => {
+                        self.report.agents_created += 1;
+                        let id = restore_agent(
+                            tx,
+                            &RestoredAgent {
+                                name: &target,
+                                created_at,
+                                message_count,
+                                settings: &settings,
+                                tool_scope: tool_scope.as_deref(),
+                                target_response_time,
+                            },
+                        )?;
+                        (id, true)
+                    }
+                };
+                self.agents.insert(name, entry);
+            }
+            Record::Memory {
+                agent,
+                id,
+                created_at,
+                importance,
+                content,
+            } => {
+                let (agent_id, new) = self.agent(&agent)?;
+                restore_entry(
+                    tx,
+                    agent_id,
+                    new.then_some(id),
+                    &content,
+                    importance,
+                    created_at,
+                )?;
+                self.report.memory_entries += 1;
+            }
+            Record::ToolCounters {
+                agent,
+                tool,
+                total_calls,
+                cache_hits,
+                errors,
+                total_time,
+            } => {
+                let (agent_id, _) = self.agent(&agent)?;
+                let counts = ToolCounts {
+                    total_calls,
+                    cache_hits,
+                    errors,
+                    total_time,
+                };
+                restore_counts(tx, agent_id, &tool, &counts)?;
+                self.report.tool_counters += 1;
+            }
+            Record::Response {
+                agent,
+                created_at,
+                last_used_at,
+                hits,
+                message,
+                response,
+            } => {
+                let (agent_id, _) = self.agent(&agent)?;
+                if restore_response(
+                    tx,
+                    agent_id,
+                    &message,
+                    &response,
+                    created_at,
+                    last_used_at,
+                    hits,
+                )? {
+                    self.report.responses += 1;
+                } else {
+                    self.report.responses_skipped += 1;
+                }
+            }
+            Record::ResponseLog {
+                agent,
+                at,
+                duration,
+                outcome,
+            } => {
+                let (agent_id, _) = self.agent(&agent)?;
+                restore_log(
+                    tx,
+                    &LoggedResponse {
+                        agent_id,
+                        at,
+                        duration,
+                        outcome,
+                    },
+                )?;
+                self.report.response_log += 1;
+            }
+            Record::ToolCache {
+                scope,
+                tool,
+                created_at,
+                expires_at,
+                params,
+                result,
+            } => {
+                let scope = self.scopes.get(&scope).cloned().unwrap_or(scope);
+                restore_result(tx, &scope, &tool, &params, &result, created_at, expires_at)?;
+                self.report.tool_results += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn at_line(number: u64, what: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("import line {number}: {what}"))
+}
