@@ -41,6 +41,9 @@ pub enum Output {
     },
     /// Plain text (a line or several).
     Text { text: String, json: Value },
+    /// Nothing more: the command already wrote its data (an export to stdout, a
+    /// chat's replies).
+    Done,
 }
 
 impl Output {
@@ -48,11 +51,15 @@ impl Output {
     pub fn print(&self, json: bool) -> io::Result<()> {
         let stdout = io::stdout();
         let mut out = stdout.lock();
+        if let Output::Done = self {
+            return Ok(());
+        }
         if json {
             let doc = match self {
                 Output::Rows { json, .. }
                 | Output::Fields { json, .. }
                 | Output::Text { json, .. } => json,
+                Output::Done => unreachable!("returned above"),
             };
             serde_json::to_writer_pretty(&mut out, doc)?;
             writeln!(out)?;
@@ -82,6 +89,7 @@ impl Output {
                         writeln!(out, "{text}")?;
                     }
                 }
+                Output::Done => {}
             }
         }
         out.flush()

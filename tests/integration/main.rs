@@ -1,6 +1,7 @@
 //! Integration tests on real SQLite files in temporary directories, and on the built
 //! binary. One test binary, one module per area.
 
+mod agent;
 mod cli;
 mod common;
 mod context;
@@ -14,3 +15,4 @@ mod responses;
 mod retention;
 mod sql;
 mod tools;
+mod transfer;

@@ -103,11 +103,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     if failed > 0 {
         anyhow::bail!("{failed} of {} messages failed", failed + answered);
     }
-    Ok(Output::Text {
-        text: String::new(),
-        json: serde_json::Value::Null,
-    }
-    .into())
+    Ok(Output::Done.into())
 }
 
 /// Prints one item: a JSON line with `--json`, else the text.

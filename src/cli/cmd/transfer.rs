@@ -66,11 +66,7 @@ pub fn run_export(ctx: &Context, args: ExportArgs) -> anyhow::Result<Reply> {
         let stdout = io::stdout();
         let mut out = BufWriter::new(stdout.lock());
         store.export(args.agent.as_deref(), &mut out)?;
-        return Ok(Output::Text {
-            text: String::new(),
-            json: serde_json::Value::Null,
-        }
-        .into());
+        return Ok(Output::Done.into());
     };
     let partial = partial_path(&path);
     let bar = progress(None, "exporting");
