@@ -15,6 +15,7 @@
 mod harness;
 mod memory;
 mod responses;
+mod restart;
 mod tools;
 
 use std::path::PathBuf;
@@ -59,6 +60,14 @@ fn machine() -> Value {
 }
 
 fn main() {
+    // W10 runs this binary again as its fresh process.
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, kind, db, prompt] = args.as_slice()
+        && flag == "--w10-child"
+    {
+        restart::child(kind, std::path::Path::new(db), prompt);
+        return;
+    }
     let config = parse_args();
     let started = chrono::Utc::now();
     let clock = Instant::now();
@@ -75,7 +84,7 @@ fn main() {
     };
     let machine_start = machine();
     type Workload = fn(&mut Bench);
-    let workloads: [(&str, Workload); 9] = [
+    let workloads: [(&str, Workload); 10] = [
         ("W1", w1),
         ("W2", w2),
         ("W3", w3),
@@ -85,6 +94,7 @@ fn main() {
         ("W7", w7),
         ("W8", w8),
         ("W9", w9),
+        ("W10", restart::w10),
     ];
     for (name, run) in workloads {
         if b.wants(name) {
@@ -96,7 +106,7 @@ fn main() {
         "started_utc": started.to_rfc3339(),
         "total_runtime_s": clock.elapsed().as_secs_f64(),
         "config": { "quick": b.config.quick, "workloads": b.config.workloads },
-        "seeds": { "W1": 101, "W2-W4": 201, "W5": [501, 502], "W7": [701, 702, 705], "W8": [801, 802, 803, 804], "W9": 901, "vocab": 1 },
+        "seeds": { "W1": 101, "W2-W4": 201, "W5": [501, 502], "W7": [701, 702, 705], "W8": [801, 802, 803, 804], "W9": 901, "W10": [701, 702], "vocab": 1 },
         "machine": machine_start,
         "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "workloads": Value::Object(b.rows.clone()),
