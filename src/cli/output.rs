@@ -122,6 +122,33 @@ pub fn rows(header: &[&str], rows: Vec<Vec<String>>, json: Value) -> Reply {
     .into()
 }
 
+/// Query rows as a JSON array of objects keyed by column.
+pub fn objects(columns: &[String], rows: &[Vec<Value>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|row| {
+                let obj: serde_json::Map<String, Value> =
+                    columns.iter().cloned().zip(row.iter().cloned()).collect();
+                Value::Object(obj)
+            })
+            .collect(),
+    )
+}
+
+/// A report struct as name/value pairs (`memory_entries` reads `memory entries`),
+/// and as itself in JSON.
+pub fn report(report: &impl serde::Serialize) -> serde_json::Result<Reply> {
+    let json = serde_json::to_value(report)?;
+    let fields = match &json {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.replace('_', " "), v.to_string()))
+            .collect(),
+        other => vec![(String::new(), other.to_string())],
+    };
+    Ok(Output::Fields { fields, json }.into())
+}
+
 /// Bytes in binary units: `812 B`, `12.4 KiB`, `3.0 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -138,6 +138,20 @@ const AGENT_COLUMNS: &str = "a.id, a.name, a.created_at, c.message_count, c.entr
      coalesce(a.tool_scope, a.name), a.target_response_time \
      FROM agents a JOIN memory_counters c ON c.agent_id = a.id";
 
+/// The eight memory settings in `agents` column order, starting at column `first`.
+pub(crate) fn settings_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<MemorySettings> {
+    Ok(MemorySettings {
+        max_memory_mb: r.get(first)?,
+        max_entries: r.get(first + 1)?,
+        cleanup_interval: r.get(first + 2)?,
+        keep_fraction: r.get(first + 3)?,
+        importance_threshold: r.get(first + 4)?,
+        importance_weight: r.get(first + 5)?,
+        recency_weight: r.get(first + 6)?,
+        low_water: r.get(first + 7)?,
+    })
+}
+
 fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     Ok(AgentRecord {
         id: r.get(0)?,
@@ -146,16 +160,7 @@ fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         message_count: r.get(3)?,
         memory_entries: r.get(4)?,
         memory_bytes: r.get(5)?,
-        settings: MemorySettings {
-            max_memory_mb: r.get(6)?,
-            max_entries: r.get(7)?,
-            cleanup_interval: r.get(8)?,
-            keep_fraction: r.get(9)?,
-            importance_threshold: r.get(10)?,
-            importance_weight: r.get(11)?,
-            recency_weight: r.get(12)?,
-            low_water: r.get(13)?,
-        },
+        settings: settings_from_row(r, 6)?,
         tool_scope: r.get(14)?,
         target_response_time: r.get(15)?,
     })
@@ -170,6 +175,17 @@ fn validate_label(what: &str, value: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A response time target: a positive finite number of seconds.
+fn validate_target(seconds: f64) -> Result<()> {
+    if seconds.is_finite() && seconds > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "the target response time must be a positive number of seconds, got {seconds}"
+        )))
+    }
 }
 
 impl Store {
@@ -274,11 +290,7 @@ impl Store {
     /// [`Error::InvalidArgument`] unless it is a positive finite number;
     /// [`Error::UnknownAgent`].
     pub fn set_target_response_time(&self, name: &str, seconds: f64) -> Result<()> {
-        if !(seconds.is_finite() && seconds > 0.0) {
-            return Err(Error::invalid(format!(
-                "the target response time must be a positive number of seconds, got {seconds}"
-            )));
-        }
+        validate_target(seconds)?;
         const UPDATE: &str = "UPDATE agents SET target_response_time = ?2 WHERE name = ?1";
         let changed = self.write(|tx| tx.execute(UPDATE, params![name, seconds]).sql(UPDATE))?;
         if changed == 0 {
@@ -319,12 +331,7 @@ pub(crate) fn restore_agent(tx: &rusqlite::Connection, a: &RestoredAgent<'_>) ->
         validate_label("tool scope", scope)?;
     }
     a.settings.validate()?;
-    if !(a.target_response_time.is_finite() && a.target_response_time > 0.0) {
-        return Err(Error::invalid(format!(
-            "the target response time must be a positive number of seconds, got {}",
-            a.target_response_time
-        )));
-    }
+    validate_target(a.target_response_time)?;
     let message_count = i64::try_from(a.message_count)
         .map_err(|_| Error::invalid(format!("message_count {} is too large", a.message_count)))?;
     const INSERT: &str = "INSERT INTO agents (name, created_at, max_memory_mb, max_entries, \

@@ -189,11 +189,7 @@ fn run_query(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
     let mut rows = stmt.query([]).map_err(refused)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(refused)? {
-        let mut values = Vec::with_capacity(columns.len());
-        for i in 0..columns.len() {
-            values.push(to_json(row.get_ref(i).map_err(refused)?));
-        }
-        out.push(values);
+        out.push(row_values(row, columns.len()).map_err(refused)?);
     }
     Ok(QueryResult { columns, rows: out })
 }
@@ -205,6 +201,11 @@ fn lock_down(conn: &Connection) -> Result<()> {
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
         .sql("SQLITE_LIMIT_ATTACHED")?;
     Ok(())
+}
+
+/// The first `n` columns of a row as JSON values.
+fn row_values(row: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<Vec<Value>> {
+    (0..n).map(|i| row.get_ref(i).map(to_json)).collect()
 }
 
 fn to_json(v: ValueRef<'_>) -> Value {
@@ -266,11 +267,7 @@ impl super::Store {
             let mut rows = stmt.query([agent]).sql(sql)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().sql(sql)? {
-                let mut values = Vec::with_capacity(columns.len());
-                for i in 0..columns.len() {
-                    values.push(to_json(row.get_ref(i).sql(sql)?));
-                }
-                out.push(values);
+                out.push(row_values(row, columns.len()).sql(sql)?);
             }
             Ok(QueryResult { columns, rows: out })
         })

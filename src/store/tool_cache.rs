@@ -487,29 +487,7 @@ impl ToolCache {
         if deltas.is_empty() {
             return Ok(());
         }
-        const UPSERT: &str = "INSERT INTO tool_counters \
-             (agent_id, tool, total_calls, cache_hits, errors, total_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (agent_id, tool) DO UPDATE SET \
-             total_calls = total_calls + excluded.total_calls, \
-             cache_hits = cache_hits + excluded.cache_hits, \
-             errors = errors + excluded.errors, \
-             total_time = total_time + excluded.total_time";
-        self.store.write(|tx| {
-            let mut stmt = tx.prepare_cached(UPSERT).sql(UPSERT)?;
-            for (agent_id, tool, d) in deltas {
-                stmt.execute(params![
-                    agent_id,
-                    tool,
-                    d.total_calls as i64,
-                    d.cache_hits as i64,
-                    d.errors as i64,
-                    d.total_time
-                ])
-                .sql(UPSERT)?;
-            }
-            Ok(())
-        })
+        self.store.write(|tx| add_counts_on(tx, deltas))
     }
 
     /// An agent's tool stats, from `tool_counters` (what has been flushed) and the
@@ -668,14 +646,17 @@ pub(crate) fn restore_counts(
             counts.total_time
         )));
     }
-    let int = |v: u64| {
-        i64::try_from(v).map_err(|_| Error::invalid(format!("a counter of {v} is too large")))
-    };
-    let (calls, hits, errors) = (
-        int(counts.total_calls)?,
-        int(counts.cache_hits)?,
-        int(counts.errors)?,
-    );
+    for v in [counts.total_calls, counts.cache_hits, counts.errors] {
+        if i64::try_from(v).is_err() {
+            return Err(Error::invalid(format!("a counter of {v} is too large")));
+        }
+    }
+    add_counts_on(tx, &[(agent_id, tool.to_string(), *counts)])
+}
+
+/// Adds counter deltas (each within i64), one upsert per (agent, tool), in the
+/// caller's transaction: processes add, never overwrite.
+fn add_counts_on(tx: &Connection, deltas: &[(i64, String, ToolCounts)]) -> Result<()> {
     const UPSERT: &str = "INSERT INTO tool_counters \
          (agent_id, tool, total_calls, cache_hits, errors, total_time) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -684,18 +665,18 @@ pub(crate) fn restore_counts(
          cache_hits = cache_hits + excluded.cache_hits, \
          errors = errors + excluded.errors, \
          total_time = total_time + excluded.total_time";
-    tx.prepare_cached(UPSERT)
-        .and_then(|mut s| {
-            s.execute(params![
-                agent_id,
-                tool,
-                calls,
-                hits,
-                errors,
-                counts.total_time
-            ])
-        })
+    let mut stmt = tx.prepare_cached(UPSERT).sql(UPSERT)?;
+    for (agent_id, tool, d) in deltas {
+        stmt.execute(params![
+            agent_id,
+            tool,
+            d.total_calls as i64,
+            d.cache_hits as i64,
+            d.errors as i64,
+            d.total_time
+        ])
         .sql(UPSERT)?;
+    }
     Ok(())
 }
 

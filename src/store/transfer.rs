@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::agents::{RestoredAgent, find_agent, restore_agent};
+use super::agents::{RestoredAgent, find_agent, restore_agent, settings_from_row};
 use super::memory::restore_entry;
 use super::response_cache::{restore_log, restore_response};
 use super::tool_cache::{restore_counts, restore_result};
@@ -244,16 +244,7 @@ impl Store {
                             message_count: r.get(3)?,
                             tool_scope: r.get(4)?,
                             target_response_time: r.get(5)?,
-                            settings: MemorySettings {
-                                max_memory_mb: r.get(6)?,
-                                max_entries: r.get(7)?,
-                                cleanup_interval: r.get(8)?,
-                                keep_fraction: r.get(9)?,
-                                importance_threshold: r.get(10)?,
-                                importance_weight: r.get(11)?,
-                                recency_weight: r.get(12)?,
-                                low_water: r.get(13)?,
-                            },
+                            settings: settings_from_row(r, 6)?,
                         };
                         Ok((r.get(0)?, record, r.get(14)?))
                     })

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::cli::Context;
-use crate::cli::output::{Output, Reply};
+use crate::cli::output::{self, Output, Reply};
 use crate::cli::parse;
 
 /// Run one read-only SQL query and print its rows (a table, or with --json an array of
@@ -29,21 +29,7 @@ pub struct Args {
 /// Runs `sql`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let result = agentstore::query_read_only(&ctx.db, &args.query, args.timeout)?;
-    let json = Value::Array(
-        result
-            .rows
-            .iter()
-            .map(|row| {
-                let obj: Map<String, Value> = result
-                    .columns
-                    .iter()
-                    .cloned()
-                    .zip(row.iter().cloned())
-                    .collect();
-                Value::Object(obj)
-            })
-            .collect(),
-    );
+    let json = output::objects(&result.columns, &result.rows);
     let rows = result
         .rows
         .iter()

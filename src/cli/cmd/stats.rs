@@ -4,7 +4,7 @@ use agentstore::{QueryResult, StatsView};
 use serde_json::{Map, Value};
 
 use crate::cli::Context;
-use crate::cli::output::{Output, Reply};
+use crate::cli::output::{self, Output, Reply};
 
 /// `stats`.
 #[derive(Debug, clap::Args)]
@@ -31,7 +31,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     for view in VIEWS {
         let result = store.view(view, args.agent.as_deref())?;
         text.push_str(&format!("{}\n{}\n", view.name(), render(&result)));
-        json.insert(view.name().to_string(), objects(&result));
+        json.insert(
+            view.name().to_string(),
+            output::objects(&result.columns, &result.rows),
+        );
     }
     Ok(Output::Text {
         text: text.trim_end().to_string(),
@@ -40,31 +43,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     .into())
 }
 
-/// Rows as JSON objects keyed by column.
-fn objects(result: &QueryResult) -> Value {
-    Value::Array(
-        result
-            .rows
-            .iter()
-            .map(|row| {
-                let obj: Map<String, Value> = result
-                    .columns
-                    .iter()
-                    .cloned()
-                    .zip(row.iter().cloned())
-                    .collect();
-                Value::Object(obj)
-            })
-            .collect(),
-    )
-}
-
 /// One table per view, columns down and agents across (the views are wide).
 fn render(result: &QueryResult) -> String {
     if result.rows.is_empty() {
         return "(no rows)".to_string();
     }
-    let mut t = crate::cli::output::table();
+    let mut t = output::table();
     let mut header = vec![String::new()];
     header.extend(
         result

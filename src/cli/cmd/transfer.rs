@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::to_value;
 
 use crate::cli::Context;
-use crate::cli::output::{Output, Reply};
+use crate::cli::output::{self, Output, Reply};
 
 /// `export`.
 #[derive(Debug, clap::Args)]
@@ -87,32 +86,7 @@ pub fn run_export(ctx: &Context, args: ExportArgs) -> anyhow::Result<Reply> {
     let report = written.inspect_err(|_| {
         let _ = std::fs::remove_file(&partial);
     })?;
-    let fields = vec![
-        ("file".to_string(), path.display().to_string()),
-        ("agents".to_string(), report.agents.to_string()),
-        (
-            "memory entries".to_string(),
-            report.memory_entries.to_string(),
-        ),
-        (
-            "tool counters".to_string(),
-            report.tool_counters.to_string(),
-        ),
-        ("cached responses".to_string(), report.responses.to_string()),
-        (
-            "response log rows".to_string(),
-            report.response_log.to_string(),
-        ),
-        (
-            "cached tool results".to_string(),
-            report.tool_results.to_string(),
-        ),
-    ];
-    Ok(Output::Fields {
-        fields,
-        json: to_value(&report)?,
-    }
-    .into())
+    Ok(output::report(&report)?)
 }
 
 /// `FILE.partial` beside `path`: the export goes there first.
@@ -142,41 +116,5 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> anyhow::Result<Reply> {
     let report = store.import(&mut reader, args.agent.as_deref());
     bar.finish_and_clear();
     let report = report?;
-    let fields = vec![
-        ("lines".to_string(), report.lines.to_string()),
-        (
-            "agents created".to_string(),
-            report.agents_created.to_string(),
-        ),
-        (
-            "agents merged".to_string(),
-            report.agents_merged.to_string(),
-        ),
-        (
-            "memory entries".to_string(),
-            report.memory_entries.to_string(),
-        ),
-        (
-            "tool counters".to_string(),
-            report.tool_counters.to_string(),
-        ),
-        ("cached responses".to_string(), report.responses.to_string()),
-        (
-            "responses skipped".to_string(),
-            report.responses_skipped.to_string(),
-        ),
-        (
-            "response log rows".to_string(),
-            report.response_log.to_string(),
-        ),
-        (
-            "cached tool results".to_string(),
-            report.tool_results.to_string(),
-        ),
-    ];
-    Ok(Output::Fields {
-        fields,
-        json: to_value(&report)?,
-    }
-    .into())
+    Ok(output::report(&report)?)
 }
