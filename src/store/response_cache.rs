@@ -890,14 +890,10 @@ fn hits_on(tx: &Connection, hits: &[(i64, u64, i64)]) -> Result<()> {
     Ok(())
 }
 
-fn log_on(tx: &Connection, rows: &[LoggedResponse], keep: u64) -> Result<()> {
+/// Appends log rows (their duration buckets follow by trigger).
+fn insert_log(tx: &Connection, rows: &[LoggedResponse]) -> Result<()> {
     const INSERT: &str = "INSERT INTO response_log (agent_id, at, duration, bucket, outcome) \
          VALUES (?1, ?2, ?3, ?4, ?5)";
-    const CUTOFF: &str = "SELECT id FROM response_log WHERE agent_id = ?1 \
-         ORDER BY id DESC LIMIT 1 OFFSET ?2";
-    const TRIM: &str = "DELETE FROM response_log WHERE id IN (SELECT id FROM response_log \
-         WHERE agent_id = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
-    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
     let mut insert = tx.prepare_cached(INSERT).sql(INSERT)?;
     for r in rows {
         insert
@@ -910,6 +906,16 @@ fn log_on(tx: &Connection, rows: &[LoggedResponse], keep: u64) -> Result<()> {
             ])
             .sql(INSERT)?;
     }
+    Ok(())
+}
+
+fn log_on(tx: &Connection, rows: &[LoggedResponse], keep: u64) -> Result<()> {
+    const CUTOFF: &str = "SELECT id FROM response_log WHERE agent_id = ?1 \
+         ORDER BY id DESC LIMIT 1 OFFSET ?2";
+    const TRIM: &str = "DELETE FROM response_log WHERE id IN (SELECT id FROM response_log \
+         WHERE agent_id = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    insert_log(tx, rows)?;
     let mut agents: Vec<i64> = rows.iter().map(|r| r.agent_id).collect();
     agents.sort_unstable();
     agents.dedup();
@@ -1075,20 +1081,7 @@ pub(crate) fn restore_log(tx: &Connection, row: &LoggedResponse) -> Result<()> {
             row.duration
         )));
     }
-    const INSERT: &str = "INSERT INTO response_log (agent_id, at, duration, bucket, outcome) \
-         VALUES (?1, ?2, ?3, ?4, ?5)";
-    tx.prepare_cached(INSERT)
-        .and_then(|mut s| {
-            s.execute(params![
-                row.agent_id,
-                row.at,
-                row.duration,
-                time_bucket(row.duration),
-                row.outcome.as_str()
-            ])
-        })
-        .sql(INSERT)?;
-    Ok(())
+    insert_log(tx, std::slice::from_ref(row))
 }
 
 #[cfg(test)]

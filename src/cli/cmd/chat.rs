@@ -2,6 +2,7 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
+use agentstore::ResponseTimeStats;
 use agentstore::agent::{Agent, AgentConfig};
 
 use crate::cli::Context;
@@ -122,22 +123,25 @@ fn print_block(json: bool, value: &serde_json::Value, text: &str) -> io::Result<
 pub fn stats_text(stats: &agentstore::agent::AgentStats) -> String {
     let m = &stats.memory;
     let t = &stats.tools;
-    let r = serde_json::to_value(&stats.responses).unwrap_or_default();
-    let pct = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |f| format!("{f:.1}%"));
-    let secs = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), output::seconds);
+    let responses = match &stats.responses {
+        ResponseTimeStats::Data(r) => format!(
+            "responses: {} answered, p50 {}, p95 {}, {:.1}% under the {} target, {} cached",
+            r.total_responses,
+            output::seconds(r.p50_response_time),
+            output::seconds(r.p95_response_time),
+            r.target_achievement_rate,
+            output::seconds(r.target_response_time),
+            r.cache_entries,
+        ),
+        ResponseTimeStats::NoData { .. } => "responses: none answered yet".to_string(),
+    };
     format!(
-        "memory: {} entries, {:.3} MB\ntools: {} calls, {} hits ({:.1}%), {} cached\nresponses: {} answered, p50 {}, p95 {}, {} under the {} target, {} cached",
+        "memory: {} entries, {:.3} MB\ntools: {} calls, {} hits ({:.1}%), {} cached\n{responses}",
         m.total_entries,
         m.total_memory_mb,
         t.total_tool_calls,
         t.total_cache_hits,
         t.cache_hit_rate_pct,
         t.cache_size,
-        r["total_responses"].as_u64().unwrap_or(0),
-        secs(&r["p50_response_time"]),
-        secs(&r["p95_response_time"]),
-        pct(&r["target_achievement_rate"]),
-        secs(&r["target_response_time"]),
-        r["cache_entries"].as_u64().unwrap_or(0),
     )
 }

@@ -148,8 +148,8 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 /// Runs `demo`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let p = Printer { quiet: ctx.json };
-    let found = previous_state(ctx, &args.agent)?;
     let store = Store::open(&ctx.db, StoreOptions::default())?;
+    let found = previous_state(&store, &args.agent)?;
     let llm = args.llm.client(args.seed)?;
     let config = AgentConfig {
         memory: Some(DEMO_MEMORY),
@@ -268,13 +268,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     .into())
 }
 
-/// What a previous run left, read without creating anything.
-fn previous_state(ctx: &Context, agent: &str) -> anyhow::Result<Option<Found>> {
-    let store = match Store::open(&ctx.db, StoreOptions::existing()) {
-        Ok(store) => store,
-        Err(agentstore::Error::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+/// What a previous run left: nothing when the agent does not exist yet.
+fn previous_state(store: &Store, agent: &str) -> anyhow::Result<Option<Found>> {
     let Ok(record) = store.existing_agent(agent) else {
         return Ok(None);
     };
@@ -333,7 +328,7 @@ async fn memory_phase(agent: &Agent, seed: u64) -> anyhow::Result<MemoryPhase> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let stats = agent.memory().stats()?;
+    let stats = agent.stats().await?.memory;
     Ok(MemoryPhase {
         added: MEMORY_ADDS,
         entries_after: stats.total_entries,
