@@ -1,7 +1,7 @@
--- agentstore schema, version 2.
+-- agentstore schema, version 3.
 --
 -- This file is the fresh schema: a new database gets exactly this, then
--- `PRAGMA user_version = 2` and our `PRAGMA application_id`. Older files are moved
+-- `PRAGMA user_version = 3` and our `PRAGMA application_id`. Older files are moved
 -- forward by the steps in src/store/migrate.rs. Times are integer microseconds since
 -- the Unix epoch (UTC). Every table is STRICT.
 
@@ -107,6 +107,21 @@ SELECT a.name                                                   AS agent,
        a.max_entries                                            AS max_entries,
        a.max_memory_mb                                          AS max_memory_mb
   FROM agents a JOIN memory_counters c ON c.agent_id = a.id;
+
+-- A `memory prune` in progress, one row per agent: the rule as the CLI spells it, the
+-- last entry it removes (`importance` NULL: in time order (created_at, id), otherwise
+-- in cleanup order (importance, created_at, id)) and the message number when it
+-- started (later entries are kept). Written with the prune's first batch and deleted
+-- with its last; a row left by a killed prune is finished by the same prune run again.
+CREATE TABLE memory_prunes (
+    agent_id    INTEGER PRIMARY KEY REFERENCES agents (id) ON DELETE CASCADE,
+    rule        TEXT    NOT NULL,
+    importance  REAL,
+    created_at  INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    max_id      INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL
+) STRICT;
 
 -- One row per cached tool result. `key` is blake3 over a key-format version, the
 -- scope, the tool name and the canonical JSON of the params (src/store/tool_cache.rs),

@@ -39,6 +39,18 @@ pub struct Cli {
     )]
     pub db: PathBuf,
 
+    /// How long to wait for another process's write to finish before failing with
+    /// "database is locked". A long prune or purge sizes its batches so that none holds
+    /// the write lock for more than an eighth of this.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTSTORE_BUSY_TIMEOUT",
+        default_value = "5s",
+        value_parser = parse::busy_timeout
+    )]
+    pub busy_timeout: std::time::Duration,
+
     /// Print one JSON document to stdout instead of a table or text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -93,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
         db: cli.db,
         json: cli.json,
+        busy_timeout: cli.busy_timeout,
     };
     let reply = match cli.command {
         Command::Demo(a) => cmd::demo::run(&ctx, a)?,
@@ -124,17 +137,31 @@ pub struct Context {
     pub db: PathBuf,
     /// `--json`.
     pub json: bool,
+    /// `--busy-timeout`.
+    pub busy_timeout: std::time::Duration,
 }
 
 impl Context {
     /// Opens the store for a command that writes (creating the file if needed).
     pub fn open_for_write(&self) -> agentstore::Result<Store> {
-        Store::open(&self.db, StoreOptions::default())
+        Store::open(
+            &self.db,
+            StoreOptions {
+                busy_timeout: self.busy_timeout,
+                ..StoreOptions::default()
+            },
+        )
     }
 
     /// Opens the store for a command that only reads: never creates a file.
     pub fn open_for_read(&self) -> agentstore::Result<Store> {
-        Store::open(&self.db, StoreOptions::existing())
+        Store::open(
+            &self.db,
+            StoreOptions {
+                busy_timeout: self.busy_timeout,
+                ..StoreOptions::existing()
+            },
+        )
     }
 }
 

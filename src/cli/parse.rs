@@ -21,6 +21,17 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A busy timeout: a duration from 1 ms to 10 minutes.
+pub fn busy_timeout(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(600) {
+        return Err(format!(
+            "'{s}' is out of range; give a busy timeout from 1ms to 10m"
+        ));
+    }
+    Ok(d)
+}
+
 /// A whole number of at least 1.
 pub fn positive(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {

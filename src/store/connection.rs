@@ -14,13 +14,14 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x4147_5354;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The tables a file at [`SCHEMA_VERSION`] must have.
-pub(crate) const KNOWN_TABLES: [&str; 9] = [
+pub(crate) const KNOWN_TABLES: [&str; 10] = [
     "agents",
     "memory_counters",
     "memory_entries",
+    "memory_prunes",
     "tool_cache",
     "tool_counters",
     "response_cache",

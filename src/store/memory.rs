@@ -4,11 +4,10 @@
 //! rows is SQL over the clustered primary key (agent, importance, created, id) or the
 //! time index; counts and byte totals come from trigger-kept `memory_counters`.
 
-use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::agents::{check_unit, mb_to_bytes};
+use super::agents::mb_to_bytes;
 use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
 use crate::clock::serialize_micros;
 use crate::error::{Error, Result, SqlContext};
@@ -93,6 +92,11 @@ pub struct PruneReport {
     pub removed_bytes: u64,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Write transactions it took (0 for a dry run or when nothing matched).
+    pub batches: u64,
+    /// Whether this run finished (or, dry, would finish) an earlier run of the same rule
+    /// that was interrupted between two batches.
+    pub resumed: bool,
 }
 
 /// The compressed context for a prompt.
@@ -124,7 +128,7 @@ impl Store {
     }
 }
 
-fn validate_importance(importance: f64) -> Result<()> {
+pub(crate) fn validate_importance(importance: f64) -> Result<()> {
     if importance.is_finite() && (0.0..=1.0).contains(&importance) {
         Ok(())
     } else {
@@ -149,67 +153,48 @@ fn validate_entry(content: &str, importance: f64) -> Result<()> {
     Ok(())
 }
 
-// --- the predicates that pick entries; each DELETE has a COUNT twin for dry runs ---
+// --- the entries a cleanup removes; prune.rs plans with the same two queries ---
 
-/// The lowest ?2 entries of agent ?1 by (importance, created, id): a range of the
-/// clustered primary key, bounded by the ?2-th row.
-macro_rules! lowest_n {
+/// The ?2-th lowest entry of agent ?1 by (importance, created, id), over the clustered
+/// primary key.
+macro_rules! nth_lowest {
     () => {
-        "agent_id = ?1 AND (importance, created_at, id) <= (
-             SELECT importance, created_at, id FROM memory_entries WHERE agent_id = ?1
-              ORDER BY importance, created_at, id LIMIT 1 OFFSET ?2 - 1)"
+        "SELECT importance, created_at, id FROM memory_entries WHERE agent_id = ?1
+          ORDER BY importance, created_at, id LIMIT 1 OFFSET ?2 - 1"
     };
 }
+pub(super) use nth_lowest;
 
-/// The lowest entries of agent ?1 by (importance, created, id) whose sizes add up to at
-/// least ?2 bytes, fewest first: a running sum over the primary key.
-macro_rules! lowest_bytes {
+/// The lowest entry of agent ?1 by (importance, created, id) at which the sizes so far
+/// add up to at least ?2 bytes: a running sum over the primary key.
+macro_rules! freeing {
     () => {
-        "agent_id = ?1 AND (importance, created_at, id) <= (
-             SELECT importance, created_at, id FROM (
-                 SELECT importance, created_at, id,
-                        sum(size_bytes) OVER (ORDER BY importance, created_at, id
-                                              ROWS UNBOUNDED PRECEDING) AS freed
-                   FROM memory_entries WHERE agent_id = ?1)
-              WHERE freed >= ?2 ORDER BY importance, created_at, id LIMIT 1)"
+        "SELECT importance, created_at, id FROM (
+             SELECT importance, created_at, id,
+                    sum(size_bytes) OVER (ORDER BY importance, created_at, id
+                                          ROWS UNBOUNDED PRECEDING) AS freed
+               FROM memory_entries WHERE agent_id = ?1)
+          WHERE freed >= ?2 ORDER BY importance, created_at, id LIMIT 1"
     };
 }
+pub(super) use freeing;
 
-/// The oldest ?2 entries of agent ?1 by (created, id), over the time index.
-macro_rules! oldest_n {
-    () => {
-        "agent_id = ?1 AND (created_at, id) <= (
-             SELECT created_at, id FROM memory_entries WHERE agent_id = ?1
-              ORDER BY created_at, id LIMIT 1 OFFSET ?2 - 1)"
-    };
-}
-
-macro_rules! below_importance {
-    () => {
-        "agent_id = ?1 AND importance < ?2"
-    };
-}
-
-macro_rules! created_before {
-    () => {
-        "agent_id = ?1 AND created_at < ?2"
-    };
-}
-
-macro_rules! delete_where {
-    ($pred:expr) => {
-        concat!("DELETE FROM memory_entries WHERE ", $pred)
-    };
-}
-
-macro_rules! count_where {
-    ($pred:expr) => {
-        concat!(
-            "SELECT count(*), coalesce(sum(size_bytes), 0) FROM memory_entries WHERE ",
-            $pred
-        )
-    };
-}
+/// The lowest ?2 entries: a range of the primary key, bounded by the ?2-th row.
+const DELETE_LOWEST_N: &str = concat!(
+    "DELETE FROM memory_entries WHERE agent_id = ?1 AND (importance, created_at, id) <= (",
+    nth_lowest!(),
+    ")"
+);
+/// The lowest entries whose sizes add up to at least ?2 bytes, fewest first.
+const DELETE_LOWEST_BYTES: &str = concat!(
+    "DELETE FROM memory_entries WHERE agent_id = ?1 AND (importance, created_at, id) <= (",
+    freeing!(),
+    ")"
+);
+/// The oldest ?2 entries by (created, id), over the time index.
+const DELETE_OLDEST_N: &str = "DELETE FROM memory_entries WHERE agent_id = ?1
+    AND (created_at, id) <= (SELECT created_at, id FROM memory_entries WHERE agent_id = ?1
+                              ORDER BY created_at, id LIMIT 1 OFFSET ?2 - 1)";
 
 /// The agent's retention settings, as an add applies them.
 struct Retention {
@@ -439,32 +424,25 @@ impl Memory {
         })
     }
 
-    /// Removes entries by `rule` in one statement, or with `dry_run` counts what it
-    /// would remove with the same predicate. Unlike the regular cleanup,
-    /// `KeepFraction` keeps exactly `floor(count * f)` entries, even when that is 0.
+    /// Removes entries by `rule`, or with `dry_run` counts what it would remove. Unlike
+    /// the regular cleanup, `KeepFraction` keeps exactly `floor(count * f)` entries,
+    /// even when that is 0.
+    ///
+    /// A large prune runs in batches (one write transaction each, sized to hold the
+    /// write lock for at most an eighth of the busy timeout), so agents keep writing
+    /// while it runs. The entries it removes are fixed when it starts: entries added
+    /// meanwhile stay. Each batch is all-or-nothing; if the process dies between two
+    /// batches, running the same prune again finishes exactly what the first run
+    /// started ([`PruneReport::resumed`]), rather than applying a relative rule such as
+    /// `KeepFraction` to what is left. A different prune replaces the unfinished one.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a fraction or importance outside `[0, 1]` or a
-    /// duration that reaches before the epoch; SQLite errors.
+    /// [`Error::InvalidArgument`] for a fraction outside `[0, 1]` or a duration that
+    /// reaches before the epoch; [`Error::InvalidImportance`]; SQLite errors (a batch
+    /// that fails removes nothing; the batches before it stay removed and the same
+    /// prune run again finishes them).
     pub fn prune(&self, rule: Prune, dry_run: bool) -> Result<PruneReport> {
-        let now = self.store.now_micros();
-        // The dry run and the real run share the plan and the predicate; only the
-        // final DELETE differs.
-        let apply = |c: &Connection| -> Result<PruneReport> {
-            match plan_prune(c, self.agent_id, rule, now)? {
-                Some(plan) => run_prune(c, &plan, self.agent_id, dry_run),
-                None => Ok(PruneReport {
-                    removed_entries: 0,
-                    removed_bytes: 0,
-                    dry_run,
-                }),
-            }
-        };
-        if dry_run {
-            self.store.snapshot(apply)
-        } else {
-            self.store.write_bulk(apply)
-        }
+        super::prune::prune(&self.store, self.agent_id, rule, dry_run)
     }
 
     /// The original design's stats, from the trigger-kept counters and the two ends of
@@ -549,104 +527,6 @@ impl Memory {
         self.store
             .snapshot(|c| compressed_context(c, self.agent_id, max_chars))
     }
-}
-
-/// What a prune will run: a DELETE, its COUNT twin over the same predicate, and the
-/// value bound as `?2`.
-struct PrunePlan {
-    delete: &'static str,
-    count: &'static str,
-    bound: Value,
-}
-
-const DELETE_LOWEST_N: &str = delete_where!(lowest_n!());
-const COUNT_LOWEST_N: &str = count_where!(lowest_n!());
-const DELETE_LOWEST_BYTES: &str = delete_where!(lowest_bytes!());
-const COUNT_LOWEST_BYTES: &str = count_where!(lowest_bytes!());
-const DELETE_OLDEST_N: &str = delete_where!(oldest_n!());
-
-/// The plan for `rule`, or `None` when it removes nothing.
-fn plan_prune(c: &Connection, agent_id: i64, rule: Prune, now: i64) -> Result<Option<PrunePlan>> {
-    let plan = |delete, count, bound| {
-        Some(PrunePlan {
-            delete,
-            count,
-            bound,
-        })
-    };
-    Ok(match rule {
-        Prune::KeepFraction(f) => {
-            check_unit("keep fraction", f)?;
-            let (count, _) = counters(c, agent_id)?;
-            let doomed = count - (count as f64 * f).floor() as i64;
-            (doomed > 0)
-                .then(|| plan(DELETE_LOWEST_N, COUNT_LOWEST_N, Value::Integer(doomed)))
-                .flatten()
-        }
-        Prune::MinImportance(x) => {
-            validate_importance(x)?;
-            plan(
-                delete_where!(below_importance!()),
-                count_where!(below_importance!()),
-                Value::Real(x),
-            )
-        }
-        Prune::OlderThan(d) => {
-            let cutoff = i64::try_from(d.as_micros())
-                .ok()
-                .and_then(|d| now.checked_sub(d))
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "duration {} reaches before 1970",
-                        humantime::format_duration(d)
-                    ))
-                })?;
-            plan(
-                delete_where!(created_before!()),
-                count_where!(created_before!()),
-                Value::Integer(cutoff),
-            )
-        }
-        Prune::MaxBytes(max) => {
-            let (_, bytes) = counters(c, agent_id)?;
-            let excess = bytes.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
-            (excess > 0)
-                .then(|| {
-                    plan(
-                        DELETE_LOWEST_BYTES,
-                        COUNT_LOWEST_BYTES,
-                        Value::Integer(excess),
-                    )
-                })
-                .flatten()
-        }
-    })
-}
-
-fn run_prune(
-    c: &Connection,
-    plan: &PrunePlan,
-    agent_id: i64,
-    dry_run: bool,
-) -> Result<PruneReport> {
-    let (entries, bytes): (i64, i64) = c
-        .prepare_cached(plan.count)
-        .and_then(|mut s| {
-            s.query_row(params![agent_id, plan.bound], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-        })
-        .sql(plan.count)?;
-    if !dry_run && entries > 0 {
-        c.prepare_cached(plan.delete)
-            .and_then(|mut s| s.execute(params![agent_id, plan.bound]))
-            .sql(plan.delete)?;
-    }
-    Ok(PruneReport {
-        removed_entries: entries as u64,
-        removed_bytes: bytes as u64,
-        dry_run,
-    })
 }
 
 /// One entry the context walk has taken.

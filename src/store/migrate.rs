@@ -16,7 +16,20 @@ pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 /// `v + 1` (index 0 is schema 1 itself, which only `schema.sql` creates). A step is
 /// never edited once it has shipped; a test migrates a schema-1 file and compares it
 /// with a fresh one.
-const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2];
+const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2, TO_3];
+
+/// Schema 3: the plans of batched memory prunes, so that a killed prune can be finished.
+const TO_3: &str = "
+CREATE TABLE memory_prunes (
+    agent_id    INTEGER PRIMARY KEY REFERENCES agents (id) ON DELETE CASCADE,
+    rule        TEXT    NOT NULL,
+    importance  REAL,
+    created_at  INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    max_id      INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL
+) STRICT;
+";
 
 /// Schema 2: the tool cache and its counters, the response cache with its word
 /// index, the response log, their views, and the agent's tool scope and response time

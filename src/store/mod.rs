@@ -8,6 +8,7 @@ mod connection;
 mod memory;
 mod migrate;
 mod pool;
+mod prune;
 mod response_cache;
 mod sql;
 mod tool_cache;
@@ -299,6 +300,44 @@ impl Store {
         restored?;
         self.after_commit();
         Ok(out)
+    }
+}
+
+/// Sizes the write transactions of a long delete (a prune, a purge) so that none holds
+/// the write lock for more than an eighth of the busy timeout: half of what the
+/// reliability promise allows (a quarter), so that other writers, agents included,
+/// wait far less than their busy timeout. Starts small, doubles while batches are
+/// quick, halves when one was slow. The time measured includes waiting for the lock,
+/// which only makes batches smaller.
+pub(crate) struct BatchSizer {
+    rows: i64,
+    budget: std::time::Duration,
+}
+
+impl BatchSizer {
+    const FIRST: i64 = 64;
+    const MIN: i64 = 16;
+    const MAX: i64 = 50_000;
+
+    pub(crate) fn new(store: &Store) -> Self {
+        BatchSizer {
+            rows: Self::FIRST,
+            budget: store.inner.settings.busy_timeout / 8,
+        }
+    }
+
+    /// Rows for the next batch.
+    pub(crate) fn rows(&self) -> i64 {
+        self.rows
+    }
+
+    /// Records how long the last batch took.
+    pub(crate) fn took(&mut self, elapsed: std::time::Duration) {
+        if elapsed > self.budget {
+            self.rows = (self.rows / 2).max(Self::MIN);
+        } else if elapsed < self.budget / 4 {
+            self.rows = (self.rows * 2).min(Self::MAX);
+        }
     }
 }
 

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
+use super::{AgentRecord, BatchSizer, MAX_CONTENT_BYTES, Store};
 use crate::clock::serialize_micros;
 use crate::error::{Error, Result, SqlContext};
 
@@ -31,8 +31,6 @@ const EXPIRE_BATCH_ON_WRITE: i64 = 32;
 
 /// Rows removed per transaction by an on-demand purge, so a large purge never holds
 /// the write lock for long while agents keep writing.
-const PURGE_BATCH: i64 = 2000;
-
 /// A tool cache key: blake3 over the key-format version, the scope, the tool name and
 /// the canonical JSON of the params.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -421,21 +419,29 @@ impl ToolCache {
                 dry_run: true,
             });
         }
-        values.push(SqlValue::Integer(PURGE_BATCH));
+        // Batches: each is all-or-nothing, none holds the write lock long (see
+        // BatchSizer), and a purge killed between two batches is finished by running it
+        // again (its filter picks the same rows).
+        values.push(SqlValue::Integer(0));
         let sql = format!(
             "DELETE FROM tool_cache WHERE key IN \
              (SELECT key FROM tool_cache WHERE {clause} LIMIT ?{})",
             values.len()
         );
+        let mut sizer = BatchSizer::new(&self.store);
         let mut removed = 0u64;
         loop {
+            let rows = sizer.rows();
+            *values.last_mut().expect("the limit") = SqlValue::Integer(rows);
+            let started = Instant::now();
             let n = self.store.write_bulk(|tx| {
                 tx.prepare_cached(&sql)
                     .and_then(|mut s| s.execute(params_from_iter(values.iter())))
                     .sql(&sql)
             })?;
+            sizer.took(started.elapsed());
             removed += n as u64;
-            if (n as i64) < PURGE_BATCH {
+            if (n as i64) < rows {
                 return Ok(PurgeReport {
                     removed,
                     dry_run: false,

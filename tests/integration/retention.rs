@@ -95,7 +95,9 @@ proptest! {
     /// numbers while removing nothing.
     #[test]
     fn prune_matches_the_reference_and_dry_runs_agree(
-        entries in prop::collection::vec(("[a-z]{1,40}", importance_strategy(), 0i64..50), 0..80),
+        // Up to 300 entries: a prune's first batch is 64 rows, so this covers one to
+        // three batches.
+        entries in prop::collection::vec(("[a-z]{1,40}", importance_strategy(), 0i64..50), 0..300),
         rule in prop_oneof![
             (0.0f64..=1.0).prop_map(Prune::KeepFraction),
             importance_strategy().prop_map(Prune::MinImportance),
@@ -129,6 +131,11 @@ proptest! {
         let done = memory.prune(rule, false).unwrap();
         prop_assert_eq!(dry.removed_entries, done.removed_entries);
         prop_assert_eq!(dry.removed_bytes, done.removed_bytes);
+        prop_assert!(!done.resumed && !dry.resumed);
+        // The first batch is 64 rows; whatever the sizes after it, more rows than that
+        // took more than one transaction, and nothing to remove took none.
+        prop_assert_eq!(done.batches == 0, done.removed_entries == 0);
+        prop_assert_eq!(done.batches > 1, done.removed_entries > 64);
 
         let total_before = model.len();
         let bytes_before: i64 = model.iter().map(|e| e.content.len() as i64).sum();

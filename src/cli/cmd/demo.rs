@@ -11,7 +11,7 @@ use agentstore::agent::{
     Agent, AgentConfig, AgentStats, Optimization, Tool, ToolError, ToolRequest,
 };
 use agentstore::workload::SplitMix64;
-use agentstore::{MemorySettings, Outcome, Store, StoreOptions};
+use agentstore::{MemorySettings, Outcome, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -148,7 +148,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 /// Runs `demo`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let p = Printer { quiet: ctx.json };
-    let store = Store::open(&ctx.db, StoreOptions::default())?;
+    let store = ctx.open_for_write()?;
     let found = previous_state(&store, &args.agent)?;
     let llm = args.llm.client(args.seed)?;
     let config = AgentConfig {

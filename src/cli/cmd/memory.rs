@@ -236,12 +236,19 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
             let agent = store.existing_agent(&a.agent.agent)?;
             let report = store.memory(&agent).prune(rule, a.dry_run)?;
             let verb = if a.dry_run { "would remove" } else { "removed" };
+            let mut text = format!(
+                "{verb} {} entries ({})",
+                report.removed_entries,
+                output::bytes(report.removed_bytes)
+            );
+            if report.batches > 1 {
+                text += &format!(" in {} batches", report.batches);
+            }
+            if report.resumed {
+                text += ", finishing the same prune that was interrupted earlier";
+            }
             Ok(Output::Text {
-                text: format!(
-                    "{verb} {} entries ({})",
-                    report.removed_entries,
-                    output::bytes(report.removed_bytes)
-                ),
+                text,
                 json: to_value(report)?,
             }
             .into())
