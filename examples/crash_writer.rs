@@ -14,10 +14,10 @@
 //! write is there.
 //!
 //! With a third argument it stops after that many rounds and exits 0 (the load test
-//! runs it that way).
+//! runs it that way); a fourth sets the busy timeout in milliseconds (default 5000).
 //!
 //! ```text
-//! cargo run --example crash_writer -- DB AGENT [ROUNDS]
+//! cargo run --example crash_writer -- DB AGENT [ROUNDS [BUSY_TIMEOUT_MS]]
 //! ```
 
 use std::io::Write;
@@ -31,14 +31,22 @@ use serde_json::json;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(db), Some(agent)) = (args.next(), args.next()) else {
-        eprintln!("usage: crash_writer DB AGENT [ROUNDS]");
+        eprintln!("usage: crash_writer DB AGENT [ROUNDS [BUSY_TIMEOUT_MS]]");
         std::process::exit(2);
     };
     let rounds: u64 = match args.next() {
         Some(n) => n.parse()?,
         None => u64::MAX,
     };
-    let store = Store::open(&db, StoreOptions::default())?;
+    let busy_timeout = match args.next() {
+        Some(ms) => Duration::from_millis(ms.parse()?),
+        None => StoreOptions::default().busy_timeout,
+    };
+    let options = StoreOptions {
+        busy_timeout,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&db, options)?;
     let record = store.agent(&agent)?;
     // No retention: every acknowledged entry must still be there after the kill.
     // The regular cleanup still runs through its code path but keeps everything.

@@ -307,7 +307,7 @@ impl Store {
 /// the write lock for more than an eighth of the busy timeout: half of what the
 /// reliability promise allows (a quarter), so that other writers, agents included,
 /// wait far less than their busy timeout. Starts small, doubles while batches are
-/// quick, halves when one was slow. The time measured includes waiting for the lock,
+/// quick, halves when one was slow, and leaves a gap between batches. The time measured includes waiting for the lock,
 /// which only makes batches smaller.
 pub(crate) struct BatchSizer {
     rows: i64,
@@ -331,13 +331,17 @@ impl BatchSizer {
         self.rows
     }
 
-    /// Records how long the last batch took.
-    pub(crate) fn took(&mut self, elapsed: std::time::Duration) {
+    /// Records how long the last batch took, then, before the next one, leaves the
+    /// write lock free for as long. SQLite's busy handler is not a queue: a waiting
+    /// writer sleeps and polls, and back-to-back batches would leave it only a moment
+    /// between two of them; with equal gaps half of its polls find the lock free.
+    pub(crate) fn next(&mut self, elapsed: std::time::Duration) {
         if elapsed > self.budget {
             self.rows = (self.rows / 2).max(Self::MIN);
         } else if elapsed < self.budget / 4 {
             self.rows = (self.rows * 2).min(Self::MAX);
         }
+        std::thread::sleep(elapsed.min(self.budget));
     }
 }
 

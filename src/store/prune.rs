@@ -157,7 +157,6 @@ pub(crate) fn prune(
             };
             plan.map(|p| batch(tx, agent_id, &p, rows)).transpose()
         })?;
-        sizer.took(started.elapsed());
         let Some((entries, bytes, done)) = step else {
             return Ok(report);
         };
@@ -167,6 +166,7 @@ pub(crate) fn prune(
         if done {
             return Ok(report);
         }
+        sizer.next(started.elapsed());
     }
 }
 

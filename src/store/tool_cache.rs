@@ -439,7 +439,6 @@ impl ToolCache {
                     .and_then(|mut s| s.execute(params_from_iter(values.iter())))
                     .sql(&sql)
             })?;
-            sizer.took(started.elapsed());
             removed += n as u64;
             if (n as i64) < rows {
                 return Ok(PurgeReport {
@@ -447,6 +446,7 @@ impl ToolCache {
                     dry_run: false,
                 });
             }
+            sizer.next(started.elapsed());
         }
     }
 

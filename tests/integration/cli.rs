@@ -438,6 +438,7 @@ fn check_finds_duplicate_entry_ids() -> TestResult {
 
 #[test]
 fn sixteen_processes_creating_one_file_at_once_all_succeed() -> TestResult {
+    let _running = crate::zz_report::running();
     let db = TempDb::new();
     let children: Vec<_> = (0..16)
         .map(|i| {
@@ -470,6 +471,8 @@ fn sixteen_processes_creating_one_file_at_once_all_succeed() -> TestResult {
     assert_eq!(report["journal_mode"], "wal");
     assert_eq!(report["row_counts"]["memory_entries"], 16);
     assert_eq!(report["row_counts"]["agents"], 4);
+    crate::zz_report::add(crate::zz_report::Count::Processes, 16);
+    crate::zz_report::add(crate::zz_report::Count::AcknowledgedWrites, 16);
     Ok(())
 }
 

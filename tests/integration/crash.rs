@@ -10,6 +10,7 @@ use agentstore::{CacheKey, ListOrder, Store, StoreOptions};
 use serde_json::Value;
 
 use crate::common::{TempDb, TestResult, example_binary};
+use crate::zz_report::{self, Count};
 
 fn spawn(db: &TempDb, agent: &str) -> Child {
     Command::new(example_binary("crash_writer"))
@@ -23,21 +24,21 @@ fn spawn(db: &TempDb, agent: &str) -> Child {
 
 /// What one writer acknowledged before it was killed.
 #[derive(Default)]
-struct Acknowledged {
-    entries: Vec<(i64, String)>,
+pub struct Acknowledged {
+    pub entries: Vec<(i64, String)>,
     tool_results: Vec<(String, Value)>,
     responses: Vec<(i64, String, String)>,
     logged: Vec<i64>,
 }
 
 impl Acknowledged {
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.entries.len() + self.tool_results.len() + self.responses.len() + self.logged.len()
     }
 }
 
 /// Kills the writer and adds what it acknowledged.
-fn kill_and_collect(mut child: Child, into: &mut Acknowledged) {
+pub fn kill_and_collect(mut child: Child, into: &mut Acknowledged) {
     child.kill().expect("SIGKILL");
     let mut out = Vec::new();
     child
@@ -152,6 +153,7 @@ fn assert_all_there(
 
 #[test]
 fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
+    let _running = zz_report::running();
     let db = TempDb::new();
     // The file exists before the first kill: a writer killed within 20 ms may not
     // have created it yet, and the readers below never create one.
@@ -203,6 +205,10 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
         kinds(|a| a.responses.len()) > 0 && kinds(|a| a.tool_results.len()) > 0,
         "the writers acknowledged too little; the test proved nothing"
     );
+    assert_eq!(rounds, 20);
+    zz_report::add(Count::KillRounds, rounds);
+    zz_report::add(Count::Processes, processes as u64);
+    zz_report::add(Count::AcknowledgedWrites, total as u64);
     Ok(())
 }
 
@@ -321,6 +327,7 @@ fn read_with_cli(db: &std::path::Path, args: &[&str]) -> Value {
 
 #[test]
 fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
+    let _running = zz_report::running();
     let db = TempDb::new();
     drop(Store::open(&db.path, StoreOptions::default())?);
     let writers: Vec<(String, Child)> = (0..4)
@@ -390,5 +397,8 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
     println!(
         "load: 4 writer processes x 2,000 rounds, {reads} CLI reads, no error reached any caller"
     );
+    zz_report::add(Count::Processes, 4 + reads as u64);
+    let acked: usize = acknowledged.values().map(Acknowledged::len).sum();
+    zz_report::add(Count::AcknowledgedWrites, acked as u64);
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use agentstore::{Error, Store, StoreOptions, query_read_only};
 use serde_json::json;
 
-use crate::common::{TempDb, TestResult};
+use crate::common::{TempDb, TestResult, agentstore};
 
 fn populated() -> TempDb {
     let db = TempDb::new();
@@ -60,6 +60,7 @@ fn reads_return_columns_and_json_values() -> TestResult {
 
 #[test]
 fn writes_are_refused_and_change_nothing() {
+    let _running = crate::zz_report::running();
     let db = populated();
     let before = db.snapshot();
     let attach_target = db.dir.path().join("other.db");
@@ -82,6 +83,25 @@ fn writes_are_refused_and_change_nothing() {
         "PRAGMA user_version = 99".into(),
         "SELECT load_extension('/tmp/nothing')".into(),
         "SELECT 1; DELETE FROM memory_entries".into(),
+        // More of the same, spelled differently.
+        format!(
+            "ATTACH '{}' AS o; CREATE TABLE o.t (x)",
+            attach_target.display()
+        ),
+        "UPDATE agents SET max_entries = 1 RETURNING id".into(),
+        "WITH RECURSIVE n(i) AS (SELECT 1) DELETE FROM memory_entries WHERE id IN n RETURNING *"
+            .into(),
+        "INSERT INTO memory_entries SELECT * FROM memory_entries RETURNING id".into(),
+        "PRAGMA main.user_version = 99".into(),
+        "PRAGMA wal_checkpoint(TRUNCATE)".into(),
+        "PRAGMA foreign_keys = OFF".into(),
+        "SAVEPOINT s".into(),
+        "VACUUM".into(),
+        "REINDEX".into(),
+        "ANALYZE".into(),
+        "CREATE TEMP TABLE t (x)".into(),
+        "DETACH main".into(),
+        "SELECT load_extension('libc.so.6', 'system')".into(),
     ];
     for sql in &tricks {
         let err = query_read_only(&db.path, sql, Duration::from_secs(5))
@@ -89,8 +109,40 @@ fn writes_are_refused_and_change_nothing() {
         assert!(matches!(err, Error::NotReadOnly(_)), "{sql}: {err}");
         assert!(err.to_string().starts_with("refused: "), "{sql}: {err}");
     }
+    // The same through the command an operator runs: exit 2, one clear line.
+    for sql in &tricks {
+        let out = agentstore(&db).args(["sql", sql]).assert().code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.starts_with("agentstore: refused: "),
+            "{sql}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{sql}: {stderr}");
+    }
     assert!(!attach_target.exists() && !vacuum_target.exists());
     // Not a byte changed, and no -wal or -shm left behind.
+    assert_eq!(db.snapshot(), before);
+    crate::zz_report::add(
+        crate::zz_report::Count::WriteTricksRefused,
+        2 * tricks.len() as u64,
+    );
+}
+
+#[test]
+fn the_sql_command_interrupts_a_runaway_query_at_its_time_limit() {
+    let _running = crate::zz_report::running();
+    let db = populated();
+    let before = db.snapshot();
+    agentstore(&db)
+        .args([
+            "sql",
+            "--timeout",
+            "300ms",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("time limit"));
     assert_eq!(db.snapshot(), before);
 }
 
