@@ -142,15 +142,29 @@ pub struct Context {
 }
 
 impl Context {
-    /// Opens the store for a command that writes (creating the file if needed).
-    pub fn open_for_write(&self) -> agentstore::Result<Store> {
-        Store::open(
+    /// Opens the store for a command that writes (creating the file if needed). An
+    /// existing empty file is refused: SQLite would take it for a new database, and a
+    /// file truncated to nothing would silently start over; `init` is the explicit way.
+    pub fn open_for_write(&self) -> anyhow::Result<Store> {
+        if std::fs::metadata(&self.db).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            anyhow::bail!(
+                "{} is an empty file (0 bytes), not an agentstore database; \
+                 run `agentstore init` to create one in it",
+                self.db.display()
+            );
+        }
+        self.open_for_init()
+    }
+
+    /// Opens the store for `init`: creates the file, or the schema in an empty file.
+    pub fn open_for_init(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(
             &self.db,
             StoreOptions {
                 busy_timeout: self.busy_timeout,
                 ..StoreOptions::default()
             },
-        )
+        )?)
     }
 
     /// Opens the store for a command that only reads: never creates a file.
@@ -169,6 +183,10 @@ impl Context {
 /// cause; other errors (I/O on stdout, JSON) get their causes appended.
 pub fn error_line(e: &anyhow::Error) -> String {
     let line = match e.downcast_ref::<agentstore::Error>() {
+        // Damage found in the middle of a statement: say so, and what to run.
+        Some(err @ agentstore::Error::Sql { .. }) if err.is_damage() => format!(
+            "the database file is damaged ({err}); `agentstore check` reports what is wrong"
+        ),
         Some(err) => err.to_string(),
         None => e
             .chain()

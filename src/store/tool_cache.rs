@@ -450,6 +450,17 @@ impl ToolCache {
         }
     }
 
+    /// Whether `tool` has counters or cached results (in any scope).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn knows_tool(&self, tool: &str) -> Result<bool> {
+        const KNOWN: &str = "SELECT EXISTS (SELECT 1 FROM tool_counters WHERE tool = ?1)
+                                 OR EXISTS (SELECT 1 FROM tool_cache WHERE tool = ?1)";
+        self.store
+            .read(|c| c.query_row(KNOWN, [tool], |r| r.get(0)).sql(KNOWN))
+    }
+
     /// The cached results `filter` covers, newest first, at most `limit`.
     ///
     /// # Errors

@@ -393,3 +393,128 @@ fn a_large_prune_lets_agents_keep_writing_and_keeps_what_they_add() -> TestResul
     zz_report::add(Count::AcknowledgedWrites, acknowledged.len() as u64);
     Ok(())
 }
+
+#[path = "../../examples/support/cleanup.rs"]
+mod cleanup;
+
+/// Adds that run the original's cleanups, killed at random moments: the file holds
+/// exactly what a model holds after the adds that committed (every acknowledged one,
+/// and at most one more that committed just before the kill), never half a cleanup.
+#[test]
+fn adds_that_clean_up_are_all_or_nothing_under_kill() -> TestResult {
+    use crate::common::RefMemory;
+    let _running = zz_report::running();
+    let db = TempDb::new();
+    drop(Store::open(&db.path, StoreOptions::default())?);
+    let mut committed = 0u64;
+    let mut acknowledged_total = 0u64;
+    for round in 0..6u64 {
+        let child = Command::new(example_binary("cleanup_writer"))
+            .arg(&db.path)
+            .arg("c")
+            .arg(committed.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(40 + round * 23));
+        let mut acknowledged = Acknowledged::default();
+        kill_and_collect_ids(child, &mut acknowledged);
+        let store = assert_sound(&db.path, "after the kill");
+        let agent = store.existing_agent("c")?;
+        let count = agent.message_count as u64;
+        let acked = acknowledged.entries.len() as u64;
+        assert!(
+            count == committed + acked || count == committed + acked + 1,
+            "round {round}: {count} committed, {acked} acknowledged after {committed}"
+        );
+        // Replay every committed add on the model; time = message number, which
+        // orders entries as the store's clock does (ties broken by id either way).
+        let mut model = RefMemory::new(cleanup::settings());
+        for n in 0..count {
+            let (content, importance) = cleanup::entry(n);
+            model.add(&content, importance, n as i64);
+        }
+        let want: Vec<(i64, String)> = model.sorted().into_iter().map(|e| (e.0, e.1)).collect();
+        let got: Vec<(i64, String)> = all_entries(&store, "c")
+            .into_iter()
+            .map(|e| (e.0, e.1))
+            .collect();
+        assert_eq!(got, want, "round {round}: not the model after {count} adds");
+        committed = count;
+        acknowledged_total += acked;
+    }
+    assert!(
+        committed > 100,
+        "too few adds to prove anything: {committed}"
+    );
+    zz_report::add(Count::KillRounds, 6);
+    zz_report::add(Count::Processes, 6);
+    zz_report::add(Count::AcknowledgedWrites, acknowledged_total);
+    Ok(())
+}
+
+/// Kills `child` and collects the ids it printed (complete lines only).
+fn kill_and_collect_ids(mut child: Child, into: &mut Acknowledged) {
+    child.kill().expect("SIGKILL");
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    for line in complete.lines() {
+        into.entries
+            .push((line.parse().expect("id"), String::new()));
+    }
+}
+
+/// An import killed at random moments: the agent is either absent or complete.
+#[test]
+fn an_import_killed_midway_stores_all_of_it_or_nothing() -> TestResult {
+    let _running = zz_report::running();
+    let dir = tempfile::tempdir()?;
+    let base = seeded(dir.path());
+    let export = dir.path().join("p.jsonl");
+    let out = cli(&base, &["export", "--agent", "p", "--output"])
+        .arg(&export)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One whole import first, to place the kills across its run.
+    let whole = dir.path().join("whole.db");
+    let started = Instant::now();
+    run_cli(&whole, &["import", export.to_str().expect("UTF-8 path")]);
+    let took = started.elapsed();
+    let mut complete = 0;
+    for (round, share) in [0.1, 0.4, 0.7, 0.9, 1.5].into_iter().enumerate() {
+        let target = dir.path().join(format!("import-{round}.db"));
+        drop(Store::open(&target, StoreOptions::default())?);
+        let mut child = cli(&target, &["import"]).arg(&export).spawn()?;
+        std::thread::sleep(took.mul_f64(share));
+        child.kill()?;
+        let _ = child.wait();
+        let store = assert_sound(&target, "after the killed import");
+        match store.existing_agent("p") {
+            Ok(p) => {
+                assert_eq!(
+                    p.memory_entries, ENTRIES as u64,
+                    "round {round}: half an import"
+                );
+                complete += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("no agent named"), "{e}");
+                let entries: i64 = Connection::open(&target)?.query_row(
+                    "SELECT count(*) FROM memory_entries",
+                    [],
+                    |r| r.get(0),
+                )?;
+                assert_eq!(entries, 0, "round {round}: rows without their agent");
+            }
+        }
+    }
+    println!("import kills: {complete} of 5 had committed before the kill");
+    zz_report::add(Count::KillRounds, 5);
+    zz_report::add(Count::Processes, 7);
+    Ok(())
+}

@@ -169,3 +169,92 @@ async fn tasks_aborted_mid_write_leave_the_pool_usable_and_no_lock_held() -> Tes
     assert!(report.ok, "{:?}", report.problems);
     Ok(())
 }
+
+/// The same through the composed `Agent`: 48 tasks sharing one agent (memory, tools,
+/// responses, an offline LLM) on a pool of two connections; half are aborted in the
+/// middle of their work, the rest finish, and every acknowledged message is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_share_one_agent_on_a_pool_of_two() -> TestResult {
+    let _running = crate::zz_report::running();
+    let db = TempDb::new();
+    let store = small_pool(&db)?;
+    let config = agentstore::agent::AgentConfig {
+        tools: ToolRegistry::new().with(Square),
+        // No retention, so every acknowledged fact must still be there at the end.
+        memory: Some(agentstore::MemorySettings {
+            max_entries: 1 << 40,
+            max_memory_mb: 1024.0,
+            keep_fraction: 1.0,
+            ..agentstore::MemorySettings::default()
+        }),
+        ..agentstore::agent::AgentConfig::new(agentstore::agent::SimulatedClient::instant(7))
+    };
+    let agent = Arc::new(agentstore::agent::Agent::open(&store, "bot", config).await?);
+    let tasks: Vec<_> = (0..48u64)
+        .map(|t| {
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for i in 0..30u64 {
+                    let n = (t + i) % 12;
+                    assert_eq!(
+                        agent.execute_tool("square", json!({ "n": n })).await?,
+                        json!(n * n)
+                    );
+                    agent
+                        .process_message(&format!("task {t} asks question {i}"))
+                        .await?;
+                    acknowledged.push(agent.remember(&format!("task {t} fact {i}"), 0.9).await?);
+                    agent.context(500).await?;
+                }
+                Ok::<_, agentstore::Error>(acknowledged)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut ids = Vec::new();
+    let mut aborted = 0;
+    for task in tasks.iter().skip(1).step_by(2) {
+        task.abort();
+    }
+    for task in tasks {
+        match tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("a task never finished: deadlock")
+        {
+            Ok(done) => ids.extend(done?),
+            Err(e) if e.is_cancelled() => aborted += 1,
+            Err(e) => panic!("task panicked: {e}"),
+        }
+    }
+    assert!(
+        ids.len() >= 24 * 30,
+        "only {} facts acknowledged",
+        ids.len()
+    );
+    agent.flush().await?;
+    // No lock is held and the file is sound.
+    let other = rusqlite::Connection::open(&db.path)?;
+    other.busy_timeout(Duration::from_millis(500))?;
+    other.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+    let report = store.check()?;
+    assert!(report.ok, "{:?}", report.problems);
+    let stored: std::collections::HashSet<i64> = store
+        .memory(&store.existing_agent("bot")?)
+        .list(agentstore::ListOrder::Time, u64::MAX)?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    for id in &ids {
+        assert!(stored.contains(id), "acknowledged fact {id} is missing");
+    }
+    println!(
+        "agent pool: 48 tasks on 2 connections, {aborted} aborted, {} facts checked",
+        ids.len()
+    );
+    crate::zz_report::add(
+        crate::zz_report::Count::AcknowledgedWrites,
+        ids.len() as u64,
+    );
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! binary. One test binary, one module per area.
 
 mod agent;
+mod bad_input;
 mod cli;
 mod common;
 mod context;

@@ -652,6 +652,41 @@ fn a_result_cached_by_one_process_is_a_hit_for_another() -> TestResult {
     assert_eq!(first, json!({"result": {"square": 49}, "executed": true}));
     let second = run_tool_call(&db, "bot", 7);
     assert_eq!(second, json!({"result": {"square": 49}, "executed": false}));
+    // An operator finds the same result with the same params, keys in any order.
+    let found = json_of(
+        &db,
+        &[
+            "tools",
+            "cache",
+            "lookup",
+            "--agent",
+            "bot",
+            "--tool",
+            "square",
+            "--params",
+            "{\"n\": 7}",
+        ],
+    );
+    assert_eq!(found["found"], true);
+    assert_eq!(found["result"], json!({"square": 49}));
+    let missing = json_of(
+        &db,
+        &[
+            "tools",
+            "cache",
+            "lookup",
+            "--agent",
+            "bot",
+            "--tool",
+            "square",
+            "--params",
+            "{\"n\": 8}",
+        ],
+    );
+    assert_eq!(
+        (missing["found"].clone(), missing["result"].clone()),
+        (json!(false), Value::Null)
+    );
 
     // Eight processes missing the same key at once: all succeed (one upsert each).
     let children: Vec<_> = (0..8)

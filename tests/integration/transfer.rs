@@ -280,6 +280,7 @@ fn bad_file(bad: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_bad_line_aborts_the_whole_import_and_changes_nothing() -> TestResult {
+    let _running = crate::zz_report::running();
     let db = populated();
     let deep = format!(
         r#"{{"type":"tool_cache","scope":"s","tool":"t","created_at":"2026-01-01T00:00:00.000000Z","expires_at":"2026-01-01T00:00:00.000000Z","params":{}1{},"result":1}}"#,
@@ -307,6 +308,7 @@ fn a_bad_line_aborts_the_whole_import_and_changes_nothing() -> TestResult {
         (huge.into_bytes(), "the most one entry can hold"),
     ];
     let before = db.snapshot();
+    crate::zz_report::add(crate::zz_report::Count::BadInputs, cases.len() as u64);
     for (bad, expected) in cases {
         let file = db.dir.path().join("../bad.jsonl");
         std::fs::write(&file, bad_file(&bad))?;

@@ -14,8 +14,9 @@ pub struct Args {}
 
 /// Runs `init`.
 pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
-    let existed = ctx.db.exists();
-    let store = ctx.open_for_write()?;
+    // An empty file counts as new: init creates the schema in it.
+    let existed = std::fs::metadata(&ctx.db).is_ok_and(|m| m.len() > 0);
+    let store = ctx.open_for_init()?;
     let path = store.path().display().to_string();
     let verb = if existed { "checked" } else { "created" };
     Ok(Output::Text {

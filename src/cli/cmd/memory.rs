@@ -59,7 +59,7 @@ pub struct AddArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// Importance, a number between 0 and 1.
-    #[arg(long, default_value = "0.5", value_parser = parse::unit_interval, allow_negative_numbers = true)]
+    #[arg(long, default_value = "0.5", value_parser = parse::unit_interval, allow_hyphen_values = true)]
     pub importance: f64,
     /// The entry's text; `-` reads it from standard input (one trailing newline is
     /// dropped).
@@ -105,10 +105,10 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// Keep this share of entries (the most important, newest among equals).
-    #[arg(long, group = "rule", value_parser = parse::unit_interval, allow_negative_numbers = true)]
+    #[arg(long, group = "rule", value_parser = parse::unit_interval, allow_hyphen_values = true)]
     pub keep_fraction: Option<f64>,
     /// Remove entries whose importance is below this.
-    #[arg(long, group = "rule", value_parser = parse::unit_interval, allow_negative_numbers = true)]
+    #[arg(long, group = "rule", value_parser = parse::unit_interval, allow_hyphen_values = true)]
     pub min_importance: Option<f64>,
     /// Remove entries older than this (e.g. 90m, 12h, 7d).
     #[arg(long, group = "rule", value_parser = parse::duration, allow_hyphen_values = true)]

@@ -75,7 +75,7 @@ pub struct LookupArgs {
     #[command(flatten)]
     pub agent: AgentArg,
     /// Fuzzy matches need a similarity strictly above this.
-    #[arg(long, default_value = "0.7", value_parser = parse::unit_interval, allow_negative_numbers = true)]
+    #[arg(long, default_value = "0.7", value_parser = parse::unit_interval, allow_hyphen_values = true)]
     pub threshold: f64,
     /// Allow fuzzy matches that differ by a negation or a number.
     #[arg(long)]

@@ -1,8 +1,13 @@
 //! `agentstore tools`: tool call stats and the tool-result cache.
 
-use agentstore::{CacheFilter, Store, ToolStats};
+use std::io::Read;
+
+use agentstore::{
+    CacheFilter, CacheKey, Error, MAX_CONTENT_BYTES, Store, ToolStats, canonical_json,
+};
+use anyhow::Context as _;
 use clap::Subcommand;
-use serde_json::to_value;
+use serde_json::{Value, json, to_value};
 
 use crate::cli::Context;
 use crate::cli::output::{self, Output, Reply};
@@ -40,6 +45,27 @@ pub enum CacheCommand {
   agentstore tools cache purge --all --tool web_lookup --dry-run
   agentstore tools cache purge --all --agent bot")]
     Purge(PurgeArgs),
+    /// Look up the cached result of one call: the tool and its params as JSON, in the
+    /// agent's cache scope. Params are canonicalised as the agent does (object keys
+    /// sorted), so `{"b":1,"a":2}` finds what `{"a":2,"b":1}` stored.
+    #[command(after_help = r#"Examples:
+  agentstore tools cache lookup --agent bot --tool calculator --params '{"expression":"2+2"}'
+  echo '{"q":"rust"}' | agentstore --json tools cache lookup --agent bot --tool search --params -"#)]
+    Lookup(LookupArgs),
+}
+
+/// `tools cache lookup`.
+#[derive(Debug, clap::Args)]
+pub struct LookupArgs {
+    /// The agent whose cache scope to look in.
+    #[arg(long)]
+    pub agent: String,
+    /// The tool.
+    #[arg(long)]
+    pub tool: String,
+    /// The params as JSON text, or `-` to read them from standard input (at most 1 MiB).
+    #[arg(long, allow_hyphen_values = true)]
+    pub params: String,
 }
 
 /// `tools stats`.
@@ -89,11 +115,14 @@ pub struct PurgeArgs {
 
 impl Filter {
     /// The library filter: `--agent` becomes that agent's scope.
-    fn resolve(&self, store: &Store, expired_only: bool) -> agentstore::Result<CacheFilter> {
+    fn resolve(&self, store: &Store, expired_only: bool) -> anyhow::Result<CacheFilter> {
         let scope = match &self.agent {
             Some(name) => Some(store.existing_agent(name)?.tool_scope),
             None => None,
         };
+        if let Some(tool) = &self.tool {
+            known_tool(store, tool)?;
+        }
         Ok(CacheFilter {
             scope,
             tool: self.tool.clone(),
@@ -108,6 +137,61 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
         Command::Stats(a) => stats(ctx, a),
         Command::Cache(CacheCommand::List(a)) => list(ctx, a),
         Command::Cache(CacheCommand::Purge(a)) => purge(ctx, a),
+        Command::Cache(CacheCommand::Lookup(a)) => lookup(ctx, a),
+    }
+}
+
+/// Reads `--params`: the argument, or stdin for `-`; refuses more than the cache's
+/// limit before parsing, and anything that is not exactly one JSON value.
+fn read_params(arg: &str) -> anyhow::Result<Value> {
+    let text = if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(MAX_CONTENT_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+            .context("cannot read the params from standard input as UTF-8 text")?;
+        text
+    } else {
+        arg.to_string()
+    };
+    if text.len() > MAX_CONTENT_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "--params is over {MAX_CONTENT_BYTES} bytes, the most a cached call's params can be"
+        ))
+        .into());
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidArgument(format!("--params is not one JSON value: {e}")).into())
+}
+
+fn lookup(ctx: &Context, a: LookupArgs) -> anyhow::Result<Reply> {
+    let params = read_params(&a.params)?;
+    let canonical = canonical_json(&params)?;
+    let store = ctx.open_for_read()?;
+    let scope = store.existing_agent(&a.agent)?.tool_scope;
+    known_tool(&store, &a.tool)?;
+    let key = CacheKey::from_canonical(&scope, &a.tool, &canonical);
+    let found = store.tool_cache().get(&key)?;
+    let text = match &found {
+        Some(result) => result.to_string(),
+        None => "not cached (or expired): the agent would run the tool".to_string(),
+    };
+    let json = json!({
+        "key": key.to_hex(), "scope": scope, "tool": a.tool,
+        "found": found.is_some(), "result": found,
+    });
+    Ok(Output::Text { text, json }.into())
+}
+
+/// Fails unless `tool` appears in the tool stats or the cache: a misspelt name gets an
+/// error, not an empty answer.
+fn known_tool(store: &Store, tool: &str) -> anyhow::Result<()> {
+    if store.tool_cache().knows_tool(tool)? {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "no tool named '{tool}' in the tool stats or the cache (see `agentstore tools stats`)"
+        )
     }
 }
 
