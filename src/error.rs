@@ -237,7 +237,7 @@ impl<T> SqlContext<T> for std::result::Result<T, rusqlite::Error> {
 }
 
 /// The statement on one line, cut to a readable length.
-fn short_statement(sql: &str) -> String {
+pub(crate) fn short_statement(sql: &str) -> String {
     let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(120) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),

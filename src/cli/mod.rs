@@ -145,8 +145,15 @@ impl Context {
     /// Opens the store for a command that writes (creating the file if needed). An
     /// existing empty file is refused: SQLite would take it for a new database, and a
     /// file truncated to nothing would silently start over; `init` is the explicit way.
+    /// A file another process has just created is empty for the few milliseconds it
+    /// takes to write the schema, so an empty file gets a grace second to fill first.
     pub fn open_for_write(&self) -> anyhow::Result<Store> {
-        if std::fs::metadata(&self.db).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        let empty = || std::fs::metadata(&self.db).is_ok_and(|m| m.is_file() && m.len() == 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if empty() {
             anyhow::bail!(
                 "{} is an empty file (0 bytes), not an agentstore database; \
                  run `agentstore init` to create one in it",

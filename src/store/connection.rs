@@ -250,10 +250,12 @@ pub(crate) fn configure(conn: &Connection, s: ConnectionSettings) -> rusqlite::R
     conn.pragma_update(None, "wal_autocheckpoint", super::checkpoint::AUTO_PAGES)?;
     // The store has more hot statements than rusqlite's default cache of 16 holds.
     conn.set_prepared_statement_cache_capacity(64);
-    // Backstop for the size checks done in Rust: no single value above 64 MiB.
+    // Backstop for the size checks done in Rust: no single value above 64 MiB, and
+    // no statement text above 1 MiB (ours are a few hundred bytes).
     conn.set_limit(
         rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
         64 * 1024 * 1024,
     )?;
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_SQL_LENGTH, 1 << 20)?;
     Ok(())
 }

@@ -119,6 +119,12 @@ pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<Quer
     if sql.trim().is_empty() {
         return Err(Error::invalid("the query is empty"));
     }
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(Error::invalid(format!(
+            "the query is {} bytes; the most `sql` accepts is {MAX_QUERY_BYTES}",
+            sql.len()
+        )));
+    }
     refuse_directory(path)?;
     if !path.exists() {
         return Err(Error::NotFound(path.to_path_buf()));
@@ -168,13 +174,23 @@ fn run_query(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
                 "the statement tried to write; `sql` runs read-only queries".into(),
             ),
             e => Error::Sql {
-                statement: sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                statement: crate::error::short_statement(sql),
                 source: Box::new(e),
             },
         }
     };
 
-    let mut stmt = conn.prepare(sql).map_err(refused)?;
+    // A query SQLite cannot compile (a typo, an unknown table or function) is the
+    // caller's bad input; other failures (a damaged file) stay SQLite errors.
+    let mut stmt = conn.prepare(sql).map_err(|e| {
+        let compile = matches!(e, rusqlite::Error::SqlInputError { .. })
+            || e.sqlite_error_code() == Some(ErrorCode::Unknown);
+        if compile && denied.lock().is_ok_and(|s| s.is_none()) {
+            Error::InvalidArgument(format!("the query is not valid here: {e}"))
+        } else {
+            refused(e)
+        }
+    })?;
     if !stmt.readonly() {
         return Err(Error::NotReadOnly(
             "SQLite reports that this statement can write; `sql` runs read-only queries".into(),
@@ -194,12 +210,20 @@ fn run_query(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
     Ok(QueryResult { columns, rows: out })
 }
 
-/// The connection-level locks: no writes, no attached databases.
+/// The longest query text `sql` accepts.
+pub const MAX_QUERY_BYTES: usize = 1 << 20;
+
+/// The connection-level locks: no writes, no attached databases, and SQLite's limits
+/// on one statement's text and one value.
 fn lock_down(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "query_only", true)
         .sql("PRAGMA query_only")?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
         .sql("SQLITE_LIMIT_ATTACHED")?;
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, MAX_QUERY_BYTES as i32)
+        .sql("SQLITE_LIMIT_SQL_LENGTH")?;
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, 64 << 20)
+        .sql("SQLITE_LIMIT_LENGTH")?;
     Ok(())
 }
 

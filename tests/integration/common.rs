@@ -7,6 +7,16 @@ use tempfile::TempDir;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// How many times over the kill suites run: `AGENTSTORE_SOAK=N` (default 1) for a long
+/// soak; CI runs the default, which already meets the numbers the README promises.
+pub fn soak() -> u64 {
+    std::env::var("AGENTSTORE_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
 /// A database file in its own temporary directory, removed on drop.
 pub struct TempDb {
     pub dir: TempDir,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use agentstore::{CacheKey, ListOrder, Store, StoreOptions};
 use serde_json::Value;
 
-use crate::common::{TempDb, TestResult, example_binary};
+use crate::common::{TempDb, TestResult, example_binary, soak};
 use crate::zz_report::{self, Count};
 
 fn spawn(db: &TempDb, agent: &str) -> Child {
@@ -161,8 +161,10 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
     let mut acknowledged: HashMap<String, Acknowledged> = HashMap::new();
     let mut rounds = 0;
     let mut processes = 0;
-    // 20 rounds: 1 to 4 writers at once, killed after 20 to 140 ms.
-    for round in 0..20u64 {
+    // 20 rounds (times AGENTSTORE_SOAK): 1 to 4 writers at once, killed after 20 to
+    // 140 ms.
+    let total_rounds = 20 * soak();
+    for round in 0..total_rounds {
         let writers = 1 + (round % 4) as usize;
         let children: Vec<(String, Child)> = (0..writers)
             .map(|w| {
@@ -177,7 +179,7 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
             kill_and_collect(child, acknowledged.entry(agent).or_default());
         }
         rounds += 1;
-        if round == 19 {
+        if round == total_rounds - 1 {
             // The writers were killed with their WAL open: every CLI command reads
             // through it and sees every acknowledged write.
             assert!(wal(&db).exists(), "expected a hot WAL after the kill");
@@ -205,7 +207,7 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
         kinds(|a| a.responses.len()) > 0 && kinds(|a| a.tool_results.len()) > 0,
         "the writers acknowledged too little; the test proved nothing"
     );
-    assert_eq!(rounds, 20);
+    assert_eq!(rounds, total_rounds);
     zz_report::add(Count::KillRounds, rounds);
     zz_report::add(Count::Processes, processes as u64);
     zz_report::add(Count::AcknowledgedWrites, total as u64);

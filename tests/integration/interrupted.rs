@@ -12,7 +12,7 @@ use agentstore::{CacheKey, MemorySettings, NewEntry, Prune, Store, StoreOptions,
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use crate::common::{TempDb, TestResult, all_entries, example_binary};
+use crate::common::{TempDb, TestResult, all_entries, example_binary, soak};
 use crate::crash::{Acknowledged, kill_and_collect};
 use crate::zz_report::{self, Count};
 
@@ -408,7 +408,8 @@ fn adds_that_clean_up_are_all_or_nothing_under_kill() -> TestResult {
     drop(Store::open(&db.path, StoreOptions::default())?);
     let mut committed = 0u64;
     let mut acknowledged_total = 0u64;
-    for round in 0..6u64 {
+    let rounds = 6 * soak();
+    for round in 0..rounds {
         let child = Command::new(example_binary("cleanup_writer"))
             .arg(&db.path)
             .arg("c")
@@ -416,12 +417,12 @@ fn adds_that_clean_up_are_all_or_nothing_under_kill() -> TestResult {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        std::thread::sleep(Duration::from_millis(40 + round * 23));
+        std::thread::sleep(Duration::from_millis(40 + (round * 23) % 160));
         let mut acknowledged = Acknowledged::default();
         kill_and_collect_ids(child, &mut acknowledged);
         let store = assert_sound(&db.path, "after the kill");
         let agent = store.existing_agent("c")?;
-        let count = agent.message_count as u64;
+        let count = agent.message_count;
         let acked = acknowledged.entries.len() as u64;
         assert!(
             count == committed + acked || count == committed + acked + 1,
@@ -447,8 +448,8 @@ fn adds_that_clean_up_are_all_or_nothing_under_kill() -> TestResult {
         committed > 100,
         "too few adds to prove anything: {committed}"
     );
-    zz_report::add(Count::KillRounds, 6);
-    zz_report::add(Count::Processes, 6);
+    zz_report::add(Count::KillRounds, rounds);
+    zz_report::add(Count::Processes, rounds);
     zz_report::add(Count::AcknowledgedWrites, acknowledged_total);
     Ok(())
 }

@@ -147,6 +147,34 @@ fn the_sql_command_interrupts_a_runaway_query_at_its_time_limit() {
 }
 
 #[test]
+fn oversized_or_invalid_queries_are_refused_as_bad_input() {
+    let db = populated();
+    let before = db.snapshot();
+    let long = format!("SELECT 1 /* {} */", "x".repeat(2 << 20));
+    let err = query_read_only(&db.path, &long, Duration::from_secs(5)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the query is {} bytes; the most `sql` accepts is 1048576",
+            long.len()
+        )
+    );
+    for bad in ["SELEC 1", "SELECT nope()", "SELECT * FROM no_such_table"] {
+        let err = query_read_only(&db.path, bad, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            agentstore::ErrorKind::InvalidInput,
+            "{bad}: {err}"
+        );
+        assert!(
+            err.to_string().starts_with("the query is not valid here: "),
+            "{err}"
+        );
+    }
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
 fn a_runaway_query_is_interrupted() {
     let db = populated();
     let err = query_read_only(
