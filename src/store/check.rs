@@ -29,6 +29,8 @@ pub struct CheckReport {
     pub row_counts: BTreeMap<String, u64>,
     /// Every problem, one line each.
     pub problems: Vec<String>,
+    /// Things worth knowing that are not problems (an interrupted prune), one line each.
+    pub notes: Vec<String>,
 }
 
 impl Store {
@@ -47,6 +49,7 @@ impl Store {
                 journal_mode: String::new(),
                 row_counts: BTreeMap::new(),
                 problems: Vec::new(),
+                notes: Vec::new(),
             };
             let damage = |e: Error, report: &mut CheckReport| -> Result<()> {
                 if e.is_damage() {
@@ -101,6 +104,21 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
     if foreign_key_violations > 0 {
         problems.push(format!(
             "{foreign_key_violations} rows refer to missing parents"
+        ));
+    }
+
+    // A prune killed between its batches: not damage (each batch was whole), but the
+    // operator should finish it.
+    const PRUNES: &str = "SELECT a.name, p.rule FROM memory_prunes p
+         JOIN agents a ON a.id = p.agent_id ORDER BY a.name";
+    let mut stmt = c.prepare(PRUNES).sql(PRUNES)?;
+    let pending = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .sql(PRUNES)?;
+    for row in pending {
+        let (agent, rule) = row.sql(PRUNES)?;
+        report.notes.push(format!(
+            "agent '{agent}': `memory prune --{rule}` was interrupted; run it again to finish it"
         ));
     }
 

@@ -183,7 +183,13 @@ fn killed_writers_lose_nothing_they_acknowledged() -> TestResult {
             // The writers were killed with their WAL open: every CLI command reads
             // through it and sees every acknowledged write.
             assert!(wal(&db).exists(), "expected a hot WAL after the kill");
+            let before = file_identity(&db);
             cli_sees_everything(&db, &acknowledged);
+            assert_eq!(
+                file_identity(&db),
+                before,
+                "a CLI read moved or copied the file"
+            );
         }
 
         // After every round: the store opens, passes check (counters, buckets and the
@@ -306,7 +312,54 @@ fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>
             ],
         );
         assert_eq!(dry["removed_entries"], 0);
+        // The stats commands and views count at least what was acknowledged.
+        let stats = read_with_cli(&db.path, &["stats", "--agent", agent]);
+        let memory = &stats["memory_stats"][0];
+        assert!(memory["total_entries"].as_u64().expect("entries") >= ack.entries.len() as u64);
+        let responses = &stats["response_stats"][0];
+        assert!(responses["total_logged"].as_u64().expect("logged") >= ack.logged.len() as u64);
+        // An export (one snapshot) carries every acknowledged entry.
+        let out = Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
+            .arg("--db")
+            .arg(&db.path)
+            .args(["export", "--agent", agent])
+            .output()
+            .expect("run export");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let exported: std::collections::HashSet<i64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+            .filter(|r| r["type"] == "memory")
+            .map(|r| r["id"].as_i64().expect("id"))
+            .collect();
+        for (id, _) in &ack.entries {
+            assert!(exported.contains(id), "export misses entry {id} of {agent}");
+        }
+        for args in [
+            &["tools", "cache", "purge", "--all", "--dry-run"][..],
+            &["responses", "purge", "--agent", agent, "--all", "--dry-run"],
+        ] {
+            read_with_cli(&db.path, args);
+        }
     }
+}
+
+/// The database file's identity and the directory's file names: a command that moved,
+/// replaced or copied the file, or left another file beside it, changes one of them.
+fn file_identity(db: &TempDb) -> (u64, Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(&db.path).expect("metadata").ino();
+    let mut names: Vec<String> = std::fs::read_dir(db.dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with("-shm") && !n.ends_with("-wal"))
+        .collect();
+    names.sort();
+    (inode, names)
 }
 
 /// Runs `agentstore ARGS` on the database, expecting success (no "database is locked"

@@ -177,7 +177,14 @@ fn a_prune_killed_between_batches_is_finished_by_running_it_again() -> TestResul
                 .memory(&store.existing_agent("p")?)
                 .stats()?
                 .total_entries;
+            let notes = store.check()?.notes;
+            assert_eq!(notes.len() as i64, pending, "{notes:?}");
             if pending > 0 {
+                let mut command = format!("`memory prune {}`", rule.join(" "));
+                if rule[0] == "--older-than" {
+                    command = "`memory prune --older-than 6days`".into();
+                }
+                assert!(notes[0].contains(&command), "{notes:?} lacks {command}");
                 interrupted += 1;
                 assert!(was_running);
                 assert!(

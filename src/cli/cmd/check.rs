@@ -37,6 +37,9 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
         report.problems.join("\n")
     };
     fields.push(("problems".to_string(), verdict));
+    if !report.notes.is_empty() {
+        fields.push(("notes".to_string(), report.notes.join("\n")));
+    }
     Ok(Reply {
         problems: !report.ok,
         output: Output::Fields {
