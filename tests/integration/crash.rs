@@ -399,6 +399,8 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
             (agent, child)
         })
         .collect();
+    // A fifth writer whose adds run the original's cleanups (deleting rows).
+    let cleaner = crate::interrupted::cleanup_writer(&db.path, "c", 0);
     let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     // Two readers: `check` (counters, buckets and the word index agree with the rows
     // in every snapshot: no reader sees half of a write or a cleanup) and stats.
@@ -421,6 +423,39 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
             })
         })
         .collect();
+    // A third reader: in each snapshot, the cleaning agent's entries are exactly a
+    // model's after that snapshot's number of adds, never half of a cleanup.
+    let whole = {
+        let (db_path, running) = (db.path.clone(), running.clone());
+        std::thread::spawn(move || {
+            const SNAPSHOT: &str = "SELECT c.message_count AS n,
+                    (SELECT group_concat(id, ',' ORDER BY id) FROM memory_entries m
+                      WHERE m.agent_id = a.id) AS ids
+               FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.name = 'c'";
+            let mut seen = 0;
+            while running.load(std::sync::atomic::Ordering::SeqCst) || seen == 0 {
+                let rows = read_with_cli(&db_path, &["sql", SNAPSHOT]);
+                let Some(row) = rows.as_array().and_then(|r| r.first()) else {
+                    continue;
+                };
+                let n = row["n"].as_u64().expect("n");
+                let ids: Vec<i64> = row["ids"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().expect("id"))
+                    .collect();
+                let want: Vec<i64> = crate::interrupted::cleanup_model(n)
+                    .into_iter()
+                    .map(|e| e.0)
+                    .collect();
+                assert_eq!(ids, want, "a reader saw part of a cleanup after {n} adds");
+                seen += 1;
+            }
+            seen
+        })
+    };
     let mut acknowledged: HashMap<String, Acknowledged> = HashMap::new();
     for (agent, child) in writers {
         let out = child.wait_with_output()?;
@@ -433,6 +468,14 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
     }
     running.store(false, std::sync::atomic::Ordering::SeqCst);
     let reads: usize = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+    let snapshots = whole.join().expect("model reader");
+    let mut cleaner = cleaner;
+    assert!(
+        cleaner.try_wait()?.is_none(),
+        "the cleaning writer stopped early"
+    );
+    cleaner.kill()?;
+    let _ = cleaner.wait();
     let store = Store::open(&db.path, StoreOptions::existing())?;
     assert_all_there(&store, &acknowledged, 0)?;
     // Every write of every round was acknowledged: nothing failed, nothing is missing.
@@ -450,9 +493,10 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
     let report = store.check()?;
     assert!(report.ok, "{:?}", report.problems);
     println!(
-        "load: 4 writer processes x 2,000 rounds, {reads} CLI reads, no error reached any caller"
+        "load: 4 writer processes x 2,000 rounds and a cleaning writer, {reads} CLI reads and \
+         {snapshots} whole-cleanup snapshots, no error reached any caller"
     );
-    zz_report::add(Count::Processes, 4 + reads as u64);
+    zz_report::add(Count::Processes, 5 + (reads + snapshots) as u64);
     let acked: usize = acknowledged.values().map(Acknowledged::len).sum();
     zz_report::add(Count::AcknowledgedWrites, acked as u64);
     Ok(())

@@ -404,12 +404,35 @@ fn a_large_prune_lets_agents_keep_writing_and_keeps_what_they_add() -> TestResul
 #[path = "../../examples/support/cleanup.rs"]
 mod cleanup;
 
+/// The entries (id, content) a model holds after the first `count` adds of
+/// `cleanup_writer`; time is the message number, which orders entries as the store's
+/// clock does (ties are broken by id either way).
+pub fn cleanup_model(count: u64) -> Vec<(i64, String)> {
+    let mut model = crate::common::RefMemory::new(cleanup::settings());
+    for n in 0..count {
+        let (content, importance) = cleanup::entry(n);
+        model.add(&content, importance, n as i64);
+    }
+    model.sorted().into_iter().map(|e| (e.0, e.1)).collect()
+}
+
+/// Starts `cleanup_writer` on agent `agent`, continuing after `start` adds.
+pub fn cleanup_writer(db: &Path, agent: &str, start: u64) -> Child {
+    Command::new(example_binary("cleanup_writer"))
+        .arg(db)
+        .arg(agent)
+        .arg(start.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cleanup_writer")
+}
+
 /// Adds that run the original's cleanups, killed at random moments: the file holds
 /// exactly what a model holds after the adds that committed (every acknowledged one,
 /// and at most one more that committed just before the kill), never half a cleanup.
 #[test]
 fn adds_that_clean_up_are_all_or_nothing_under_kill() -> TestResult {
-    use crate::common::RefMemory;
     let _running = zz_report::running();
     let db = TempDb::new();
     drop(Store::open(&db.path, StoreOptions::default())?);
@@ -417,13 +440,7 @@ fn adds_that_clean_up_are_all_or_nothing_under_kill() -> TestResult {
     let mut acknowledged_total = 0u64;
     let rounds = 6 * soak();
     for round in 0..rounds {
-        let child = Command::new(example_binary("cleanup_writer"))
-            .arg(&db.path)
-            .arg("c")
-            .arg(committed.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let child = cleanup_writer(&db.path, "c", committed);
         std::thread::sleep(Duration::from_millis(40 + (round * 23) % 160));
         let mut acknowledged = Acknowledged::default();
         kill_and_collect_ids(child, &mut acknowledged);
@@ -435,14 +452,8 @@ fn adds_that_clean_up_are_all_or_nothing_under_kill() -> TestResult {
             count == committed + acked || count == committed + acked + 1,
             "round {round}: {count} committed, {acked} acknowledged after {committed}"
         );
-        // Replay every committed add on the model; time = message number, which
-        // orders entries as the store's clock does (ties broken by id either way).
-        let mut model = RefMemory::new(cleanup::settings());
-        for n in 0..count {
-            let (content, importance) = cleanup::entry(n);
-            model.add(&content, importance, n as i64);
-        }
-        let want: Vec<(i64, String)> = model.sorted().into_iter().map(|e| (e.0, e.1)).collect();
+        // Replay every committed add on the model.
+        let want = cleanup_model(count);
         let got: Vec<(i64, String)> = all_entries(&store, "c")
             .into_iter()
             .map(|e| (e.0, e.1))

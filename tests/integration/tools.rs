@@ -713,6 +713,37 @@ fn a_result_cached_by_one_process_is_a_hit_for_another() -> TestResult {
     let stats = json_of(&db, &["tools", "stats", "--agent", "bot"]);
     assert_eq!(stats["total_tool_calls"], 10);
     assert_eq!(stats["cache_size"], 2);
+    let hits_before = stats["total_cache_hits"].as_u64().expect("hits");
+
+    // Eight processes hitting one cached key at once: the hit counter is a
+    // read-modify-write shared by all of them, and loses none of the eight.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            StdCommand::new(example_binary("tool_call"))
+                .arg(&db.path)
+                .arg("bot")
+                .arg("7")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for child in children {
+        let out = child.wait_with_output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(v, json!({"result": {"square": 49}, "executed": false}));
+    }
+    let stats = json_of(&db, &["tools", "stats", "--agent", "bot"]);
+    assert_eq!(stats["total_tool_calls"], 18);
+    assert_eq!(
+        stats["total_cache_hits"].as_u64().expect("hits"),
+        hits_before + 8
+    );
     let report = json_of(&db, &["check"]);
     assert_eq!(report["ok"], true, "{report}");
     Ok(())
