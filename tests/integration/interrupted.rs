@@ -416,6 +416,16 @@ pub fn cleanup_model(count: u64) -> Vec<(i64, String)> {
     model.sorted().into_iter().map(|e| (e.0, e.1)).collect()
 }
 
+/// A child process that is killed and reaped when dropped (a failing test included).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `cleanup_writer` on agent `agent`, continuing after `start` adds.
 pub fn cleanup_writer(db: &Path, agent: &str, start: u64) -> Child {
     Command::new(example_binary("cleanup_writer"))
