@@ -400,7 +400,8 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
         })
         .collect();
     // A fifth writer whose adds run the original's cleanups (deleting rows).
-    let cleaner = crate::interrupted::cleanup_writer(&db.path, "c", 0);
+    let mut cleaner =
+        crate::interrupted::KillOnDrop(crate::interrupted::cleanup_writer(&db.path, "c", 0));
     let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     // Two readers: `check` (counters, buckets and the word index agree with the rows
     // in every snapshot: no reader sees half of a write or a cleanup) and stats.
@@ -469,13 +470,11 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
     running.store(false, std::sync::atomic::Ordering::SeqCst);
     let reads: usize = readers.into_iter().map(|r| r.join().expect("reader")).sum();
     let snapshots = whole.join().expect("model reader");
-    let mut cleaner = cleaner;
     assert!(
-        cleaner.try_wait()?.is_none(),
+        cleaner.0.try_wait()?.is_none(),
         "the cleaning writer stopped early"
     );
-    cleaner.kill()?;
-    let _ = cleaner.wait();
+    drop(cleaner);
     let store = Store::open(&db.path, StoreOptions::existing())?;
     assert_all_there(&store, &acknowledged, 0)?;
     // Every write of every round was acknowledged: nothing failed, nothing is missing.
