@@ -667,7 +667,7 @@ impl ResponseCache {
     }
 
     /// Removes cached responses of an agent (with their word index) by `rule`, in
-    /// batches of 2,000 per transaction; a dry run counts them.
+    /// batches of 2,000 per transaction (`All` too); a dry run counts them.
     ///
     /// # Errors
     /// SQLite errors; batches already done stay done.
@@ -684,8 +684,6 @@ impl ResponseCache {
              WHERE agent_id = ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
         const BEYOND: &str = "SELECT id, message FROM response_cache WHERE agent_id = ?1 \
              ORDER BY last_used_at DESC, id DESC LIMIT ?3 OFFSET ?2";
-        const ALL_WORDS: &str = "DELETE FROM response_words WHERE agent_id = ?1";
-        const ALL_ROWS: &str = "DELETE FROM response_cache WHERE agent_id = ?1";
         let now = self.store.now_micros();
         let cutoff =
             |d: Duration| now.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
@@ -709,23 +707,16 @@ impl ResponseCache {
                 dry_run: true,
             });
         }
-        if rule == ResponsePurge::All {
-            let removed = self.store.write_bulk(|tx| {
-                tx.execute(ALL_WORDS, [agent_id]).sql(ALL_WORDS)?;
-                tx.execute(ALL_ROWS, [agent_id]).sql(ALL_ROWS)
-            })?;
-            return Ok(ResponsePurgeReport {
-                removed: removed as u64,
-                dry_run: false,
-            });
-        }
+        // Every rule, `All` included, runs in batches, so a large purge never holds the
+        // write lock long; a purge killed between two batches is finished by running it
+        // again (its rule picks the rest).
         let mut removed = 0u64;
         loop {
             let n = self.store.write_bulk(|tx| {
                 let (sql, second) = match rule {
                     ResponsePurge::OlderThan(d) => (OLDER, cutoff(d)),
                     ResponsePurge::Keep(k) => (BEYOND, i64::try_from(k).unwrap_or(i64::MAX)),
-                    ResponsePurge::All => unreachable!("handled above"),
+                    ResponsePurge::All => (OLDER, i64::MAX),
                 };
                 let victims: Vec<(i64, String)> = {
                     let mut stmt = tx.prepare_cached(sql).sql(sql)?;

@@ -991,3 +991,37 @@ async fn a_huge_response_is_returned_uncached_and_a_huge_target_is_no_panic() ->
     );
     Ok(())
 }
+
+/// `--all` runs in batches like the other rules: more than one batch of responses
+/// (with their word index) goes, another agent's stay, and the file checks clean.
+#[test]
+fn purging_everything_takes_several_batches_and_keeps_the_index_in_step() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let (a, b) = (store.agent("a")?, store.agent("b")?);
+    let pairs: Vec<(String, String)> = (0..5_000)
+        .map(|i| {
+            (
+                format!("question number {i} about topic {}", i % 37),
+                format!("answer {i}"),
+            )
+        })
+        .collect();
+    store.response_cache().put_many(a.id, &pairs)?;
+    store.response_cache().put_many(b.id, &pairs[..10])?;
+    drop(store);
+    let report = json_of(&db, &["responses", "purge", "--agent", "a", "--all"]);
+    assert_eq!(report["removed"], 5_000);
+    let check = json_of(&db, &["check"]);
+    assert_eq!(check["ok"], true, "{check}");
+    assert_eq!(check["row_counts"]["response_cache"], 10);
+    let words = json_of(
+        &db,
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM response_words WHERE agent_id = 1",
+        ],
+    );
+    assert_eq!(words[0]["n"], 0);
+    Ok(())
+}
