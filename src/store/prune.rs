@@ -146,10 +146,8 @@ pub(crate) fn prune(
         let rows = sizer.rows();
         let first = report.batches == 0;
         let step = store.write_bulk(|tx| {
-            let plan = if first {
-                if !resumed {
-                    save(tx, agent_id, &plan, now)?;
-                }
+            let plan = if first && !resumed {
+                save(tx, agent_id, &plan, now)?;
                 Some(plan.clone())
             } else {
                 // Read back every time: another process may have finished the plan.

@@ -61,8 +61,13 @@ fn seeded(dir: &Path) -> PathBuf {
     path
 }
 
+/// Copies a closed database with its WAL, if one is left.
 fn copy_db(from: &Path, to: &Path) {
     std::fs::copy(from, to).expect("copy the database");
+    let wal = |p: &Path| PathBuf::from(format!("{}-wal", p.display()));
+    if wal(from).exists() {
+        std::fs::copy(wal(from), wal(to)).expect("copy the WAL");
+    }
 }
 
 fn cli(db: &Path, args: &[&str]) -> Command {
@@ -193,6 +198,40 @@ fn a_prune_killed_between_batches_is_finished_by_running_it_again() -> TestResul
                 );
             }
             drop(store);
+            if pending > 0 {
+                // A dry run of the same prune counts exactly what finishing it removes.
+                let mut dry = args.clone();
+                dry.push("--dry-run");
+                let counted = run_cli(&work, &dry);
+                assert_eq!(counted["resumed"], true, "{counted}");
+                assert_eq!(counted["removed_entries"], left - want.len() as u64);
+                // A different prune (on a copy) replaces the interrupted one.
+                let other = dir.path().join(format!("other-{r}-{attempt}.db"));
+                copy_db(&work, &other);
+                let before: i64 = Connection::open(&other)?.query_row(
+                    "SELECT count(*) FROM memory_prunes",
+                    [],
+                    |r| r.get(0),
+                )?;
+                assert_eq!(before, 1, "the copy lost the interrupted plan");
+                let replaced = run_cli(
+                    &other,
+                    &["memory", "prune", "--agent", "p", "--min-importance", "0"],
+                );
+                assert_eq!(
+                    (
+                        replaced["resumed"].clone(),
+                        replaced["removed_entries"].clone()
+                    ),
+                    (Value::Bool(false), json!(0))
+                );
+                let plans: i64 = Connection::open(&other)?.query_row(
+                    "SELECT count(*) FROM memory_prunes",
+                    [],
+                    |r| r.get(0),
+                )?;
+                assert_eq!(plans, 0, "the interrupted plan outlived a different prune");
+            }
 
             let again = run_cli(&work, &args);
             assert_eq!(again["resumed"], pending > 0, "{rule:?}: {again}");
