@@ -68,18 +68,19 @@ const TIME_DELETE: &str = "DELETE FROM memory_entries
      RETURNING size_bytes";
 
 impl Bound {
+    /// A bound from its columns: no importance means time order.
+    fn from_columns(importance: Option<f64>, created_at: i64, id: i64) -> Bound {
+        match importance {
+            Some(i) => Bound::Cleanup(i, created_at, id),
+            None => Bound::Time(created_at, id),
+        }
+    }
+
     /// The bound as `?2, ?3, ?4` (`?2` is NULL in time order).
     fn values(self) -> (Option<f64>, i64, i64) {
         match self {
             Bound::Cleanup(i, c, id) => (Some(i), c, id),
             Bound::Time(c, id) => (None, c, id),
-        }
-    }
-
-    fn with(self, (importance, created_at, id): (Option<f64>, i64, i64)) -> Bound {
-        match (self, importance) {
-            (Bound::Cleanup(..), Some(i)) => Bound::Cleanup(i, created_at, id),
-            _ => Bound::Time(created_at, id),
         }
     }
 
@@ -113,18 +114,7 @@ pub(crate) fn prune(
             let (plan, resumed, _) = choose(c, agent_id, rule, &label, now)?;
             report.resumed = resumed;
             if let Some(plan) = plan {
-                let sql = plan.bound.pick(CLEANUP_COUNT, TIME_COUNT);
-                let (i, c2, id) = plan.bound.values();
-                let (n, bytes): (i64, i64) = c
-                    .prepare_cached(sql)
-                    .and_then(|mut s| {
-                        s.query_row(params![agent_id, i, c2, id, plan.max_id], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
-                    })
-                    .sql(sql)?;
-                report.removed_entries = n as u64;
-                report.removed_bytes = bytes as u64;
+                (report.removed_entries, report.removed_bytes) = count(c, agent_id, &plan)?;
             }
             Ok(report)
         });
@@ -166,6 +156,26 @@ pub(crate) fn prune(
         }
         sizer.next(started.elapsed());
     }
+}
+
+/// The entries and bytes `plan` has left to remove.
+fn count(c: &Connection, agent_id: i64, plan: &Plan) -> Result<(u64, u64)> {
+    let sql = plan.bound.pick(CLEANUP_COUNT, TIME_COUNT);
+    let (i, created_at, id) = plan.bound.values();
+    let (n, bytes): (i64, i64) = c
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_row(params![agent_id, i, created_at, id, plan.max_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .sql(sql)?;
+    Ok((n as u64, bytes as u64))
+}
+
+/// Reads `(importance or NULL, created_at, id)`, the columns every key query returns.
+fn key_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<f64>, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
 fn validate(rule: Prune) -> Result<()> {
@@ -239,21 +249,16 @@ fn plan(c: &Connection, agent_id: i64, rule: Prune, label: &str, now: i64) -> Re
             (FREES, excess.into())
         }
     };
-    let last: Option<(Option<f64>, i64, i64)> = c
+    let last = c
         .prepare_cached(sql)
         .and_then(|mut s| {
-            s.query_row(params![agent_id, value], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
+            s.query_row(params![agent_id, value], key_columns)
+                .optional()
         })
         .sql(sql)?;
     Ok(last.map(|(importance, created_at, id)| Plan {
         rule: label.to_string(),
-        bound: match importance {
-            Some(i) => Bound::Cleanup(i, created_at, id),
-            None => Bound::Time(created_at, id),
-        },
+        bound: Bound::from_columns(importance, created_at, id),
         max_id,
     }))
 }
@@ -263,17 +268,15 @@ fn plan(c: &Connection, agent_id: i64, rule: Prune, label: &str, now: i64) -> Re
 fn batch(tx: &Connection, agent_id: i64, plan: &Plan, rows: i64) -> Result<(u64, u64, bool)> {
     let (i, c, id) = plan.bound.values();
     let end_sql = plan.bound.pick(CLEANUP_BATCH_END, TIME_BATCH_END);
-    let end: Option<(Option<f64>, i64, i64)> = tx
+    let end = tx
         .prepare_cached(end_sql)
         .and_then(|mut s| {
-            s.query_row(params![agent_id, i, c, id, plan.max_id, rows], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
+            s.query_row(params![agent_id, i, c, id, plan.max_id, rows], key_columns)
+                .optional()
         })
         .sql(end_sql)?;
     // Fewer than `rows` entries left: this batch is the rest of the plan.
-    let upto = end.map_or(plan.bound, |e| plan.bound.with(e));
+    let upto = end.map_or(plan.bound, |(i, c, id)| Bound::from_columns(i, c, id));
     let done = upto == plan.bound;
     let (i, c, id) = upto.values();
     let delete = plan.bound.pick(CLEANUP_DELETE, TIME_DELETE);
@@ -300,14 +303,9 @@ fn stored(c: &Connection, agent_id: i64) -> Result<Option<Plan>> {
     c.prepare_cached(GET)
         .and_then(|mut s| {
             s.query_row([agent_id], |r| {
-                let importance: Option<f64> = r.get(1)?;
-                let (created_at, id) = (r.get(2)?, r.get(3)?);
                 Ok(Plan {
                     rule: r.get(0)?,
-                    bound: match importance {
-                        Some(i) => Bound::Cleanup(i, created_at, id),
-                        None => Bound::Time(created_at, id),
-                    },
+                    bound: Bound::from_columns(r.get(1)?, r.get(2)?, r.get(3)?),
                     max_id: r.get(4)?,
                 })
             })
