@@ -317,6 +317,13 @@ fn bad_values_and_names_are_refused_and_change_nothing() {
             "over 1048576 bytes",
         ),
         piped(
+            "params that are not UTF-8",
+            &with("-"),
+            b"{\"q\": \"\xff\"}".to_vec(),
+            2,
+            "not UTF-8",
+        ),
+        piped(
             "import line nested 10,000 deep",
             &["import", "-"],
             [

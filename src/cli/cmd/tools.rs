@@ -145,12 +145,13 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
 /// limit before parsing, and anything that is not exactly one JSON value.
 fn read_params(arg: &str) -> anyhow::Result<Value> {
     let text = if arg == "-" {
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         std::io::stdin()
             .take(MAX_CONTENT_BYTES as u64 + 1)
-            .read_to_string(&mut text)
-            .context("cannot read the params from standard input as UTF-8 text")?;
-        text
+            .read_to_end(&mut bytes)
+            .context("cannot read the params from standard input")?;
+        String::from_utf8(bytes)
+            .map_err(|e| Error::InvalidArgument(format!("--params is not UTF-8 text: {e}")))?
     } else {
         arg.to_string()
     };
