@@ -261,7 +261,7 @@ impl Store {
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let _turn = self.write_turn();
         let conn = self.conn()?;
-        let out = WriteTx::run(&conn, f)?;
+        let out = WriteTx::run(&conn, self.inner.settings.busy_timeout, f)?;
         self.after_commit();
         Ok(out)
     }
@@ -294,7 +294,7 @@ impl Store {
         let _turn = self.write_turn();
         let conn = self.conn()?;
         conn.execute_batch(OFF).sql(OFF)?;
-        let done = WriteTx::run(&conn, f);
+        let done = WriteTx::run(&conn, self.inner.settings.busy_timeout, f);
         let restored = checkpoint::restore_auto(&conn);
         let out = done?;
         restored?;
@@ -345,6 +345,10 @@ impl BatchSizer {
     }
 }
 
+/// How long SQLite's busy handler may wait inside one attempt to take the write lock
+/// before [`WriteTx::begin`] tries again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A `BEGIN IMMEDIATE` transaction on a pooled connection, rolled back on drop unless
 /// committed, so an error or a panic in the middle returns the connection to the pool
 /// in autocommit mode with no lock held. BEGIN and COMMIT are cached statements
@@ -356,18 +360,39 @@ struct WriteTx<'c> {
 
 impl<'c> WriteTx<'c> {
     /// Runs `f` inside the transaction; commits when it returns Ok.
-    fn run<T>(conn: &'c Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let tx = WriteTx::begin(conn)?;
+    fn run<T>(
+        conn: &'c Connection,
+        busy_timeout: std::time::Duration,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let tx = WriteTx::begin(conn, busy_timeout)?;
         let out = f(conn)?;
         tx.commit()?;
         Ok(out)
     }
 
-    fn begin(conn: &'c Connection) -> Result<Self> {
+    /// Takes the write lock, waiting up to `busy_timeout` for other processes. SQLite's
+    /// own busy handler sleeps longer and longer between polls (up to 100 ms), so
+    /// against writers that commit back to back it keeps missing the short gaps between
+    /// their transactions; here it polls in slices of [`LOCK_POLL`] instead, which finds
+    /// a gap within a few milliseconds.
+    fn begin(conn: &'c Connection, busy_timeout: std::time::Duration) -> Result<Self> {
         const BEGIN: &str = "BEGIN IMMEDIATE";
-        conn.prepare_cached(BEGIN)
-            .and_then(|mut s| s.execute([]))
-            .sql(BEGIN)?;
+        let deadline = std::time::Instant::now() + busy_timeout;
+        conn.busy_timeout(LOCK_POLL.min(busy_timeout))
+            .sql("busy_timeout")?;
+        let began = loop {
+            match conn.prepare_cached(BEGIN).and_then(|mut s| s.execute([])) {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline => {}
+                other => break other,
+            }
+        };
+        // Statements inside the transaction keep the whole timeout (a checkpoint or a
+        // reader's recovery can still make them wait).
+        conn.busy_timeout(busy_timeout).sql("busy_timeout")?;
+        began.sql(BEGIN)?;
         Ok(WriteTx { conn, done: false })
     }
 
