@@ -645,6 +645,34 @@ fn run_tool_call(db: &TempDb, agent: &str, n: i64) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON line")
 }
 
+/// `processes` runs of `tool_call DB bot N` started together; their JSON lines.
+fn tool_calls_at_once(db: &TempDb, n: i64, processes: usize) -> Vec<Value> {
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            StdCommand::new(example_binary("tool_call"))
+                .arg(&db.path)
+                .arg("bot")
+                .arg(n.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn tool_call")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).expect("JSON line")
+        })
+        .collect()
+}
+
 #[test]
 fn a_result_cached_by_one_process_is_a_hit_for_another() -> TestResult {
     let db = TempDb::new();
@@ -652,62 +680,27 @@ fn a_result_cached_by_one_process_is_a_hit_for_another() -> TestResult {
     assert_eq!(first, json!({"result": {"square": 49}, "executed": true}));
     let second = run_tool_call(&db, "bot", 7);
     assert_eq!(second, json!({"result": {"square": 49}, "executed": false}));
-    // An operator finds the same result with the same params, keys in any order.
-    let found = json_of(
-        &db,
-        &[
-            "tools",
-            "cache",
-            "lookup",
-            "--agent",
-            "bot",
-            "--tool",
-            "square",
-            "--params",
-            "{\"n\": 7}",
-        ],
-    );
+    // An operator finds the same result with the same params, however spaced.
+    let lookup = |params: &str| {
+        json_of(
+            &db,
+            &[
+                "tools", "cache", "lookup", "--agent", "bot", "--tool", "square", "--params",
+                params,
+            ],
+        )
+    };
+    let found = lookup("{ \"n\" :7 }");
     assert_eq!(found["found"], true);
     assert_eq!(found["result"], json!({"square": 49}));
-    let missing = json_of(
-        &db,
-        &[
-            "tools",
-            "cache",
-            "lookup",
-            "--agent",
-            "bot",
-            "--tool",
-            "square",
-            "--params",
-            "{\"n\": 8}",
-        ],
-    );
+    let missing = lookup("{\"n\": 8}");
     assert_eq!(
         (missing["found"].clone(), missing["result"].clone()),
         (json!(false), Value::Null)
     );
 
     // Eight processes missing the same key at once: all succeed (one upsert each).
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            StdCommand::new(example_binary("tool_call"))
-                .arg(&db.path)
-                .arg("bot")
-                .arg("12")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
-    for child in children {
-        let out = child.wait_with_output()?;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout)?;
+    for v in tool_calls_at_once(&db, 12, 8) {
         assert_eq!(v["result"], json!({"square": 144}));
     }
     let stats = json_of(&db, &["tools", "stats", "--agent", "bot"]);
@@ -717,25 +710,7 @@ fn a_result_cached_by_one_process_is_a_hit_for_another() -> TestResult {
 
     // Eight processes hitting one cached key at once: the hit counter is a
     // read-modify-write shared by all of them, and loses none of the eight.
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            StdCommand::new(example_binary("tool_call"))
-                .arg(&db.path)
-                .arg("bot")
-                .arg("7")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
-    for child in children {
-        let out = child.wait_with_output()?;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout)?;
+    for v in tool_calls_at_once(&db, 7, 8) {
         assert_eq!(v, json!({"result": {"square": 49}, "executed": false}));
     }
     let stats = json_of(&db, &["tools", "stats", "--agent", "bot"]);
