@@ -15,10 +15,10 @@ mod tool_cache;
 mod transfer;
 pub mod words;
 
+use Duration;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
 use rusqlite::Connection;
@@ -307,11 +307,11 @@ impl Store {
 /// the write lock for more than an eighth of the busy timeout: half of what the
 /// reliability promise allows (a quarter), so that other writers, agents included,
 /// wait far less than their busy timeout. Starts small, doubles while batches are
-/// quick, halves when one was slow, and leaves a gap between batches. The time measured includes waiting for the lock,
-/// which only makes batches smaller.
+/// quick, halves when one was slow, and leaves a gap between batches. The time
+/// measured includes waiting for the lock, which only makes batches smaller.
 pub(crate) struct BatchSizer {
     rows: i64,
-    budget: std::time::Duration,
+    budget: Duration,
 }
 
 impl BatchSizer {
@@ -335,7 +335,7 @@ impl BatchSizer {
     /// write lock free for as long. SQLite's busy handler is not a queue: a waiting
     /// writer sleeps and polls, and back-to-back batches would leave it only a moment
     /// between two of them; with equal gaps half of its polls find the lock free.
-    pub(crate) fn next(&mut self, elapsed: std::time::Duration) {
+    pub(crate) fn next(&mut self, elapsed: Duration) {
         if elapsed > self.budget {
             self.rows = (self.rows / 2).max(Self::MIN);
         } else if elapsed < self.budget / 4 {
@@ -347,7 +347,7 @@ impl BatchSizer {
 
 /// How long SQLite's busy handler may wait inside one attempt to take the write lock
 /// before [`WriteTx::begin`] tries again.
-const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+const LOCK_POLL: Duration = Duration::from_millis(10);
 
 /// A `BEGIN IMMEDIATE` transaction on a pooled connection, rolled back on drop unless
 /// committed, so an error or a panic in the middle returns the connection to the pool
@@ -362,7 +362,7 @@ impl<'c> WriteTx<'c> {
     /// Runs `f` inside the transaction; commits when it returns Ok.
     fn run<T>(
         conn: &'c Connection,
-        busy_timeout: std::time::Duration,
+        busy_timeout: Duration,
         f: impl FnOnce(&Connection) -> Result<T>,
     ) -> Result<T> {
         let tx = WriteTx::begin(conn, busy_timeout)?;
@@ -376,24 +376,27 @@ impl<'c> WriteTx<'c> {
     /// against writers that commit back to back it keeps missing the short gaps between
     /// their transactions; here it polls in slices of [`LOCK_POLL`] instead, which finds
     /// a gap within a few milliseconds.
-    fn begin(conn: &'c Connection, busy_timeout: std::time::Duration) -> Result<Self> {
+    fn begin(conn: &'c Connection, busy_timeout: Duration) -> Result<Self> {
         const BEGIN: &str = "BEGIN IMMEDIATE";
-        let deadline = std::time::Instant::now() + busy_timeout;
+        let deadline = Instant::now() + busy_timeout;
         conn.busy_timeout(LOCK_POLL.min(busy_timeout))
             .sql("busy_timeout")?;
         let began = loop {
             match conn.prepare_cached(BEGIN).and_then(|mut s| s.execute([])) {
                 Err(e)
                     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                        && std::time::Instant::now() < deadline => {}
+                        && Instant::now() < deadline => {}
                 other => break other,
             }
         };
         // Statements inside the transaction keep the whole timeout (a checkpoint or a
         // reader's recovery can still make them wait).
-        conn.busy_timeout(busy_timeout).sql("busy_timeout")?;
+        let restored = conn.busy_timeout(busy_timeout);
         began.sql(BEGIN)?;
-        Ok(WriteTx { conn, done: false })
+        // From here the guard rolls back if anything fails.
+        let tx = WriteTx { conn, done: false };
+        restored.sql("busy_timeout")?;
+        Ok(tx)
     }
 
     fn commit(mut self) -> Result<()> {
