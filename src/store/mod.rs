@@ -15,10 +15,10 @@ mod tool_cache;
 mod transfer;
 pub mod words;
 
-use Duration;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use r2d2::{Pool, PooledConnection};
 use rusqlite::Connection;
