@@ -49,14 +49,32 @@ impl TempDb {
 
 /// The agentstore binary on `db`, with no database from the environment.
 pub fn agentstore(db: &TempDb) -> assert_cmd::Command {
+    agentstore_at(&db.path)
+}
+
+/// The agentstore binary on the file at `path`, with no database or busy timeout from
+/// the environment.
+pub fn agentstore_at(path: &Path) -> assert_cmd::Command {
     let mut c = assert_cmd::Command::cargo_bin("agentstore").expect("binary");
-    c.env_remove("AGENTSTORE_DB").arg("--db").arg(&db.path);
+    c.env_remove("AGENTSTORE_DB")
+        .env_remove("AGENTSTORE_BUSY_TIMEOUT")
+        .arg("--db")
+        .arg(path);
     c
 }
 
 /// Runs the binary with `--json` and `args`, expects success, and parses stdout.
 pub fn json_of(db: &TempDb, args: &[&str]) -> serde_json::Value {
-    let out = agentstore(db).arg("--json").args(args).assert().success();
+    json_at(&db.path, args)
+}
+
+/// [`json_of`] for a file at `path`.
+pub fn json_at(path: &Path, args: &[&str]) -> serde_json::Value {
+    let out = agentstore_at(path)
+        .arg("--json")
+        .args(args)
+        .assert()
+        .success();
     serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON")
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use agentstore::{CacheKey, ListOrder, Store, StoreOptions};
 use serde_json::Value;
 
-use crate::common::{TempDb, TestResult, example_binary, soak};
+use crate::common::{TempDb, TestResult, example_binary, json_at, soak};
 use crate::zz_report::{self, Count};
 
 fn spawn(db: &TempDb, agent: &str) -> Child {
@@ -228,9 +228,9 @@ fn wal(db: &TempDb) -> std::path::PathBuf {
 
 /// Reads every acknowledged write back through the CLI (JSON output).
 fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>) {
-    let report = read_with_cli(&db.path, &["check"]);
+    let report = json_at(&db.path, &["check"]);
     assert_eq!(report["ok"], true, "{report}");
-    let cached = read_with_cli(&db.path, &["tools", "cache", "list", "--limit", "1000000"]);
+    let cached = json_at(&db.path, &["tools", "cache", "list", "--limit", "1000000"]);
     let cached: HashMap<&str, &Value> = cached
         .as_array()
         .expect("array")
@@ -238,7 +238,7 @@ fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>
         .map(|r| (r["key"].as_str().expect("key"), &r["result"]))
         .collect();
     for (agent, ack) in acknowledged {
-        let listed = read_with_cli(
+        let listed = json_at(
             &db.path,
             &["memory", "list", "--agent", agent, "--limit", "1000000"],
         );
@@ -260,7 +260,7 @@ fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>
                 "CLI misses entry {id} of {agent}"
             );
         }
-        let listed = read_with_cli(
+        let listed = json_at(
             &db.path,
             &["responses", "list", "--agent", agent, "--limit", "1000000"],
         );
@@ -289,7 +289,7 @@ fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>
                 "CLI misses tool result {key}"
             );
         }
-        let logged = read_with_cli(
+        let logged = json_at(
             &db.path,
             &[
                 "sql",
@@ -299,7 +299,7 @@ fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>
             ],
         );
         assert!(logged[0]["n"].as_u64().expect("n") >= ack.logged.len() as u64);
-        let dry = read_with_cli(
+        let dry = json_at(
             &db.path,
             &[
                 "memory",
@@ -313,7 +313,7 @@ fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>
         );
         assert_eq!(dry["removed_entries"], 0);
         // The stats commands and views count at least what was acknowledged.
-        let stats = read_with_cli(&db.path, &["stats", "--agent", agent]);
+        let stats = json_at(&db.path, &["stats", "--agent", agent]);
         let memory = &stats["memory_stats"][0];
         assert!(memory["total_entries"].as_u64().expect("entries") >= ack.entries.len() as u64);
         let responses = &stats["response_stats"][0];
@@ -343,7 +343,7 @@ fn cli_sees_everything(db: &TempDb, acknowledged: &HashMap<String, Acknowledged>
             &["tools", "cache", "purge", "--all", "--dry-run"][..],
             &["responses", "purge", "--agent", agent, "--all", "--dry-run"],
         ] {
-            read_with_cli(&db.path, args);
+            json_at(&db.path, args);
         }
     }
 }
@@ -360,24 +360,6 @@ fn file_identity(db: &TempDb) -> (u64, Vec<String>) {
         .collect();
     names.sort();
     (inode, names)
-}
-
-/// Runs `agentstore ARGS` on the database, expecting success (no "database is locked"
-/// or any other error may reach a reader), and returns its JSON.
-fn read_with_cli(db: &std::path::Path, args: &[&str]) -> Value {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
-        .arg("--db")
-        .arg(db)
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("run agentstore");
-    assert!(
-        out.status.success(),
-        "agentstore {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 #[test]
@@ -414,7 +396,7 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
                 let mut reads = 0;
                 while running.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    let v = read_with_cli(&db_path, &args);
+                    let v = json_at(&db_path, &args);
                     if args[0] == "check" {
                         assert_eq!(v["ok"], true, "{v}");
                     }
@@ -435,7 +417,7 @@ fn four_writers_and_two_cli_readers_share_the_file() -> TestResult {
                FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.name = 'c'";
             let mut seen = 0;
             while running.load(std::sync::atomic::Ordering::SeqCst) || seen == 0 {
-                let rows = read_with_cli(&db_path, &["sql", SNAPSHOT]);
+                let rows = json_at(&db_path, &["sql", SNAPSHOT]);
                 let Some(row) = rows.as_array().and_then(|r| r.first()) else {
                     continue;
                 };
