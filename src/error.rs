@@ -20,7 +20,7 @@ pub enum Error {
     InvalidArgument(String),
 
     /// A read asked for an agent that does not exist.
-    #[error("no agent named '{0}' (see `agentstore agents list`)")]
+    #[error("no agent named '{}' (see `agentstore agents list`)", clip(.0))]
     UnknownAgent(String),
 
     /// A read-only open found no file.
@@ -241,6 +241,27 @@ pub(crate) fn short_statement(sql: &str) -> String {
     let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(120) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+/// The longest run of a user's value that an error message repeats.
+pub(crate) const ECHO_CHARS: usize = 200;
+
+/// A user's value as an error message repeats it: at most [`ECHO_CHARS`] characters,
+/// with `…` and the full length when cut, control characters shown as spaces.
+pub(crate) fn clip(value: &str) -> String {
+    let one_line: String = value
+        .chars()
+        .take(ECHO_CHARS + 1)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(ECHO_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… ({} characters)",
+            &one_line[..cut],
+            value.chars().count()
+        ),
         None => one_line,
     }
 }

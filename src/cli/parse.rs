@@ -70,3 +70,30 @@ mod tests {
         assert!(duration("0s").is_err());
     }
 }
+
+/// Reads standard input as UTF-8 text, stopping `limit` bytes in: never more than
+/// `limit + 1` bytes are held, however much is sent. More than `limit` bytes, or
+/// bytes that are not UTF-8 (binary data), are invalid input (exit 2); `what` names
+/// the value in the message.
+pub fn stdin_text(what: &str, limit: usize) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read {what} from standard input: {e}"))?;
+    if bytes.len() > limit {
+        return Err(agentstore::Error::InvalidArgument(format!(
+            "{what} on standard input is over {limit} bytes, the most it can be"
+        ))
+        .into());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        agentstore::Error::InvalidArgument(format!(
+            "{what} on standard input is not UTF-8 text (byte {} is not; binary data cannot be stored)",
+            e.utf8_error().valid_up_to()
+        ))
+        .into()
+    })
+}

@@ -166,15 +166,42 @@ fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     })
 }
 
-/// Checks an agent name or a tool scope (`what` says which): 1 to 200 characters,
-/// no control characters.
+/// The longest agent name or tool scope, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Checks an agent name or a tool scope (`what` says which): 1 to [`MAX_NAME_CHARS`]
+/// characters, not blank, no control characters and no invisible format characters
+/// (bidi overrides, zero-width spaces and joiners, the byte-order mark), which would
+/// make two names look the same or a listing read backwards.
 fn validate_label(what: &str, value: &str) -> Result<()> {
-    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "{what} must be 1 to 200 characters without control characters, got {value:?}"
-        )));
+    let why = if value.trim().is_empty() {
+        Some("must not be empty or blank")
+    } else if value.chars().count() > MAX_NAME_CHARS {
+        Some("must be at most 200 characters")
+    } else if value.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else if value.chars().any(is_format_char) {
+        Some("must not contain invisible format characters (bidi controls, zero-width characters)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::invalid(format!(
+            "{what} {why}, got {:?}",
+            crate::error::clip(value)
+        ))),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Unicode's format characters (general category Cf): invisible, and able to reorder
+/// or hide what is shown around them.
+pub(crate) fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// A response time target: a positive finite number of seconds.

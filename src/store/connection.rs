@@ -199,9 +199,28 @@ fn read_error(e: rusqlite::Error, path: &Path, statement: &str) -> Error {
     }
 }
 
-/// Refuses a directory where a database file should be (a runtime failure, exit 1).
+/// Refuses a path that must not be opened as a database file, before SQLite touches
+/// it: a directory (a runtime failure, exit 1); a name SQLite reads as something other
+/// than a file (`""`, `:memory:`, a `file:` URI); anything that exists but is not a
+/// regular file, followed through symlinks (a device such as `/dev/null`, a FIFO, a
+/// socket), where SQLite would fail late or create `-journal`, `-wal` and `-shm` files
+/// beside it.
 pub(crate) fn refuse_directory(path: &Path) -> Result<()> {
-    if path.is_dir() {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        return Err(Error::invalid("the database path is empty"));
+    }
+    if text == ":memory:" || text.starts_with("file:") {
+        return Err(Error::invalid(format!(
+            "'{}' is a special name to SQLite, not a file; agentstore keeps its state in a file (write ./{} to mean a file of that name)",
+            crate::error::clip(&text),
+            crate::error::clip(&text)
+        )));
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // absent (or unreadable: opening it says why)
+    };
+    if meta.is_dir() {
         return Err(Error::Io {
             context: format!("cannot open {}", path.display()),
             source: std::io::Error::new(
@@ -210,7 +229,40 @@ pub(crate) fn refuse_directory(path: &Path) -> Result<()> {
             ),
         });
     }
+    if !meta.is_file() {
+        return Err(Error::invalid(format!(
+            "{} is {}, not a regular file; a database must be a regular file (or a path that does not exist yet)",
+            path.display(),
+            file_kind(&meta)
+        )));
+    }
     Ok(())
+}
+
+/// What a non-regular file is, in words.
+pub(crate) fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Connection settings, shared by every pooled connection.

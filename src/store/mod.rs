@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use r2d2::{Pool, PooledConnection};
 use rusqlite::Connection;
 
-pub use agents::{AgentRecord, MemorySettings};
+pub use agents::{AgentRecord, MAX_NAME_CHARS, MemorySettings};
 pub use check::CheckReport;
 pub use connection::{APPLICATION_ID, MAX_CONTENT_BYTES, SCHEMA_VERSION, Synchronous};
 pub use memory::{

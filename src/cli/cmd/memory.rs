@@ -1,9 +1,6 @@
 //! `agentstore memory`: an agent's memory entries.
 
-use std::io::Read;
 use std::time::Duration;
-
-use anyhow::Context as _;
 
 use agentstore::{ListOrder, Prune};
 use clap::{Subcommand, ValueEnum};
@@ -126,10 +123,9 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
     match cmd {
         Command::Add(a) => {
             let text = if a.text == "-" {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("cannot read the entry's text from standard input")?;
+                // Room for the trailing newline that `echo` adds.
+                let mut text =
+                    parse::stdin_text("the entry's text", agentstore::MAX_CONTENT_BYTES + 2)?;
                 if text.ends_with('\n') {
                     text.pop();
                     if text.ends_with('\r') {

@@ -1,11 +1,8 @@
 //! `agentstore tools`: tool call stats and the tool-result cache.
 
-use std::io::Read;
-
 use agentstore::{
     CacheFilter, CacheKey, Error, MAX_CONTENT_BYTES, Store, ToolStats, canonical_json,
 };
-use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::{Value, json, to_value};
 
@@ -145,13 +142,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
 /// limit before parsing, and anything that is not exactly one JSON value.
 fn read_params(arg: &str) -> anyhow::Result<Value> {
     let text = if arg == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .take(MAX_CONTENT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .context("cannot read the params from standard input")?;
-        String::from_utf8(bytes)
-            .map_err(|e| Error::InvalidArgument(format!("--params is not UTF-8 text: {e}")))?
+        parse::stdin_text("--params", MAX_CONTENT_BYTES)?
     } else {
         arg.to_string()
     };
