@@ -47,30 +47,6 @@ pub fn count(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("must be a whole number of at least 0, got '{s}'"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn importance_rejects_out_of_range_and_nan() {
-        assert_eq!(unit_interval("0.25"), Ok(0.25));
-        for bad in ["1.5", "-0.1", "NaN", "inf", "x"] {
-            assert!(unit_interval(bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn durations_accept_humantime_and_explain_errors() {
-        assert_eq!(duration("90m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86400)));
-        assert_eq!(
-            duration("7x").unwrap_err(),
-            "'7x' is not a duration; try 90m, 12h or 7d"
-        );
-        assert!(duration("0s").is_err());
-    }
-}
-
 /// Reads standard input as UTF-8 text, stopping `limit` bytes in: never more than
 /// `limit + 1` bytes are held, however much is sent. More than `limit` bytes, or
 /// bytes that are not UTF-8 (binary data), are invalid input (exit 2); `what` names
@@ -96,4 +72,28 @@ pub fn stdin_text(what: &str, limit: usize) -> anyhow::Result<String> {
         ))
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn importance_rejects_out_of_range_and_nan() {
+        assert_eq!(unit_interval("0.25"), Ok(0.25));
+        for bad in ["1.5", "-0.1", "NaN", "inf", "x"] {
+            assert!(unit_interval(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn durations_accept_humantime_and_explain_errors() {
+        assert_eq!(duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(
+            duration("7x").unwrap_err(),
+            "'7x' is not a duration; try 90m, 12h or 7d"
+        );
+        assert!(duration("0s").is_err());
+    }
 }
