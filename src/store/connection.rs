@@ -205,7 +205,7 @@ fn read_error(e: rusqlite::Error, path: &Path, statement: &str) -> Error {
 /// regular file, followed through symlinks (a device such as `/dev/null`, a FIFO, a
 /// socket), where SQLite would fail late or create `-journal`, `-wal` and `-shm` files
 /// beside it.
-pub(crate) fn refuse_directory(path: &Path) -> Result<()> {
+pub(crate) fn refuse_unusable_path(path: &Path) -> Result<()> {
     let text = path.to_string_lossy();
     if text.is_empty() {
         return Err(Error::invalid("the database path is empty"));

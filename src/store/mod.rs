@@ -143,7 +143,7 @@ impl Store {
     /// [`Error::ForeignDatabase`], [`Error::TooNew`], or an I/O or SQLite error.
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        connection::refuse_directory(&path)?;
+        connection::refuse_unusable_path(&path)?;
         if !path.exists() {
             if !options.create {
                 return Err(Error::NotFound(path));

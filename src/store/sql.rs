@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::connection::{
-    Identity, has_sidecars, identify, open_raw, refuse_directory, tidy_sidecars,
+    Identity, has_sidecars, identify, open_raw, refuse_unusable_path, tidy_sidecars,
 };
 use crate::error::{Error, Result, SqlContext};
 
@@ -125,7 +125,7 @@ pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<Quer
             sql.len()
         )));
     }
-    refuse_directory(path)?;
+    refuse_unusable_path(path)?;
     if !path.exists() {
         return Err(Error::NotFound(path.to_path_buf()));
     }
