@@ -5,6 +5,7 @@
 pub mod cmd;
 pub mod output;
 pub mod parse;
+pub mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,12 @@ pub struct Cli {
     /// Print one JSON document to stdout instead of a table or text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Do not cut table cells to fit the width. Tables otherwise fit the terminal, or
+    /// COLUMNS when it is set, or 100 columns when stdout is not a terminal; a cut cell
+    /// ends with "…" (--json always gives full values).
+    #[arg(long, global = true)]
+    pub wide: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -105,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
         db: cli.db,
         json: cli.json,
+        width: table::width(cli.wide),
         busy_timeout: cli.busy_timeout,
     };
     let reply = match cli.command {
@@ -122,7 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(a) => cmd::check::run(&ctx, a)?,
     };
     let Reply { output, problems } = reply;
-    output.print(ctx.json)?;
+    output.print(ctx.json, ctx.width)?;
     Ok(if problems {
         ExitCode::from(3)
     } else {
@@ -137,6 +145,8 @@ pub struct Context {
     pub db: PathBuf,
     /// `--json`.
     pub json: bool,
+    /// The width tables fit (none with `--wide`).
+    pub width: Option<usize>,
     /// `--busy-timeout`.
     pub busy_timeout: std::time::Duration,
 }

@@ -3,9 +3,9 @@
 
 use std::io::{self, Write};
 
-use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{ContentArrangement, Table};
 use serde_json::Value;
+
+use crate::cli::table;
 
 /// What a command returns: its output, and whether it found problems (exit code 3).
 #[derive(Debug)]
@@ -47,8 +47,8 @@ pub enum Output {
 }
 
 impl Output {
-    /// Prints to stdout.
-    pub fn print(&self, json: bool) -> io::Result<()> {
+    /// Prints to stdout; tables fit `width` columns (none: as wide as their cells).
+    pub fn print(&self, json: bool, width: Option<usize>) -> io::Result<()> {
         let stdout = io::stdout();
         let mut out = stdout.lock();
         if let Output::Done = self {
@@ -66,23 +66,18 @@ impl Output {
         } else {
             match self {
                 Output::Rows { header, rows, .. } => {
-                    if rows.is_empty() {
-                        writeln!(out, "(no rows)")?;
-                    } else {
-                        let mut t = table();
-                        t.set_header(header);
-                        for r in rows {
-                            t.add_row(r);
-                        }
-                        writeln!(out, "{t}")?;
+                    let mut t = table::TableWriter::new(&mut out, Some(header), width);
+                    for r in rows {
+                        t.row(r)?;
                     }
+                    t.finish()?;
                 }
                 Output::Fields { fields, .. } => {
-                    let mut t = table();
+                    let mut t = table::TableWriter::new(&mut out, None, width);
                     for (k, v) in fields {
-                        t.add_row(vec![k, v]);
+                        t.row(&[k, v])?;
                     }
-                    writeln!(out, "{t}")?;
+                    t.finish()?;
                 }
                 Output::Text { text, .. } => {
                     if !text.is_empty() {
@@ -94,13 +89,6 @@ impl Output {
         }
         out.flush()
     }
-}
-
-pub fn table() -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    t
 }
 
 /// True when the error is a write to a closed pipe (`agentstore sql ... | head`).

@@ -34,7 +34,7 @@ pub use response_cache::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
     ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning,
 };
-pub use sql::{QueryResult, StatsView, query_read_only};
+pub use sql::{QueryResult, QuerySink, StatsView, query_read_only, query_read_only_with};
 pub use tool_cache::{
     CacheFilter, CacheKey, CachedToolResult, DEFAULT_TOOL_TTL, MAX_PARAMS_DEPTH, PurgeReport,
     ToolCache, ToolCallStats, ToolCounts, ToolStats, canonical_json,

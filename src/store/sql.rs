@@ -109,13 +109,66 @@ fn describe(action: &AuthAction<'_>) -> String {
     }
 }
 
-/// Runs one read-only query against the database at `path`.
+/// Runs one read-only query against the database at `path` and collects its rows.
+/// Prefer [`query_read_only_with`] for results of unknown size: it holds one row at a
+/// time.
+///
+/// # Errors
+/// As [`query_read_only_with`].
+pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
+    let mut result = QueryResult {
+        columns: Vec::new(),
+        rows: Vec::new(),
+    };
+    query_read_only_with(path, sql, timeout, &mut result)?;
+    Ok(result)
+}
+
+/// Where [`query_read_only_with`] hands a query's result, a row at a time.
+pub trait QuerySink {
+    /// The column names, once, before any row.
+    ///
+    /// # Errors
+    /// Any I/O error; it stops the query.
+    fn columns(&mut self, names: &[String]) -> std::io::Result<()>;
+
+    /// One row, as JSON values in column order.
+    ///
+    /// # Errors
+    /// Any I/O error; it stops the query.
+    fn row(&mut self, values: Vec<Value>) -> std::io::Result<()>;
+}
+
+/// Collecting: every row is kept.
+impl QuerySink for QueryResult {
+    fn columns(&mut self, names: &[String]) -> std::io::Result<()> {
+        self.columns = names.to_vec();
+        Ok(())
+    }
+
+    fn row(&mut self, values: Vec<Value>) -> std::io::Result<()> {
+        self.rows.push(values);
+        Ok(())
+    }
+}
+
+/// Runs one read-only query against the database at `path`, handing the column names
+/// to `sink` once and then each row as SQLite produces it, so memory is bounded by a
+/// row, not the result. `timeout` bounds the whole run, the time the sink takes
+/// included: past it the query stops with [`Error::QueryTimeout`], after
+/// the rows already handed over. Returns the number of rows.
 ///
 /// # Errors
 /// [`Error::NotReadOnly`] for anything that could write or is not one statement,
 /// [`Error::QueryTimeout`] when it runs past `timeout`, [`Error::NotFound`] and the
-/// identity errors of [`super::Store::open`], or the query's own SQLite error.
-pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
+/// identity errors of [`super::Store::open`], the query's own SQLite error, or
+/// [`Error::Io`] when the sink fails (a closed pipe, say).
+pub fn query_read_only_with(
+    path: &Path,
+    sql: &str,
+    timeout: Duration,
+    sink: &mut dyn QuerySink,
+) -> Result<u64> {
     if sql.trim().is_empty() {
         return Err(Error::invalid("the query is empty"));
     }
@@ -130,14 +183,15 @@ pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<Quer
         return Err(Error::NotFound(path.to_path_buf()));
     }
     let had_sidecars = has_sidecars(path);
-    let result = run_query(path, sql, timeout);
+    let result = run_query(path, sql, timeout, sink);
     if !had_sidecars {
         tidy_sidecars(path);
     }
     result
 }
 
-fn run_query(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
+fn run_query(path: &Path, sql: &str, timeout: Duration, sink: &mut dyn QuerySink) -> Result<u64> {
+    let deadline = Instant::now() + timeout;
     let conn = open_raw(path, true)?;
     conn.busy_timeout(Duration::from_secs(5))
         .sql("busy_timeout")?;
@@ -197,17 +251,26 @@ fn run_query(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
         ));
     }
     let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let write_error = |source| Error::Io {
+        context: "write the query's rows".into(),
+        source,
+    };
+    sink.columns(&columns).map_err(write_error)?;
 
-    let deadline = Instant::now() + timeout;
     conn.progress_handler(10_000, Some(move || Instant::now() >= deadline))
         .sql("progress_handler")?;
 
     let mut rows = stmt.query([]).map_err(refused)?;
-    let mut out = Vec::new();
+    let mut count = 0u64;
     while let Some(row) = rows.next().map_err(refused)? {
-        out.push(row_values(row, columns.len()).map_err(refused)?);
+        sink.row(row_values(row, columns.len()).map_err(refused)?)
+            .map_err(write_error)?;
+        count += 1;
+        if Instant::now() >= deadline {
+            return Err(Error::QueryTimeout(timeout));
+        }
     }
-    Ok(QueryResult { columns, rows: out })
+    Ok(count)
 }
 
 /// The longest query text `sql` accepts.
@@ -239,8 +302,15 @@ fn to_json(v: ValueRef<'_>) -> Value {
         ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
         ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => {
-            let hex: String = b.iter().map(|x| format!("{x:02X}")).collect();
-            Value::String(format!("X'{hex}'"))
+            const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+            let mut text = String::with_capacity(2 * b.len() + 3);
+            text.push_str("X'");
+            for x in b {
+                text.push(char::from(DIGITS[usize::from(x >> 4)]));
+                text.push(char::from(DIGITS[usize::from(x & 15)]));
+            }
+            text.push('\'');
+            Value::String(text)
         }
     }
 }

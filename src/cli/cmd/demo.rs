@@ -198,7 +198,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     if !ctx.json {
         output::rows(&["tool", "params", "outcome"], tool_rows, Value::Null)
             .output
-            .print(false)?;
+            .print(false, ctx.width)?;
     }
 
     let (response_phase, reply_rows) =
@@ -221,7 +221,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
             Value::Null,
         )
         .output
-        .print(false)?;
+        .print(false, ctx.width)?;
     }
 
     // Generations that missed the target finish (and are cached) before the report.

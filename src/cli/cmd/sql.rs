@@ -1,12 +1,15 @@
 //! `agentstore sql`: one read-only query.
 
+use std::io::{self, Write};
 use std::time::Duration;
 
+use agentstore::QuerySink;
 use serde_json::Value;
 
 use crate::cli::Context;
-use crate::cli::output::{self, Output, Reply};
+use crate::cli::output::{Output, Reply};
 use crate::cli::parse;
+use crate::cli::table::TableWriter;
 
 /// Run one read-only SQL query and print its rows (a table, or with --json an array of
 /// objects). Any statement that could write (INSERT, UPDATE, DELETE, DDL, ATTACH,
@@ -26,21 +29,90 @@ pub struct Args {
     pub timeout: Duration,
 }
 
-/// Runs `sql`.
+/// Runs `sql`: rows are written as SQLite produces them, so memory is bounded by a
+/// row (and the table's first rows, which set its column widths). With `--json` the
+/// array is written one object per line; when the query fails part way (its timeout,
+/// a closed pipe) the array is left unclosed, so no parser takes it for the whole
+/// result, and the error goes to stderr.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
-    let result = agentstore::query_read_only(&ctx.db, &args.query, args.timeout)?;
-    let json = output::objects(&result.columns, &result.rows);
-    let rows = result
-        .rows
-        .iter()
-        .map(|row| row.iter().map(cell).collect())
-        .collect();
-    Ok(Output::Rows {
-        header: result.columns.clone(),
-        rows,
-        json,
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    if ctx.json {
+        let mut sink = JsonSink {
+            out,
+            names: Vec::new(),
+            rows: 0,
+        };
+        agentstore::query_read_only_with(&ctx.db, &args.query, args.timeout, &mut sink)?;
+        let end = if sink.rows == 0 { "]" } else { "\n]" };
+        writeln!(sink.out, "{end}")?;
+        sink.out.flush()?;
+    } else {
+        let mut sink = TableSink {
+            out: Some(out),
+            width: ctx.width,
+            table: None,
+            cells: Vec::new(),
+        };
+        let result =
+            agentstore::query_read_only_with(&ctx.db, &args.query, args.timeout, &mut sink);
+        // What was read is shown before the error that stopped the rest.
+        if let Some(t) = sink.table.take() {
+            t.finish()?.flush()?;
+        }
+        result?;
     }
-    .into())
+    Ok(Output::Done.into())
+}
+
+/// `--json`: an array written one object per line.
+struct JsonSink<W: Write> {
+    out: W,
+    names: Vec<String>,
+    rows: u64,
+}
+
+impl<W: Write> QuerySink for JsonSink<W> {
+    fn columns(&mut self, names: &[String]) -> io::Result<()> {
+        self.names = names.to_vec();
+        write!(self.out, "[")
+    }
+
+    fn row(&mut self, values: Vec<Value>) -> io::Result<()> {
+        let object: serde_json::Map<String, Value> =
+            self.names.iter().cloned().zip(values).collect();
+        self.out
+            .write_all(if self.rows == 0 { b"\n  " } else { b",\n  " })?;
+        self.rows += 1;
+        serde_json::to_writer(&mut self.out, &object)?;
+        Ok(())
+    }
+}
+
+/// A table written as rows arrive.
+struct TableSink<W: Write> {
+    out: Option<W>,
+    width: Option<usize>,
+    table: Option<TableWriter<W>>,
+    cells: Vec<String>,
+}
+
+impl<W: Write> QuerySink for TableSink<W> {
+    fn columns(&mut self, names: &[String]) -> io::Result<()> {
+        if let Some(out) = self.out.take() {
+            self.table = Some(TableWriter::new(out, Some(names), self.width));
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, values: Vec<Value>) -> io::Result<()> {
+        self.cells.clear();
+        self.cells.extend(values.iter().map(cell));
+        match self.table.as_mut() {
+            Some(t) => t.row(&self.cells),
+            None => Ok(()),
+        }
+    }
 }
 
 fn cell(v: &Value) -> String {

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::Context;
 use crate::cli::output::{self, Output, Reply};
+use crate::cli::table;
 
 /// `stats`.
 #[derive(Debug, clap::Args)]
@@ -30,7 +31,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let mut text = String::new();
     for view in VIEWS {
         let result = store.view(view, args.agent.as_deref())?;
-        text.push_str(&format!("{}\n{}\n", view.name(), render(&result)));
+        text.push_str(&format!(
+            "{}\n{}\n",
+            view.name(),
+            render(&result, ctx.width)
+        ));
         json.insert(
             view.name().to_string(),
             output::objects(&result.columns, &result.rows),
@@ -44,26 +49,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
 }
 
 /// One table per view, columns down and agents across (the views are wide).
-fn render(result: &QueryResult) -> String {
+fn render(result: &QueryResult, width: Option<usize>) -> String {
     if result.rows.is_empty() {
         return "(no rows)".to_string();
     }
-    let mut t = output::table();
     let mut header = vec![String::new()];
-    header.extend(
-        result
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, _)| format!("#{}", i + 1)),
-    );
-    t.set_header(header);
-    for (c, name) in result.columns.iter().enumerate() {
-        let mut line = vec![name.clone()];
-        line.extend(result.rows.iter().map(|row| cell(&row[c])));
-        t.add_row(line);
-    }
-    t.to_string()
+    header.extend((1..=result.rows.len()).map(|i| format!("#{i}")));
+    let lines: Vec<Vec<String>> = result
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let mut line = vec![name.clone()];
+            line.extend(result.rows.iter().map(|row| cell(&row[c])));
+            line
+        })
+        .collect();
+    table::render(Some(&header), &lines, width)
 }
 
 fn cell(v: &Value) -> String {
