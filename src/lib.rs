@@ -50,8 +50,9 @@ pub use store::{
 };
 pub use store::{
     CacheMatch, CachedResponse, EXPORT_FORMAT, EXPORT_VERSION, ExportReport, FuzzyOptions,
-    ImportReport, LoggedResponse, MAX_IMPORT_LINE, Outcome, ResponseCache, ResponseOrder,
-    ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning, words,
+    ImportReport, LoggedResponse, Lookup, MAX_FUZZY_WORDS, MAX_IMPORT_LINE, NoMatch, Outcome,
+    ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats,
+    TimeFigures, Tuning, words,
 };
 
 #[cfg(test)]

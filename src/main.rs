@@ -7,6 +7,23 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The most characters of one word (a value the user typed) an error repeats.
+const ECHO_CHARS: usize = 200;
+
+/// `line` with every word longer than [`ECHO_CHARS`] cut, saying how long it was: a
+/// 10,000-character value makes a short error, not a 10 KB one.
+fn clip_words(line: &str) -> String {
+    line.split(' ')
+        .map(|word| match word.char_indices().nth(ECHO_CHARS) {
+            Some((cut, _)) => {
+                format!("{}… ({} characters)", &word[..cut], word.chars().count())
+            }
+            None => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
@@ -29,9 +46,10 @@ fn main() -> ExitCode {
                 .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
                 .filter(|l| !l.is_empty())
                 .collect();
+            let line = line.join(" ");
             eprintln!(
                 "agentstore: {}",
-                line.join(" ").trim_start_matches("error: ")
+                clip_words(line.trim_start_matches("error: "))
             );
             return ExitCode::from(2);
         }

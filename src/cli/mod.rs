@@ -3,6 +3,7 @@
 //! `run` that returns data for [`output`] to render.
 
 pub mod cmd;
+pub mod outfile;
 pub mod output;
 pub mod parse;
 pub mod table;
@@ -48,7 +49,8 @@ pub struct Cli {
         global = true,
         env = "AGENTSTORE_BUSY_TIMEOUT",
         default_value = "5s",
-        value_parser = parse::busy_timeout
+        value_parser = parse::busy_timeout,
+        allow_hyphen_values = true
     )]
     pub busy_timeout: std::time::Duration,
 

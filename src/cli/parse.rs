@@ -6,18 +6,19 @@ use std::time::Duration;
 pub fn unit_interval(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("must be a number between 0 and 1, got '{s}'")),
+        _ => Err("must be a number between 0 and 1".into()),
     }
 }
 
 /// A duration such as `90m`, `12h` or `7d`; zero is refused.
 pub fn duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s.trim()) {
-        Ok(d) if d.is_zero() => Err(format!(
-            "'{s}' is zero; give a duration such as 90m, 12h or 7d"
-        )),
+        Ok(d) if d.is_zero() => Err("it is zero; give a duration such as 90m, 12h or 7d".into()),
         Ok(d) => Ok(d),
-        Err(_) => Err(format!("'{s}' is not a duration; try 90m, 12h or 7d")),
+        Err(_) if s.trim_start().starts_with('-') => {
+            Err("a duration cannot be negative; try 90m, 12h or 7d".into())
+        }
+        Err(_) => Err("not a duration; try 90m, 12h or 7d".into()),
     }
 }
 
@@ -25,26 +26,32 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 pub fn busy_timeout(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
     if d < Duration::from_millis(1) || d > Duration::from_secs(600) {
-        return Err(format!(
-            "'{s}' is out of range; give a busy timeout from 1ms to 10m"
-        ));
+        return Err("out of range; give a busy timeout from 1ms to 10m".into());
     }
     Ok(d)
 }
 
 /// A whole number of at least 1.
 pub fn positive(s: &str) -> Result<u64, String> {
-    match s.trim().parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("must be a whole number of at least 1, got '{s}'")),
+    match whole(s)? {
+        0 => Err("must be a whole number of at least 1".into()),
+        n => Ok(n),
     }
 }
 
 /// A whole number of at least 0.
 pub fn count(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<u64>()
-        .map_err(|_| format!("must be a whole number of at least 0, got '{s}'"))
+    whole(s)
+}
+
+/// A whole number that fits 64 bits; the message says which way it is wrong.
+fn whole(s: &str) -> Result<u64, String> {
+    use std::num::IntErrorKind;
+    s.trim().parse::<u64>().map_err(|e| match e.kind() {
+        IntErrorKind::PosOverflow => format!("too large; the most is {}", u64::MAX),
+        _ if s.trim().starts_with('-') => "must not be negative".into(),
+        _ => "not a whole number".into(),
+    })
 }
 
 /// Reads standard input as UTF-8 text, stopping `limit` bytes in: never more than
@@ -61,7 +68,7 @@ pub fn stdin_text(what: &str, limit: usize) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot read {what} from standard input: {e}"))?;
     if bytes.len() > limit {
         return Err(agentstore::Error::InvalidArgument(format!(
-            "{what} on standard input is over {limit} bytes, the most it can be"
+            "{what} on standard input is over the limit of {limit} bytes; nothing was stored"
         ))
         .into());
     }
@@ -92,8 +99,22 @@ mod tests {
         assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert_eq!(
             duration("7x").unwrap_err(),
-            "'7x' is not a duration; try 90m, 12h or 7d"
+            "not a duration; try 90m, 12h or 7d"
         );
+        assert!(duration("-1s").unwrap_err().contains("negative"));
         assert!(duration("0s").is_err());
+    }
+
+    #[test]
+    fn whole_numbers_say_which_way_they_are_wrong() {
+        assert_eq!(positive("7"), Ok(7));
+        assert!(positive("0").unwrap_err().contains("at least 1"));
+        assert!(
+            positive("18446744073709551616")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(count("-3").unwrap_err().contains("negative"));
+        assert!(count("x").unwrap_err().contains("not a whole number"));
     }
 }

@@ -31,8 +31,9 @@ pub use memory::{
 };
 pub use migrate::SCHEMA_SQL;
 pub use response_cache::{
-    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Outcome, ResponseCache,
-    ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, TimeFigures, Tuning,
+    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, MAX_FUZZY_WORDS, NoMatch,
+    Outcome, ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats,
+    TimeFigures, Tuning,
 };
 pub use sql::{QueryResult, QuerySink, StatsView, query_read_only, query_read_only_with};
 pub use tool_cache::{

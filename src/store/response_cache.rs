@@ -93,6 +93,45 @@ pub struct CacheMatch {
     pub response: String,
 }
 
+/// Why a lookup that looked found nothing to return.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum NoMatch {
+    /// A cached message was similar enough, but the negation guard blocked it: the
+    /// two differ by a negation or a number.
+    Guarded {
+        /// The blocked row's id.
+        id: i64,
+        /// Its similarity.
+        similarity: f64,
+        /// The blocked cached message.
+        message: String,
+    },
+    /// The message has more distinct words than the fuzzy lookup compares
+    /// ([`MAX_FUZZY_WORDS`]); only the exact lookup ran.
+    TooManyWords {
+        /// The message's distinct words.
+        words: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// What a lookup found: a match, or none and, when it is not plain absence, why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lookup {
+    /// The match.
+    pub found: Option<CacheMatch>,
+    /// Why there is none although something came close, or why the fuzzy lookup was
+    /// skipped.
+    pub no_match: Option<NoMatch>,
+}
+
+/// The most distinct words a message may have for the fuzzy lookup to compare it;
+/// a longer message gets the exact lookup only (a lookup stays a few milliseconds
+/// whatever the message's size). Chat messages are far below it.
+pub const MAX_FUZZY_WORDS: usize = 4096;
+
 /// A cached response as listed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CachedResponse {
@@ -291,20 +330,40 @@ const WAITING_ROWS: &str = "SELECT id, message FROM response_cache INDEXED BY re
 const PROBE_COST_IN_POSTINGS: u64 = 6;
 
 /// The fewest shared words a message of `c` words needs to be strictly more similar
-/// than `t` to a query of `q` words; `None` when no count reaches it.
+/// than `t` to a query of `q` words; `None` when no count reaches it. Similarity
+/// grows with the shared count, so this is a binary search: O(log q), where a scan
+/// from 1 made the lookup quadratic in a long message's length.
 fn words_needed(q: usize, c: usize, t: f64) -> Option<usize> {
-    (1..=q.min(c)).find(|&i| jaccard(q, c, i) > t)
+    let most = q.min(c);
+    if most == 0 || jaccard(q, c, most) <= t {
+        return None;
+    }
+    let (mut lo, mut hi) = (1, most);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if jaccard(q, c, mid) > t {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
 }
 
-fn fuzzy_on(
-    c: &Connection,
-    agent_id: i64,
-    message: &str,
-    options: FuzzyOptions,
-) -> Result<Option<CacheMatch>> {
+fn fuzzy_on(c: &Connection, agent_id: i64, message: &str, options: FuzzyOptions) -> Result<Lookup> {
+    let none = |no_match| Lookup {
+        found: None,
+        no_match,
+    };
     let words = word_set(message);
     if words.is_empty() {
-        return Ok(None);
+        return Ok(none(None));
+    }
+    if words.len() > MAX_FUZZY_WORDS {
+        return Ok(none(Some(NoMatch::TooManyWords {
+            words: words.len(),
+            limit: MAX_FUZZY_WORDS,
+        })));
     }
     let (q, t) = (words.len(), options.threshold);
     let (lo, hi) = length_bounds(q, t);
@@ -313,7 +372,7 @@ fn fuzzy_on(
     let Some(fewest) = (lo.max(1) as usize..=q.max(lo as usize) * 2 + 1)
         .find_map(|count| words_needed(q, count, t))
     else {
-        return Ok(None);
+        return Ok(none(None));
     };
 
     // Rarest words first. A match misses at most q - fewest query words, so it has
@@ -384,6 +443,7 @@ fn fuzzy_on(
     // same as the best similarity, then the smallest id.
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut by_id = c.prepare_cached(BY_ID).sql(BY_ID)?;
+    let mut guarded = None;
     for (similarity, id) in candidates {
         let Some((cached, response)) = by_id
             .query_row(params![id, agent_id], |r| {
@@ -395,17 +455,25 @@ fn fuzzy_on(
             continue; // a posting whose row was deleted outside agentstore
         };
         if options.negation_guard && differ_in_meaning(&words, &word_set(&cached)) {
+            guarded.get_or_insert(NoMatch::Guarded {
+                id,
+                similarity,
+                message: cached,
+            });
             continue;
         }
-        return Ok(Some(CacheMatch {
-            id,
-            kind: Outcome::Fuzzy,
-            similarity,
-            message: cached,
-            response,
-        }));
+        return Ok(Lookup {
+            found: Some(CacheMatch {
+                id,
+                kind: Outcome::Fuzzy,
+                similarity,
+                message: cached,
+                response,
+            }),
+            no_match: None,
+        });
     }
-    Ok(None)
+    Ok(none(guarded))
 }
 
 fn lookup_on(
@@ -413,9 +481,12 @@ fn lookup_on(
     agent_id: i64,
     message: &str,
     options: FuzzyOptions,
-) -> Result<Option<CacheMatch>> {
+) -> Result<Lookup> {
     match exact_on(c, agent_id, message)? {
-        Some(hit) => Ok(Some(hit)),
+        Some(hit) => Ok(Lookup {
+            found: Some(hit),
+            no_match: None,
+        }),
         None => fuzzy_on(c, agent_id, message, options),
     }
 }
@@ -436,7 +507,8 @@ impl ResponseCache {
 
     /// The cached message most similar to `message` (word-set Jaccard strictly above
     /// the threshold; the earliest cached among equals; the guard applied), found
-    /// through the word index. The answer is the one a scan of every cached message
+    /// through the word index, in time linear in the message's words. A message of
+    /// more than [`MAX_FUZZY_WORDS`] distinct words is not compared (no match). The answer is the one a scan of every cached message
     /// would give.
     ///
     /// # Errors
@@ -450,6 +522,7 @@ impl ResponseCache {
         options.validate()?;
         self.store
             .snapshot(|c| fuzzy_on(c, agent_id, message, options))
+            .map(|l| l.found)
     }
 
     /// The exact match, else the fuzzy one. A read: never a write transaction.
@@ -462,6 +535,21 @@ impl ResponseCache {
         message: &str,
         options: FuzzyOptions,
     ) -> Result<Option<CacheMatch>> {
+        self.lookup_explained(agent_id, message, options)
+            .map(|l| l.found)
+    }
+
+    /// [`ResponseCache::lookup`], saying why there is no match when the guard blocked
+    /// one or the message was too long to compare.
+    ///
+    /// # Errors
+    /// As [`ResponseCache::lookup_fuzzy`].
+    pub fn lookup_explained(
+        &self,
+        agent_id: i64,
+        message: &str,
+        options: FuzzyOptions,
+    ) -> Result<Lookup> {
         options.validate()?;
         self.store
             .snapshot(|c| lookup_on(c, agent_id, message, options))
@@ -1077,7 +1165,16 @@ pub(crate) fn restore_log(tx: &Connection, row: &LoggedResponse) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::time_bucket;
+    use super::{jaccard, time_bucket, words_needed};
+
+    proptest::proptest! {
+        /// The binary search agrees with the scan it replaced.
+        #[test]
+        fn words_needed_matches_a_scan(q in 0usize..400, c in 0usize..400, t in 0.0f64..1.0) {
+            let scan = (1..=q.min(c)).find(|&i| jaccard(q, c, i) > t);
+            proptest::prop_assert_eq!(words_needed(q, c, t), scan);
+        }
+    }
 
     #[test]
     fn buckets_order_like_durations() {

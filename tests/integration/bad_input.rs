@@ -202,7 +202,7 @@ fn bad_values_and_names_are_refused_and_change_nothing() {
             "negative duration",
             &["memory", "prune", "--agent", "bot", "--older-than", "-5m"],
             2,
-            "is not a duration",
+            "cannot be negative",
         ),
         case(
             "zero duration",
@@ -257,7 +257,7 @@ fn bad_values_and_names_are_refused_and_change_nothing() {
             "negative limit",
             &["memory", "list", "--agent", "bot", "--limit", "-1"],
             2,
-            "at least 1",
+            "must not be negative",
         ),
         case(
             "absurd limit",

@@ -282,7 +282,7 @@ fn usage_errors_exit_2_with_one_line() {
         .args(["memory", "prune", "--agent", "bot", "--older-than", "7x"])
         .assert()
         .stderr(predicate::str::contains(
-            "'7x' is not a duration; try 90m, 12h or 7d",
+            "invalid value '7x' for '--older-than <OLDER_THAN>': not a duration; try 90m, 12h or 7d",
         ));
 }
 

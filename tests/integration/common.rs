@@ -58,6 +58,7 @@ pub fn agentstore_at(path: &Path) -> assert_cmd::Command {
     let mut c = assert_cmd::Command::cargo_bin("agentstore").expect("binary");
     c.env_remove("AGENTSTORE_DB")
         .env_remove("AGENTSTORE_BUSY_TIMEOUT")
+        .env_remove("COLUMNS")
         .arg("--db")
         .arg(path);
     c

@@ -8,6 +8,7 @@ mod common;
 mod context;
 mod crash;
 mod faults;
+mod hardening;
 mod http;
 mod interrupted;
 mod llm;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use agentstore::agent::{ResponseConfig, optimize};
-use agentstore::{FuzzyOptions, ResponseOrder, ResponsePurge, ResponseTimeStats};
+use agentstore::{FuzzyOptions, NoMatch, ResponseOrder, ResponsePurge, ResponseTimeStats};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, to_value};
 
@@ -195,10 +195,10 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                 threshold: a.threshold,
                 negation_guard: !a.no_guard,
             };
-            let found = store
+            let lookup = store
                 .response_cache()
-                .lookup(agent.id, &a.message, options)?;
-            let (text, json) = match &found {
+                .lookup_explained(agent.id, &a.message, options)?;
+            let (text, json) = match &lookup.found {
                 Some(m) => (
                     format!(
                         "{} match (similarity {:.3}) with #{}: {}\n{}",
@@ -213,10 +213,28 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                         "message": m.message, "response": m.response,
                     }),
                 ),
-                None => (
-                    "no match: the agent would generate a response".to_string(),
-                    json!({ "match": null }),
-                ),
+                None => {
+                    let why = match &lookup.no_match {
+                        Some(NoMatch::Guarded {
+                            id,
+                            similarity,
+                            message,
+                        }) => format!(
+                            " (the negation guard blocked #{id}, similarity {similarity:.3}: {}; \
+                             the two differ by a negation or a number; --no-guard lifts it)",
+                            output::snippet(message, 60)
+                        ),
+                        Some(NoMatch::TooManyWords { words, limit }) => format!(
+                            " (the message has {words} distinct words; the fuzzy lookup \
+                             compares messages of at most {limit}, so only an exact match counts)"
+                        ),
+                        None => String::new(),
+                    };
+                    (
+                        format!("no match{why}: the agent would generate a response"),
+                        json!({ "match": null, "no_match": lookup.no_match }),
+                    )
+                }
             };
             Ok(Output::Text { text, json }.into())
         }

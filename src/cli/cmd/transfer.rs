@@ -1,13 +1,14 @@
 //! `agentstore export` and `agentstore import`: an agent's whole state as JSON Lines.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::Context;
+use crate::cli::outfile::Target;
 use crate::cli::output::{self, Output, Reply};
 
 /// `export`.
@@ -20,8 +21,10 @@ pub struct ExportArgs {
     /// Only this agent (with the cached tool results of its scope); all by default.
     #[arg(long)]
     pub agent: Option<String>,
-    /// Write to this file (created or replaced only once the export is complete)
-    /// instead of stdout; a summary is printed.
+    /// Write to this file instead of stdout, and print a summary. A regular file is
+    /// replaced only once the export is complete and keeps its mode (a new one is
+    /// owner-only, 0600); a symlink is followed; a device or FIFO is written to, never
+    /// replaced; a directory is refused. `-` is stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
 }
@@ -60,40 +63,33 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
 
 /// Runs `export`.
 pub fn run_export(ctx: &Context, args: ExportArgs) -> anyhow::Result<Reply> {
+    // Where the export goes is settled before the database is read.
+    let target = match &args.output {
+        Some(path) => Target::of(path)?,
+        None => Target::Stdout,
+    };
     let store = ctx.open_for_read()?;
-    let Some(path) = args.output else {
+    if let Target::Stdout = target {
         let stdout = io::stdout();
         let mut out = BufWriter::new(stdout.lock());
         store.export(args.agent.as_deref(), &mut out)?;
+        out.flush()?;
         return Ok(Output::Done.into());
-    };
-    let partial = partial_path(&path);
+    }
+    let mut output = target.open()?;
     let bar = progress(None, "exporting");
-    let written = (|| -> anyhow::Result<_> {
-        let file = File::create(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
-        let handle = file.try_clone()?;
-        let mut out = BufWriter::new(bar.wrap_write(file));
-        let report = store.export(args.agent.as_deref(), &mut out)?;
+    let report = {
+        let mut out = BufWriter::new(bar.wrap_write(output.writer()));
+        let report = store.export(args.agent.as_deref(), &mut out);
+        let flushed = out.flush();
         drop(out);
-        handle.sync_all()?;
-        std::fs::rename(&partial, &path).with_context(|| {
-            format!("cannot rename {} to {}", partial.display(), path.display())
-        })?;
-        Ok(report)
-    })();
-    bar.finish_and_clear();
-    let report = written.inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })?;
+        bar.finish_and_clear();
+        let report = report?;
+        flushed?;
+        report
+    };
+    output.commit()?;
     Ok(output::report(&report)?)
-}
-
-/// `FILE.partial` beside `path`: the export goes there first.
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
 }
 
 /// Runs `import`.

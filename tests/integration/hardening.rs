@@ -1,0 +1,538 @@
+//! Issue 12: what a careful user, and someone out to break it, found. Each test is
+//! named for the class of fault it pins down.
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::process::{Command, Stdio};
+
+use predicates::prelude::*;
+
+use crate::common::{TempDb, agentstore, agentstore_at, json_of};
+
+fn init(db: &TempDb) {
+    agentstore(db).arg("init").assert().success();
+}
+
+fn add(db: &TempDb, agent: &str, text: &str) {
+    agentstore(db)
+        .args(["memory", "add", "--agent", agent, text])
+        .assert()
+        .success();
+}
+
+// ---- It must never damage what is not its own -------------------------------------
+
+#[test]
+fn special_database_paths_are_refused_before_sqlite_touches_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, code, says) in [
+        ("/dev/null", 2, "not a regular file"),
+        ("/dev/zero", 2, "not a regular file"),
+        (":memory:", 2, ":memory:"),
+        ("file:x.db?mode=memory", 2, "special name"),
+        ("", 2, "a value is required"),
+    ] {
+        agentstore_at(std::path::Path::new(path))
+            .current_dir(dir.path())
+            .arg("init")
+            .assert()
+            .code(code)
+            .stderr(predicate::str::contains(says));
+    }
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    agentstore_at(&fifo)
+        .args(["stats"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("FIFO"));
+    // Nothing appeared: no journal beside the device, no `:memory:` file.
+    assert!(!std::path::Path::new("/dev/zero-journal").exists());
+    assert!(!std::path::Path::new("/dev/null-journal").exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("fifo")]);
+}
+
+fn export_to(db: &TempDb, target: &std::path::Path) -> assert_cmd::assert::Assert {
+    agentstore(db)
+        .arg("export")
+        .arg("--output")
+        .arg(target)
+        .assert()
+}
+
+#[test]
+fn export_writes_through_devices_and_fifos_and_never_replaces_them() {
+    let db = TempDb::new();
+    add(&db, "bot", "remember this");
+    export_to(&db, std::path::Path::new("/dev/null")).success();
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device(), "/dev/null was replaced");
+
+    let fifo = db.dir.path().join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        })
+    };
+    export_to(&db, &fifo).success();
+    let text = reader.join().unwrap();
+    assert!(text.contains("remember this"), "{text}");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+}
+
+#[test]
+fn export_follows_symlinks_and_keeps_a_replaced_files_mode() {
+    let db = TempDb::new();
+    add(&db, "bot", "remember this");
+    let dir = db.dir.path();
+    let real = dir.join("real.jsonl");
+    std::fs::write(&real, "old").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.join("link.jsonl");
+    std::os::unix::fs::symlink("real.jsonl", &link).unwrap();
+
+    export_to(&db, &link).success();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let meta = std::fs::metadata(&real).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(&real)
+            .unwrap()
+            .contains("remember this")
+    );
+
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    export_to(&db, &real).success();
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+
+    let new = dir.join("new.jsonl");
+    export_to(&db, &new).success();
+    let mode = std::fs::metadata(&new).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a new export is owner-only");
+    // No temporary file is left behind.
+    let partials = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial")
+        })
+        .count();
+    assert_eq!(partials, 0);
+}
+
+#[test]
+fn export_refuses_a_directory_before_any_work_and_dash_is_stdout() {
+    let db = TempDb::new();
+    add(&db, "bot", "remember this");
+    export_to(&db, db.dir.path())
+        .code(2)
+        .stderr(predicate::str::contains("is a directory"));
+    export_to(&db, &db.dir.path().join("missing/x.jsonl"))
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"));
+    export_to(&db, std::path::Path::new("-"))
+        .success()
+        .stdout(predicate::str::starts_with("{\"type\":\"header\""));
+    // A directory is refused before the database is even opened: no file is created.
+    let fresh = TempDb::new();
+    export_to(&fresh, fresh.dir.path()).code(2);
+    assert!(!fresh.path.exists());
+}
+
+// ---- Memory and time stay bounded ----------------------------------------------------
+
+/// Runs the binary under a cap on its address space, so a result collected in memory
+/// fails instead of passing.
+fn capped(db: &TempDb, megabytes: u64, args: &str) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("agentstore");
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {}; exec '{}' --db '{}' {args}",
+            megabytes * 1024,
+            bin.display(),
+            db.path.display()
+        ))
+        .env_remove("COLUMNS")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sql_streams_rows_in_bounded_memory_as_table_and_json() {
+    let db = TempDb::new();
+    init(&db);
+    // 300,000 rows of 300 bytes: about 90 MB of text, more than twice that collected
+    // as values, under a 100 MB cap on the whole process.
+    let query = "\"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 300000) SELECT x, printf('%0300d', x) AS pad FROM c\"";
+    for (json, frame) in [("", 4), ("--json", 2)] {
+        let out = capped(&db, 100, &format!("{json} sql {query} --timeout 10m"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Every row arrives: one line each, inside the table's frame or the array.
+        let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
+        assert_eq!(lines, 300_000 + frame);
+        if !json.is_empty() {
+            let tail = String::from_utf8_lossy(&out.stdout[out.stdout.len() - 700..]).into_owned();
+            assert!(tail.contains("{\"x\":300000,"), "{tail}");
+        }
+    }
+}
+
+#[test]
+fn sql_stops_at_a_closed_pipe_and_at_its_timeout() {
+    let db = TempDb::new();
+    init(&db);
+    let bin = assert_cmd::cargo::cargo_bin("agentstore");
+    let mut child = Command::new(bin)
+        .arg("--db")
+        .arg(&db.path)
+        .args([
+            "sql",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c",
+            "--timeout",
+            "10m",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    // An endless query piped to `head` ends when the reader goes, quietly.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Past the timeout, what was produced stays and the error says why.
+    let out = agentstore(&db)
+        .args([
+            "--json",
+            "sql",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c",
+            "--timeout",
+            "300ms",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("interrupted after 300ms"));
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout);
+    assert!(stdout.starts_with("[\n  {\"x\":1}"));
+    // Cut short: not a JSON document a parser would take as the whole result.
+    assert!(serde_json::from_str::<serde_json::Value>(&stdout).is_err());
+}
+
+fn widest_line(text: &str) -> usize {
+    text.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+#[test]
+fn table_cells_are_cut_to_the_width_in_linear_time() {
+    let db = TempDb::new();
+    init(&db);
+    // 60 MB of blob drawn as a table: cut, not wrapped (it used to run past 120 s).
+    let out = agentstore(&db)
+        .args(["sql", "SELECT zeroblob(60000000) AS b, 'short' AS s"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(widest_line(&text) <= 100, "{text}");
+    assert!(text.contains("X'0000"), "{text}");
+    assert!(text.contains('…'), "a cut cell is marked: {text}");
+    assert!(text.contains("short"));
+
+    // COLUMNS sets the width; --wide lifts it; --json gives the full value.
+    let long = format!("SELECT '{}' AS v", "y".repeat(5000));
+    let out = agentstore(&db)
+        .env("COLUMNS", "40")
+        .args(["sql", &long])
+        .assert()
+        .success();
+    assert!(widest_line(&String::from_utf8_lossy(&out.get_output().stdout)) <= 40);
+    let out = agentstore(&db)
+        .args(["--wide", "sql", &long])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains(&"y".repeat(5000)) && !text.contains('…'));
+    let rows = json_of(&db, &["sql", &long]);
+    assert_eq!(rows[0]["v"].as_str().unwrap().len(), 5000);
+}
+
+#[test]
+fn two_large_memory_entries_list_as_a_narrow_table() {
+    let db = TempDb::new();
+    let big = "z".repeat(1 << 20);
+    for _ in 0..2 {
+        agentstore(&db)
+            .args(["memory", "add", "--agent", "bot", "-"])
+            .write_stdin(big.clone())
+            .assert()
+            .success();
+    }
+    let out = agentstore(&db)
+        .args(["memory", "list", "--agent", "bot"])
+        .assert()
+        .success();
+    assert!(widest_line(&String::from_utf8_lossy(&out.get_output().stdout)) <= 100);
+}
+
+#[test]
+fn stdin_reads_stop_past_the_limit_and_binary_is_invalid_input() {
+    let db = TempDb::new();
+    init(&db);
+    // 2 MiB: refused without reading all of it, nothing stored.
+    agentstore(&db)
+        .args(["memory", "add", "--agent", "bot", "-"])
+        .write_stdin(vec![b'a'; 2 << 20])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("limit"));
+    agentstore(&db)
+        .args(["memory", "add", "--agent", "bot", "-"])
+        .write_stdin(vec![0xff, 0xfe, 0x00, 0x80])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("UTF-8"));
+    agentstore(&db)
+        .args([
+            "tools", "cache", "lookup", "--agent", "bot", "--tool", "t", "--params", "-",
+        ])
+        .write_stdin(vec![0xc3, 0x28])
+        .assert()
+        .code(2);
+    let agents = json_of(&db, &["agents", "list"]);
+    assert_eq!(agents.as_array().map(Vec::len), Some(0), "{agents}");
+}
+
+// ---- Errors a person can act on -----------------------------------------------------
+
+#[test]
+fn agent_names_refuse_blank_invisible_and_overlong_values() {
+    let db = TempDb::new();
+    init(&db);
+    let long = "n".repeat(10_000);
+    for bad in [
+        "",
+        "   ",
+        "\t",
+        "a\u{202e}b",
+        "zero\u{200b}width",
+        "\u{feff}bom",
+        "a\nb",
+        &long,
+    ] {
+        let out = agentstore(&db)
+            .args(["memory", "add", "--agent", bad, "x"])
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.len() < 400,
+            "a {}-byte error for {bad:?}",
+            stderr.len()
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    agentstore(&db)
+        .args(["memory", "add", "--agent", &"n".repeat(200), "x"])
+        .assert()
+        .success();
+    // An unknown agent's name is clipped too.
+    let out = agentstore(&db)
+        .args(["memory", "stats", "--agent", &long])
+        .assert()
+        .failure();
+    assert!(out.get_output().stderr.len() < 400);
+}
+
+#[test]
+fn a_long_value_in_a_usage_error_is_clipped() {
+    let db = TempDb::new();
+    let long = "9".repeat(10_000);
+    let out = agentstore(&db)
+        .args(["memory", "list", "--agent", "bot", "--limit", &long])
+        .assert()
+        .code(2);
+    assert!(out.get_output().stderr.len() < 400);
+}
+
+#[test]
+fn number_and_duration_flags_say_what_is_wrong() {
+    let db = TempDb::new();
+    for (args, says) in [
+        (
+            &[
+                "memory",
+                "list",
+                "--agent",
+                "b",
+                "--limit",
+                "18446744073709551616",
+            ][..],
+            "too large",
+        ),
+        (
+            &["--busy-timeout", "-1s", "stats"][..],
+            "cannot be negative",
+        ),
+        (
+            &["memory", "list", "--agent", "b", "--limit", "-3"][..],
+            "must not be negative",
+        ),
+    ] {
+        agentstore(&db)
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+}
+
+/// `n` distinct words, `w0 w1 ...`, repeated until the text is about `bytes` long.
+fn words_text(n: usize, bytes: usize) -> String {
+    let one: Vec<String> = (0..n).map(|i| format!("w{}", letters(i))).collect();
+    let one = one.join(" ");
+    let mut text = String::new();
+    while text.len() + one.len() < bytes {
+        text.push_str(&one);
+        text.push(' ');
+    }
+    text
+}
+
+/// A number as letters (digits would trip the negation-and-number guard).
+fn letters(mut i: usize) -> String {
+    let mut s = String::new();
+    loop {
+        s.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return s;
+        }
+    }
+}
+
+#[test]
+fn the_fuzzy_lookup_of_a_megabyte_message_is_linear_or_skipped_with_its_reason() {
+    let db = TempDb::new();
+    let store = agentstore::Store::open(&db.path, agentstore::StoreOptions::default()).unwrap();
+    let agent = store.agent("bot").unwrap();
+    let cache = store.response_cache();
+    let options = agentstore::FuzzyOptions::default();
+    // 4,000 distinct words, repeated to 990 KB; the query changes one word.
+    let cached = words_text(4000, 990_000);
+    cache.put(agent.id, &cached, "the long answer").unwrap();
+    let near = cached.replacen("wa ", "changed ", 1);
+    let hit = cache
+        .lookup(agent.id, &near, options)
+        .unwrap()
+        .expect("a fuzzy match");
+    assert!(hit.similarity > 0.99, "{}", hit.similarity);
+    // The same with a number in it: the guard blocks it, and says so.
+    let numbered = cached.replacen("wa ", "42 ", 1);
+    let lookup = cache
+        .lookup_explained(agent.id, &numbered, options)
+        .unwrap();
+    assert!(lookup.found.is_none());
+    assert!(matches!(
+        lookup.no_match,
+        Some(agentstore::NoMatch::Guarded { .. })
+    ));
+    // Past the documented limit of distinct words: skipped, with the reason.
+    let huge = words_text(agentstore::MAX_FUZZY_WORDS + 1, 200_000);
+    let lookup = store
+        .response_cache()
+        .lookup_explained(agent.id, &huge, options)
+        .unwrap();
+    assert_eq!(
+        lookup.no_match,
+        Some(agentstore::NoMatch::TooManyWords {
+            words: agentstore::MAX_FUZZY_WORDS + 1,
+            limit: agentstore::MAX_FUZZY_WORDS
+        })
+    );
+}
+
+#[test]
+fn responses_lookup_says_when_the_guard_blocked_a_match() {
+    let db = TempDb::new();
+    let store = agentstore::Store::open(&db.path, agentstore::StoreOptions::default()).unwrap();
+    let agent = store.agent("bot").unwrap();
+    store
+        .response_cache()
+        .put(agent.id, "is the server running", "yes")
+        .unwrap();
+    drop(store);
+    agentstore(&db)
+        .args([
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "is the server not running",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("negation guard blocked #"));
+    let json = json_of(
+        &db,
+        &[
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "is the server not running",
+        ],
+    );
+    assert_eq!(json["no_match"]["reason"], "guarded");
+}
