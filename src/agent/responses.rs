@@ -283,8 +283,9 @@ impl Responder {
             Ok(Ok(Ok(response))) => {
                 let (cache, owned) = (inner.cache.clone(), message.to_string());
                 let response = blocking(move || {
-                    // A response too large to cache is still the answer.
-                    if response.len() > MAX_CONTENT_BYTES {
+                    // A response too large to cache, or an empty message or response
+                    // (never cached), is still the answer.
+                    if !cacheable(&owned, &response) {
                         return Ok(response);
                     }
                     cache.put(agent_id, &owned, &response).map(|_| response)
@@ -335,7 +336,7 @@ impl Responder {
         let message = message.to_string();
         let task = tokio::spawn(async move {
             match tokio::time::timeout(left, &mut generation).await {
-                Ok(Ok(Ok(response))) if response.len() <= MAX_CONTENT_BYTES => {
+                Ok(Ok(Ok(response))) if cacheable(&message, &response) => {
                     let _ = blocking(move || cache.put(agent_id, &message, &response)).await;
                 }
                 Ok(_) => {}
@@ -485,4 +486,10 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.flush();
     }
+}
+
+/// Whether a generated response can be cached: neither side empty, the response
+/// within the size limit (`ResponseCache::put` refuses the rest).
+fn cacheable(message: &str, response: &str) -> bool {
+    !message.is_empty() && !response.is_empty() && response.len() <= MAX_CONTENT_BYTES
 }

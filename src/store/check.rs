@@ -216,6 +216,16 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
         }
     }
 
+    // Ranges and relations every row keeps (an import refuses the same).
+    for (_, sql) in super::invariants::CHECKS {
+        let mut stmt = c.prepare(sql).sql(sql)?;
+        let mut rows = stmt.query([]).sql(sql)?;
+        while let Some(r) = rows.next().sql(sql)? {
+            let (name, detail): (String, String) = (r.get(0).sql(sql)?, r.get(1).sql(sql)?);
+            problems.push(format!("{name}: {detail}"));
+        }
+    }
+
     // The fuzzy word index: one posting per distinct word of each indexed message.
     const POSTINGS: &str = "SELECT (SELECT count(*) FROM response_words),
             (SELECT coalesce(sum(word_count), 0) FROM response_cache WHERE indexed = 1)";

@@ -5,6 +5,7 @@ mod agents;
 mod check;
 mod checkpoint;
 mod connection;
+mod invariants;
 mod memory;
 mod migrate;
 mod pool;

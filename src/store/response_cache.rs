@@ -278,6 +278,11 @@ fn message_hash(message: &str) -> [u8; 32] {
 }
 
 fn check_size(what: &str, text: &str) -> Result<()> {
+    if text.is_empty() {
+        return Err(Error::invalid(format!(
+            "{what} is empty; the response cache keeps only messages and responses with text"
+        )));
+    }
     if text.len() > MAX_CONTENT_BYTES {
         return Err(Error::invalid(format!(
             "{what} is {} bytes; the limit is {MAX_CONTENT_BYTES}",

@@ -4,7 +4,7 @@
 //! number is in the error) changes nothing. Export, import into an empty file and
 //! export again give the same bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read, Write};
 
 use rusqlite::Connection;
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::agents::{RestoredAgent, find_agent, restore_agent, settings_from_row};
+use super::invariants;
 use super::memory::restore_entry;
 use super::response_cache::{restore_log, restore_response};
 use super::tool_cache::{restore_counts, restore_result};
@@ -355,6 +356,9 @@ struct Importer<'c> {
     agents: HashMap<String, (i64, bool)>,
     /// Tool scopes renamed with their agent.
     scopes: HashMap<String, String>,
+    /// For each agent this import creates: its message counter and the memory ids
+    /// seen so far (ids are message numbers: unique, from 1 to the counter).
+    ids: HashMap<String, (i64, HashSet<i64>)>,
     report: ImportReport,
 }
 
@@ -365,6 +369,7 @@ impl<'c> Importer<'c> {
             rename,
             agents: HashMap::new(),
             scopes: HashMap::new(),
+            ids: HashMap::new(),
             report: ImportReport::default(),
         }
     }
@@ -394,6 +399,11 @@ impl<'c> Importer<'c> {
                     format!("not valid UTF-8 (at byte {})", e.valid_up_to()),
                 )
             })?;
+            // A byte-order mark (some editors write one) is not part of the header.
+            let line = match line.strip_prefix('\u{feff}') {
+                Some(rest) if number == 1 => rest,
+                _ => line,
+            };
             if line.trim().is_empty() {
                 continue;
             }
@@ -479,7 +489,19 @@ impl<'c> Importer<'c> {
                 if tool_scope.is_none() && target != name {
                     self.scopes.insert(name.clone(), target.clone());
                 }
+                let counter = invariants::count("message_count", message_count)?;
                 let entry = match find_agent(tx, &target)? {
+                    // Same name, same creation time: this very agent, from an earlier
+                    // import of this export (or exported from this file). Merging it
+                    // again would add its entries and log rows twice.
+                    Some(existing) if existing.created_at == created_at => {
+                        return Err(Error::invalid(format!(
+                            "agent {target:?} is already in this database with the same creation time: \
+                             this export (or an earlier one of the same agent) was imported before, and \
+                             importing it again would duplicate its entries; nothing was imported \
+                             (import with --agent NEW-NAME to make a copy)"
+                        )));
+                    }
                     Some(existing) => {
                         self.report.agents_merged += 1;
                         (existing.id, false)
@@ -497,6 +519,7 @@ impl<'c> Importer<'c> {
                                 target_response_time,
                             },
                         )?;
+                        self.ids.insert(name.clone(), (counter, HashSet::new()));
                         (id, true)
                     }
                 };
@@ -510,6 +533,19 @@ impl<'c> Importer<'c> {
                 content,
             } => {
                 let (agent_id, new) = self.agent(&agent)?;
+                if let Some((counter, seen)) = self.ids.get_mut(&agent) {
+                    if id < 1 || id > *counter {
+                        return Err(Error::invalid(format!(
+                            "memory entry id {id} is outside 1..={counter} (ids are message numbers, \
+                             up to the agent's message_count)"
+                        )));
+                    }
+                    if !seen.insert(id) {
+                        return Err(Error::invalid(format!(
+                            "memory entry id {id} appears twice for agent {agent:?}"
+                        )));
+                    }
+                }
                 restore_entry(
                     tx,
                     agent_id,
@@ -529,6 +565,20 @@ impl<'c> Importer<'c> {
                 total_time,
             } => {
                 let (agent_id, _) = self.agent(&agent)?;
+                for (what, n) in [
+                    ("total_calls", total_calls),
+                    ("cache_hits", cache_hits),
+                    ("errors", errors),
+                ] {
+                    invariants::count(what, n)?;
+                }
+                if cache_hits > total_calls || errors > total_calls {
+                    return Err(Error::invalid(format!(
+                        "tool {tool:?}: {cache_hits} cache hits and {errors} errors in {total_calls} calls \
+                         (neither can exceed the calls)"
+                    )));
+                }
+                invariants::seconds("total_time", total_time, invariants::MAX_TOTAL_SECONDS)?;
                 let counts = ToolCounts {
                     total_calls,
                     cache_hits,
@@ -547,6 +597,8 @@ impl<'c> Importer<'c> {
                 response,
             } => {
                 let (agent_id, _) = self.agent(&agent)?;
+                invariants::count("hits", hits)?;
+                invariants::ordered("created_at", created_at, "last_used_at", last_used_at)?;
                 if restore_response(
                     tx,
                     agent_id,
@@ -568,6 +620,7 @@ impl<'c> Importer<'c> {
                 outcome,
             } => {
                 let (agent_id, _) = self.agent(&agent)?;
+                invariants::seconds("duration", duration, invariants::MAX_RESPONSE_SECONDS)?;
                 restore_log(
                     tx,
                     &LoggedResponse {
@@ -587,6 +640,7 @@ impl<'c> Importer<'c> {
                 params,
                 result,
             } => {
+                invariants::ordered("created_at", created_at, "expires_at", expires_at)?;
                 let scope = self.scopes.get(&scope).cloned().unwrap_or(scope);
                 restore_result(tx, &scope, &tool, &params, &result, created_at, expires_at)?;
                 self.report.tool_results += 1;

@@ -536,3 +536,86 @@ fn responses_lookup_says_when_the_guard_blocked_a_match() {
     );
     assert_eq!(json["no_match"]["reason"], "guarded");
 }
+
+// ---- Import must not accept what `check` calls damage ------------------------------
+
+#[test]
+fn importing_the_same_export_twice_is_refused_and_changes_nothing() {
+    let db = TempDb::new();
+    add(&db, "bot", "first");
+    add(&db, "bot", "second");
+    let export = db.dir.path().join("bot.jsonl");
+    export_to(&db, &export).success();
+    let other = TempDb::new();
+    agentstore(&other)
+        .arg("import")
+        .arg(&export)
+        .assert()
+        .success();
+    let before = other.snapshot();
+    agentstore(&other)
+        .arg("import")
+        .arg(&export)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("was imported before"));
+    assert_eq!(other.snapshot(), before);
+    // Into the file it came from: the same agent, refused too.
+    agentstore(&db).arg("import").arg(&export).assert().code(2);
+    // A copy under a new name is the way to have it twice.
+    agentstore(&other)
+        .args(["import", "--agent", "bot-copy"])
+        .arg(&export)
+        .assert()
+        .success();
+    let stats = json_of(&other, &["memory", "stats", "--agent", "bot-copy"]);
+    assert_eq!(stats["total_entries"], 2, "{stats}");
+    let stats = json_of(&other, &["memory", "stats", "--agent", "bot"]);
+    assert_eq!(stats["total_entries"], 2, "{stats}");
+}
+
+#[test]
+fn an_export_with_a_byte_order_mark_imports() {
+    let db = TempDb::new();
+    add(&db, "bot", "first");
+    let export = db.dir.path().join("bot.jsonl");
+    export_to(&db, &export).success();
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend(std::fs::read(&export).unwrap());
+    std::fs::write(&export, bytes).unwrap();
+    let other = TempDb::new();
+    agentstore(&other)
+        .arg("import")
+        .arg(&export)
+        .assert()
+        .success();
+    agentstore(&other).arg("check").assert().success();
+}
+
+#[test]
+fn check_reports_rows_outside_the_invariants_import_refuses() {
+    let db = TempDb::new();
+    add(&db, "bot", "first");
+    agentstore(&db).arg("check").assert().success();
+    {
+        let c = rusqlite::Connection::open(&db.path).unwrap();
+        c.execute_batch(
+            "INSERT INTO tool_counters (agent_id, tool, total_calls, cache_hits) VALUES (1, 't', 1, 5);
+             INSERT INTO memory_entries (agent_id, importance, created_at, id, size_bytes, content)
+                  VALUES (1, 0.5, 0, 0, 1, 'x');
+             INSERT INTO tool_cache VALUES (zeroblob(32), 's', 't', '{}', '1', 100, 50);
+             INSERT INTO response_log (agent_id, at, duration, bucket, outcome) VALUES (1, 0, 1e300, 0, 'error');",
+        )
+        .unwrap();
+    }
+    let out = agentstore(&db).arg("check").assert().code(3);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    for says in [
+        "more cache hits than calls",
+        "memory entry id 0 is below 1",
+        "expires before it was created",
+        "out of range",
+    ] {
+        assert!(text.contains(says), "{says:?} not in {text}");
+    }
+}

@@ -269,7 +269,7 @@ fn importing_into_an_existing_agent_adds_and_keeps_its_settings() -> TestResult 
 /// Good lines, then the bad one at line 4.
 fn bad_file(bad: &[u8]) -> Vec<u8> {
     let mut f = br#"{"type":"header","format":"agentstore-export","version":1}
-{"type":"agent","name":"new","created_at":"2026-01-01T00:00:00.000000Z","message_count":1,"tool_scope":null,"target_response_time":2.0,"settings":{"max_memory_mb":10.0,"max_entries":1000,"cleanup_interval":100,"keep_fraction":0.7,"importance_threshold":0.5,"importance_weight":0.7,"recency_weight":0.3,"low_water":0.8}}
+{"type":"agent","name":"new","created_at":"2026-01-01T00:00:00.000000Z","message_count":10,"tool_scope":null,"target_response_time":2.0,"settings":{"max_memory_mb":10.0,"max_entries":1000,"cleanup_interval":100,"keep_fraction":0.7,"importance_threshold":0.5,"importance_weight":0.7,"recency_weight":0.3,"low_water":0.8}}
 {"type":"memory","agent":"new","id":1,"created_at":"2026-01-01T00:00:00.000000Z","importance":0.5,"content":"fine"}
 "#
     .to_vec();
@@ -301,7 +301,19 @@ fn a_bad_line_aborts_the_whole_import_and_changes_nothing() -> TestResult {
         (br#"{"type":"memory","agent":"ghost","id":3,"created_at":"2026-01-01T00:00:00Z","importance":0.5,"content":"x"}"#.to_vec(), "\"ghost\" has no agent record"),
         (br#"{"type":"memory","agent":"new","id":3,"created_at":"yesterday","importance":0.5,"content":"x"}"#.to_vec(), "not an RFC 3339 time"),
         (br#"{"type":"memory","agent":"new","id":3,"created_at":"2026-01-01T00:00:00Z","importance":0.5,"content":"x","extra":1}"#.to_vec(), "unknown field `extra`"),
-        (br#"{"type":"response_log","agent":"new","at":"2026-01-01T00:00:00Z","duration":-1.0,"outcome":"exact"}"#.to_vec(), "finite number of seconds"),
+        (br#"{"type":"response_log","agent":"new","at":"2026-01-01T00:00:00Z","duration":-1.0,"outcome":"exact"}"#.to_vec(), "number of seconds from 0"),
+        // What `check` calls damage, or what later writes could not continue from.
+        (br#"{"type":"memory","agent":"new","id":0,"created_at":"2026-01-01T00:00:00Z","importance":0.5,"content":"x"}"#.to_vec(), "id 0 is outside 1..=10"),
+        (br#"{"type":"memory","agent":"new","id":-1,"created_at":"2026-01-01T00:00:00Z","importance":0.5,"content":"x"}"#.to_vec(), "id -1 is outside"),
+        (br#"{"type":"memory","agent":"new","id":11,"created_at":"2026-01-01T00:00:00Z","importance":0.5,"content":"x"}"#.to_vec(), "id 11 is outside 1..=10"),
+        (br#"{"type":"memory","agent":"new","id":1,"created_at":"2026-01-01T00:00:00Z","importance":0.5,"content":"x"}"#.to_vec(), "id 1 appears twice"),
+        (br#"{"type":"agent","name":"big","created_at":"2026-01-01T00:00:00.000000Z","message_count":9223372036854775807,"tool_scope":null,"target_response_time":2.0,"settings":{"max_memory_mb":10.0,"max_entries":1000,"cleanup_interval":100,"keep_fraction":0.7,"importance_threshold":0.5,"importance_weight":0.7,"recency_weight":0.3,"low_water":0.8}}"#.to_vec(), "the most a count can be"),
+        (br#"{"type":"response_log","agent":"new","at":"2026-01-01T00:00:00Z","duration":1e300,"outcome":"exact"}"#.to_vec(), "number of seconds from 0"),
+        (br#"{"type":"response","agent":"new","created_at":"2026-01-01T00:00:00Z","last_used_at":"2026-01-01T00:00:00Z","hits":0,"message":"","response":"r"}"#.to_vec(), "message is empty"),
+        (br#"{"type":"response","agent":"new","created_at":"2026-01-01T00:00:00Z","last_used_at":"2026-01-01T00:00:00Z","hits":0,"message":"m","response":""}"#.to_vec(), "response is empty"),
+        (br#"{"type":"response","agent":"new","created_at":"2026-01-02T00:00:00Z","last_used_at":"2026-01-01T00:00:00Z","hits":0,"message":"m","response":"r"}"#.to_vec(), "last_used_at is before created_at"),
+        (br#"{"type":"tool_counters","agent":"new","tool":"t","total_calls":1,"cache_hits":2,"errors":0,"total_time":1.0}"#.to_vec(), "neither can exceed the calls"),
+        (br#"{"type":"tool_cache","scope":"s","tool":"t","created_at":"2026-01-02T00:00:00Z","expires_at":"2026-01-01T00:00:00Z","params":{},"result":1}"#.to_vec(), "expires_at is before created_at"),
         (br#"{"type":"response_log","agent":"new","at":"2026-01-01T00:00:00Z","duration":1.0,"outcome":"slow"}"#.to_vec(), "unknown variant `slow`"),
         (br#"{"type":"header","format":"agentstore-export","version":1}"#.to_vec(), "a second header"),
         (deep.into_bytes(), "recursion limit exceeded"),

@@ -4,6 +4,7 @@ use serde_json::to_value;
 
 use crate::cli::Context;
 use crate::cli::output::{Output, Reply};
+use crate::cli::table;
 
 /// Run SQLite's integrity and foreign-key checks, read the schema version, count rows,
 /// and compare the trigger-kept counters with the real counts. Exits 0 when all is
@@ -31,19 +32,22 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
     for (table, n) in &report.row_counts {
         fields.push((format!("rows in {table}"), n.to_string()));
     }
-    let verdict = if report.ok {
-        "ok".to_string()
-    } else {
-        report.problems.join("\n")
-    };
-    fields.push(("problems".to_string(), verdict));
-    if !report.notes.is_empty() {
-        fields.push(("notes".to_string(), report.notes.join("\n")));
+    if report.ok {
+        fields.push(("problems".to_string(), "none".to_string()));
+    }
+    let rows: Vec<Vec<String>> = fields.into_iter().map(|(k, v)| vec![k, v]).collect();
+    let mut text = table::render(None, &rows, ctx.width);
+    // Problems and notes below the table, each a whole line: they are what to act on.
+    for p in &report.problems {
+        text.push_str(&format!("\nproblem: {p}"));
+    }
+    for n in &report.notes {
+        text.push_str(&format!("\nnote: {n}"));
     }
     Ok(Reply {
         problems: !report.ok,
-        output: Output::Fields {
-            fields,
+        output: Output::Text {
+            text,
             json: to_value(&report)?,
         },
     })
