@@ -89,9 +89,19 @@ pub enum Error {
     )]
     ReadOnlyDatabase,
 
-    /// A database error, with the statement that raised it. The source is boxed so
-    /// that the public API names no SQLite type (a second backend is an addition).
-    #[error("sqlite error in `{statement}`: {source}")]
+    /// A WAL-mode file whose `-shm` file is missing, in a directory this process
+    /// cannot write (a read-only mount): SQLite cannot read it there.
+    #[error(
+        "{} is in WAL mode and its -shm file is missing, in a directory that cannot be written (a read-only mount?): SQLite cannot read it there; copy the file to a writable directory, or run any agentstore command on it once where it is writable",
+        .0.display()
+    )]
+    WalUnreadable(PathBuf),
+
+    /// A database error, with the statement that raised it. The message shows only the
+    /// database's words; [`Error::statement`] gives the statement, for debug output.
+    /// The source is boxed so that the public API names no SQLite type (a second
+    /// backend is an addition).
+    #[error("database error: {source}")]
     Sql {
         /// The statement (or the step) that failed.
         statement: String,
@@ -173,6 +183,15 @@ impl Error {
             | Error::NotReadOnly(_)
             | Error::UnknownTool { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Runtime,
+        }
+    }
+
+    /// The statement (or step) behind a database error, for debug output (`-v`); the
+    /// message itself never shows SQL.
+    pub fn statement(&self) -> Option<&str> {
+        match self {
+            Error::Sql { statement, .. } => Some(statement),
+            _ => None,
         }
     }
 

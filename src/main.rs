@@ -54,13 +54,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let style = cli::ErrorStyle {
+        verbose: args.verbose,
+        busy_timeout: args.busy_timeout,
+    };
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
             if cli::output::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("agentstore: {}", cli::error_line(&e));
+            eprintln!("agentstore: {}", cli::error_line(&e, style));
             ExitCode::from(cli::exit_code(&e))
         }
     }

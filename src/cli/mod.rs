@@ -58,6 +58,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// On an error, also print what failed internally (the SQL statement behind a
+    /// database error), for a bug report.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+
     /// Do not cut table cells to fit the width. Tables otherwise fit the terminal, or
     /// COLUMNS when it is set, or 100 columns when stdout is not a terminal; a cut cell
     /// ends with "…" (--json always gives full values).
@@ -198,13 +203,28 @@ impl Context {
     }
 }
 
+/// How an error is shown: the flags that change its line.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorStyle {
+    /// `--verbose`: add the internal statement.
+    pub verbose: bool,
+    /// `--busy-timeout`, named when the database was locked.
+    pub busy_timeout: std::time::Duration,
+}
+
 /// The one line printed for an error. The library's messages already name their
-/// cause; other errors (I/O on stdout, JSON) get their causes appended.
-pub fn error_line(e: &anyhow::Error) -> String {
+/// cause; other errors (I/O on stdout, JSON) get their causes appended. No SQL is
+/// shown unless `--verbose`.
+pub fn error_line(e: &anyhow::Error, style: ErrorStyle) -> String {
     let line = match e.downcast_ref::<agentstore::Error>() {
         // Damage found in the middle of a statement: say so, and what to run.
         Some(err @ agentstore::Error::Sql { .. }) if err.is_damage() => format!(
             "the database file is damaged ({err}); `agentstore check` reports what is wrong"
+        ),
+        Some(err) if err.is_busy() => format!(
+            "the database is locked: another process held it for longer than the busy timeout \
+             ({}); retry, or wait longer with --busy-timeout (e.g. --busy-timeout 30s)",
+            humantime::format_duration(style.busy_timeout)
         ),
         Some(err) => err.to_string(),
         None => e
@@ -212,6 +232,13 @@ pub fn error_line(e: &anyhow::Error) -> String {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(": "),
+    };
+    let line = match e
+        .downcast_ref::<agentstore::Error>()
+        .and_then(|e| e.statement())
+    {
+        Some(statement) if style.verbose => format!("{line} (in `{statement}`)"),
+        _ => line,
     };
     line.replace('\n', " ")
 }

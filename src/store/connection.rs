@@ -192,11 +192,26 @@ fn read_error(e: rusqlite::Error, path: &Path, statement: &str) -> Error {
             path: path.to_path_buf(),
             detail: e.to_string(),
         },
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly) if wal_without_shm(path) => {
+            Error::WalUnreadable(path.to_path_buf())
+        }
         _ => Error::Sql {
             statement: statement.to_string(),
             source: Box::new(e),
         },
     }
+}
+
+/// True when the file's header says WAL mode and its `-shm` file is missing: SQLite
+/// must create that file to read, and cannot on a read-only mount.
+fn wal_without_shm(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut header = [0u8; 20];
+    let wal = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| header[18] == 2 && header[19] == 2);
+    let [_, shm] = sidecars(path);
+    wal && !shm.exists()
 }
 
 /// Refuses a path that must not be opened as a database file, before SQLite touches

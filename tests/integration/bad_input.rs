@@ -270,19 +270,19 @@ fn bad_values_and_names_are_refused_and_change_nothing() {
                 "99999999999999999999999",
             ],
             2,
-            "at least 1",
+            "too large",
         ),
         case(
             "negative byte budget",
             &["memory", "prune", "--agent", "bot", "--max-bytes", "-1"],
             2,
-            "at least 0",
+            "must not be negative",
         ),
         case(
             "negative keep",
             &["responses", "purge", "--agent", "bot", "--keep", "-3"],
             2,
-            "at least 0",
+            "must not be negative",
         ),
         case(
             "zero context budget",
@@ -314,7 +314,7 @@ fn bad_values_and_names_are_refused_and_change_nothing() {
             &with("-"),
             huge.clone(),
             2,
-            "over 1048576 bytes",
+            "over the limit of 1048576 bytes",
         ),
         piped(
             "params that are not UTF-8",

@@ -619,3 +619,85 @@ fn check_reports_rows_outside_the_invariants_import_refuses() {
         assert!(text.contains(says), "{says:?} not in {text}");
     }
 }
+
+// ---- Errors a person can act on (continued) -----------------------------------------
+
+#[test]
+fn database_errors_show_no_sql_unless_verbose() {
+    let db = TempDb::new();
+    init(&db);
+    let query = "SELECT abs(-9223372036854775808)";
+    let out = agentstore(&db).args(["sql", query]).assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("integer overflow"), "{stderr}");
+    assert!(!stderr.contains("SELECT"), "SQL shown: {stderr}");
+    agentstore(&db)
+        .args(["-v", "sql", query])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("(in `SELECT abs("));
+}
+
+#[test]
+fn a_locked_database_names_the_timeout_and_the_flag() {
+    let db = TempDb::new();
+    add(&db, "bot", "first");
+    let holder = rusqlite::Connection::open(&db.path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    agentstore(&db)
+        .args([
+            "--busy-timeout",
+            "150ms",
+            "memory",
+            "add",
+            "--agent",
+            "bot",
+            "second",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("busy timeout (150ms)"))
+        .stderr(predicate::str::contains("--busy-timeout"));
+    holder.execute_batch("ROLLBACK").unwrap();
+}
+
+/// A WAL file without its -shm on a read-only mount: said plainly, no SQL. Needs a
+/// bind mount, so root; elsewhere it says why it skips.
+#[test]
+fn a_wal_file_on_a_read_only_mount_gets_an_actionable_message() {
+    let db = TempDb::new();
+    add(&db, "bot", "first");
+    let mount = db.dir.path().join("ro");
+    std::fs::create_dir(&mount).unwrap();
+    let bind = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let (src, dst) = (db.dir.path().to_str().unwrap(), mount.to_str().unwrap());
+    if !bind(&["--bind", src, dst]) {
+        eprintln!("skipped: cannot bind-mount here (needs root)");
+        return;
+    }
+    let mounted = bind(&["-o", "remount,bind,ro", dst]);
+    let out = mounted.then(|| {
+        agentstore_at(&mount.join("agent.db"))
+            .arg("stats")
+            .output()
+            .unwrap()
+    });
+    let unmounted = Command::new("umount")
+        .arg(dst)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(unmounted, "could not unmount {dst}");
+    let out = out.expect("remount read-only");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("WAL mode and its -shm file is missing"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SELECT"), "{stderr}");
+}
