@@ -58,6 +58,51 @@ pub(crate) fn flush_later<F: Flush>(owner: &std::sync::Arc<F>) {
     });
 }
 
+/// Acts on what [`Batch::add`] said: flushes now, or arms the timer that flushes
+/// after `delay` when no further call comes to do it. The timer holds only a weak
+/// reference: an owner dropped meanwhile has flushed on its own drop.
+pub(crate) fn flush_when<F: Flush>(owner: &std::sync::Arc<F>, due: Due) {
+    match due {
+        Due::Now => flush_later(owner),
+        Due::After(delay) => {
+            let weak = std::sync::Arc::downgrade(owner);
+            let fire = move || {
+                if let Some(owner) = weak.upgrade() {
+                    let _ = owner.flush();
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        tokio::task::spawn_blocking(fire);
+                    });
+                }
+                Err(_) => {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(delay);
+                        fire();
+                    });
+                }
+            }
+        }
+        Due::No => {}
+    }
+}
+
+/// When the data just added should be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Now: the interval has passed (the caller starts the flush).
+    Now,
+    /// After this delay, unless calls keep coming: the caller arms a timer, so
+    /// counters never wait for a next call that may not come (a crash loses at most
+    /// one interval).
+    After(Duration),
+    /// A flush or a timer is already on its way.
+    No,
+}
+
 /// Flushes from async code and waits for it.
 pub(crate) async fn flush_now<F: Flush>(owner: &std::sync::Arc<F>) -> Result<()> {
     let owner = owner.clone();
@@ -85,6 +130,8 @@ struct State<T> {
     data: T,
     last_flush: Instant,
     flushing: bool,
+    /// A timer will flush: no other is armed until a flush ends.
+    timer: bool,
 }
 
 impl<T: Pending> Batch<T> {
@@ -94,23 +141,33 @@ impl<T: Pending> Batch<T> {
                 data: T::default(),
                 last_flush: Instant::now(),
                 flushing: false,
+                timer: false,
             }),
             turn: Mutex::new(()),
             interval,
         }
     }
 
-    /// Adds to the pending data. Returns true when a flush is due: the interval has
-    /// passed and no flush is running; the caller then starts one (and no other
-    /// caller will until it ends).
-    pub(crate) fn add(&self, f: impl FnOnce(&mut T)) -> bool {
+    /// Adds to the pending data and says when to write it: [`Due::Now`] when the
+    /// interval has passed and no flush is running (the caller starts one, and no
+    /// other caller will until it ends); [`Due::After`] when no flush or timer is on
+    /// its way (the caller arms a timer); else [`Due::No`].
+    pub(crate) fn add(&self, f: impl FnOnce(&mut T)) -> Due {
         let mut s = lock(&self.state);
         f(&mut s.data);
-        if s.flushing || s.last_flush.elapsed() < self.interval {
-            return false;
+        if s.flushing {
+            return Due::No;
         }
-        s.flushing = true;
-        true
+        let since = s.last_flush.elapsed();
+        if since >= self.interval {
+            s.flushing = true;
+            return Due::Now;
+        }
+        if s.timer {
+            return Due::No;
+        }
+        s.timer = true;
+        Due::After(self.interval - since)
     }
 
     /// Writes what is pending with `write`. On an error the data is kept for the next
@@ -128,6 +185,7 @@ impl<T: Pending> Batch<T> {
             s.data.merge(taken);
         }
         s.flushing = false;
+        s.timer = false;
         s.last_flush = Instant::now();
         out
     }

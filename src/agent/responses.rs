@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::batch::{Batch, Flush, Pending, blocking, flush_later, flush_now, lock};
+use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, MAX_CONTENT_BYTES, Outcome,
@@ -397,9 +397,7 @@ impl Responder {
             }
             p.log.push(row);
         });
-        if due {
-            flush_later(&self.inner);
-        }
+        flush_when(&self.inner, due);
     }
 
     /// Writes the pending hits and log rows.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::batch::{Batch, Flush, Pending, blocking, flush_later, flush_now, lock};
+use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheKey, DEFAULT_TOOL_TTL, Store, ToolCache, ToolCounts, ToolStats,
@@ -237,6 +237,8 @@ struct Inner {
     registry: ToolRegistry,
     config: ToolConfig,
     counters: Batch<Counters>,
+    /// Calls made through this instance since it was opened, all tools together.
+    session: Mutex<ToolCounts>,
 }
 
 /// Counters not yet written, by tool.
@@ -311,9 +313,17 @@ impl Tools {
                 scope,
                 registry,
                 counters: Batch::new(config.flush_interval),
+                session: Mutex::new(ToolCounts::default()),
                 config,
             }),
         })
+    }
+
+    /// The calls made through this instance (and its clones) since it was opened, all
+    /// tools together: this process's own, where the stored counters also hold every
+    /// other process's.
+    pub fn session_counts(&self) -> ToolCounts {
+        *lock(&self.inner.session)
     }
 
     /// The cache scope in use.
@@ -506,6 +516,13 @@ impl Tools {
     /// passed (on a blocking thread, without waiting for it).
     fn record(&self, tool: &str, start: Instant, hit: bool, error: bool) {
         let elapsed = start.elapsed().as_secs_f64();
+        {
+            let mut session = lock(&self.inner.session);
+            session.total_calls += 1;
+            session.cache_hits += u64::from(hit);
+            session.errors += u64::from(error);
+            session.total_time += elapsed;
+        }
         let due = self.inner.counters.add(|p| {
             let counts = match p.0.get_mut(tool) {
                 Some(c) => c,
@@ -516,9 +533,7 @@ impl Tools {
             counts.errors += u64::from(error);
             counts.total_time += elapsed;
         });
-        if due {
-            flush_later(&self.inner);
-        }
+        flush_when(&self.inner, due);
     }
 
     /// Writes the counters accumulated in memory.

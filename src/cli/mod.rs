@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod outfile;
 pub mod output;
 pub mod parse;
+pub mod signals;
 pub mod table;
 
 use std::path::PathBuf;

@@ -701,3 +701,173 @@ fn a_wal_file_on_a_read_only_mount_gets_an_actionable_message() {
     );
     assert!(!stderr.contains("SELECT"), "{stderr}");
 }
+
+// ---- What the README promises about crashes must hold --------------------------------
+
+fn log_rows(db: &TempDb) -> u64 {
+    let c = rusqlite::Connection::open(&db.path).unwrap();
+    c.query_row("SELECT count(*) FROM response_log", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A chat with its stdin kept open, and a reader of its replies.
+struct Chat {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    replies: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Chat {
+    fn start(db: &TempDb) -> Chat {
+        use std::io::BufRead;
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
+            .arg("--db")
+            .arg(&db.path)
+            .args([
+                "--json",
+                "chat",
+                "--agent",
+                "bot",
+                "--simulated-latency",
+                "none",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let replies = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Chat {
+            child,
+            stdin,
+            replies,
+        }
+    }
+
+    /// Sends a message and waits for its reply.
+    fn say(&mut self, message: &str) -> serde_json::Value {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+        let line = self.replies.next().expect("a reply").unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+#[test]
+fn counters_reach_the_file_on_a_timer_when_calls_stop() {
+    let db = TempDb::new();
+    init(&db);
+    let mut chat = Chat::start(&db);
+    for i in 0..10 {
+        chat.say(&format!("question number {i}"));
+    }
+    // Quiet for longer than the one-second flush interval, then a kill -9: no next
+    // call ever came to flush, the timer did.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    chat.child.kill().unwrap();
+    chat.child.wait().unwrap();
+    assert_eq!(log_rows(&db), 10);
+}
+
+#[test]
+fn chat_flushes_and_exits_130_or_143_on_a_signal() {
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let db = TempDb::new();
+        init(&db);
+        let mut chat = Chat::start(&db);
+        for i in 0..3 {
+            chat.say(&format!("question {i}"));
+        }
+        // At once, within the flush interval: only the signal's flush writes them.
+        let pid = chat.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-s", signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = chat.child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "SIG{signal}");
+        assert_eq!(log_rows(&db), 3, "SIG{signal}");
+        let mut stderr = String::new();
+        chat.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(stderr.contains("were written"), "{stderr}");
+    }
+}
+
+#[test]
+fn demo_flushes_and_exits_130_on_ctrl_c() {
+    let db = TempDb::new();
+    init(&db);
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
+        .arg("--db")
+        .arg(&db.path)
+        .args([
+            "demo",
+            "--messages",
+            "100000",
+            "--simulated-latency",
+            "none",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Into the response phase: rows are being logged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while log_rows(&db) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-s", "INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("were written"), "{stderr}");
+    agentstore(&db).arg("check").assert().success();
+}
+
+#[test]
+fn chat_reports_a_line_that_is_not_utf8_and_goes_on() {
+    let db = TempDb::new();
+    init(&db);
+    let mut input = b"hello there\n".to_vec();
+    input.extend_from_slice(b"bad \xff\xfe bytes\n");
+    input.extend_from_slice(b"still here\n");
+    let out = agentstore(&db)
+        .args([
+            "--json",
+            "chat",
+            "--agent",
+            "bot",
+            "--simulated-latency",
+            "none",
+        ])
+        .write_stdin(input)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("line 2 is not UTF-8"));
+    let replies = String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .count();
+    assert_eq!(replies, 2);
+}

@@ -2,12 +2,13 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
-use agentstore::ResponseTimeStats;
 use agentstore::agent::{Agent, AgentConfig};
+use agentstore::{MAX_CONTENT_BYTES, ResponseTimeStats};
 
 use crate::cli::Context;
 use crate::cli::cmd::llm::{LlmArgs, runtime};
 use crate::cli::output::{self, Output, Reply};
+use crate::cli::signals;
 
 /// `chat`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +40,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let llm = args.llm.client(args.seed)?;
     let rt = runtime()?;
     let agent = rt.block_on(Agent::open(&store, &args.agent, AgentConfig::with_llm(llm)))?;
+    signals::flush_on_signal(&rt, agent.clone())?;
     let interactive = io::stdin().is_terminal();
     if interactive {
         eprintln!(
@@ -50,14 +52,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let mut failed = 0u64;
     let mut answered = 0u64;
     let stdin = io::stdin();
-    let mut lines = stdin.lock().lines();
+    let mut input = stdin.lock();
+    let mut number = 0u64;
     loop {
         if interactive {
             eprint!("you> ");
             io::stderr().flush()?;
         }
-        let Some(line) = lines.next() else { break };
-        let line = line?;
+        number += 1;
+        let line = match read_line(&mut input)? {
+            Line::End => break,
+            Line::Text(line) => line,
+            Line::Bad(why) => {
+                failed += 1;
+                eprintln!("agentstore: line {number} {why}; skipped");
+                continue;
+            }
+        };
         let message = line.trim();
         match message {
             "" => continue,
@@ -105,6 +116,60 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
         anyhow::bail!("{failed} of {} messages failed", failed + answered);
     }
     Ok(Output::Done.into())
+}
+
+/// One line of the chat's input.
+enum Line {
+    /// A line of text (without its newline).
+    Text(String),
+    /// A line that cannot be a message, and why.
+    Bad(String),
+    /// The end of input.
+    End,
+}
+
+/// Reads one line, at most a message's size: a longer line is read to its end and
+/// refused, a line that is not UTF-8 is refused, and neither stops the chat.
+fn read_line(input: &mut impl BufRead) -> io::Result<Line> {
+    use std::io::Read as _;
+    let limit = MAX_CONTENT_BYTES as u64 + 2;
+    let mut buf = Vec::new();
+    let read = input.by_ref().take(limit).read_until(b'\n', &mut buf)?;
+    if read == 0 {
+        return Ok(Line::End);
+    }
+    if !buf.ends_with(b"\n") && read as u64 == limit {
+        // Skip the rest of the line without keeping it.
+        loop {
+            let chunk = input.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    input.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let n = chunk.len();
+                    input.consume(n);
+                }
+            }
+        }
+        return Ok(Line::Bad(format!(
+            "is over the limit of {MAX_CONTENT_BYTES} bytes for a message"
+        )));
+    }
+    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        buf.pop();
+    }
+    match String::from_utf8(buf) {
+        Ok(text) => Ok(Line::Text(text)),
+        Err(e) => Ok(Line::Bad(format!(
+            "is not UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        ))),
+    }
 }
 
 /// Prints one item: a JSON line with `--json`, else the text.

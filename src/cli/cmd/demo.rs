@@ -20,7 +20,7 @@ use crate::cli::Context;
 use crate::cli::cmd::chat::stats_text;
 use crate::cli::cmd::llm::{LlmArgs, runtime};
 use crate::cli::output::{self, Output, Reply};
-use crate::cli::parse;
+use crate::cli::{parse, signals};
 
 /// `demo`.
 #[derive(Debug, clap::Args)]
@@ -37,14 +37,32 @@ pub struct Args {
     /// budget: 256 KiB, 400 entries, cleanup every 50 messages).
     #[arg(long, default_value = "demo")]
     pub agent: String,
-    /// How many messages the response phase sends.
-    #[arg(long, default_value = "40", value_parser = parse::positive, allow_negative_numbers = true)]
+    /// How many messages the response phase sends (at most 100000; the table shows
+    /// the first 40).
+    #[arg(long, default_value = "40", value_parser = demo_messages, allow_negative_numbers = true)]
     pub messages: u64,
     /// Seed of the message stream, the memory contents and the simulated client.
     #[arg(long, default_value = "42")]
     pub seed: u64,
     #[command(flatten)]
     pub llm: LlmArgs,
+}
+
+/// The most messages `--messages` takes: the phase keeps a few counters and the
+/// first [`SHOWN_ROWS`] rows, whatever the count, but each message takes real time.
+const MAX_MESSAGES: u64 = 100_000;
+
+/// The reply rows the demo's table shows.
+const SHOWN_ROWS: usize = 40;
+
+/// Earlier messages kept for repeats: the stream draws its repeats from these.
+const REMEMBERED: usize = 256;
+
+fn demo_messages(s: &str) -> Result<u64, String> {
+    match parse::positive(s)? {
+        n if n > MAX_MESSAGES => Err(format!("too many; the demo sends at most {MAX_MESSAGES}")),
+        n => Ok(n),
+    }
 }
 
 /// The demo agent's memory settings: small, so that a run passes the cleanup interval
@@ -161,6 +179,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     .tool(Clock);
     let rt = runtime()?;
     let agent = rt.block_on(Agent::open(&store, &args.agent, config))?;
+    signals::flush_on_signal(&rt, agent.clone())?;
 
     p.say(format!(
         "agentstore demo: agent {:?} in {} with the {} client",
@@ -361,11 +380,12 @@ async fn tool_phase(agent: &Agent) -> anyhow::Result<(ToolPhase, Vec<Vec<String>
     .into_iter()
     .map(|(tool, params)| ToolRequest::new(tool, params))
     .collect();
-    let before = agent.tools().stats().await?;
+    // This run's own calls: the stored counters also count any other process's.
+    let before = agent.tools().session_counts();
     let start = Instant::now();
     let outcomes = agent.execute_tools_parallel(requests.clone()).await;
     let seconds = start.elapsed().as_secs_f64();
-    let after = agent.tools().stats().await?;
+    let after = agent.tools().session_counts();
     let rows = requests
         .iter()
         .zip(&outcomes)
@@ -381,8 +401,8 @@ async fn tool_phase(agent: &Agent) -> anyhow::Result<(ToolPhase, Vec<Vec<String>
             ]
         })
         .collect();
-    let calls = after.total_tool_calls - before.total_tool_calls;
-    let hits = after.total_cache_hits - before.total_cache_hits;
+    let calls = after.total_calls - before.total_calls;
+    let hits = after.cache_hits - before.cache_hits;
     Ok((
         ToolPhase {
             requests: outcomes.len(),
@@ -401,17 +421,22 @@ async fn tool_phase(agent: &Agent) -> anyhow::Result<(ToolPhase, Vec<Vec<String>
 
 /// The message stream of a seed: new questions, exact repeats and near repeats
 /// (a word added or the case changed), in a fixed order.
-fn messages(n: u64, seed: u64) -> Vec<String> {
+/// Generated as it is consumed: memory stays bounded by [`REMEMBERED`] messages.
+fn messages(n: u64, seed: u64) -> impl Iterator<Item = String> {
     let mut rng = SplitMix64::new(seed);
     let mut asked: Vec<String> = Vec::new();
-    let mut out = Vec::new();
-    for i in 0..n {
+    (0..n).map(move |i| {
         let r = rng.unit();
-        let message = if asked.is_empty() || i < 4 || r < 0.4 {
+        if asked.is_empty() || i < 4 || r < 0.4 {
             let topic = TOPICS[rng.below(TOPICS.len() as u64) as usize];
             let template = TEMPLATES[rng.below(TEMPLATES.len() as u64) as usize];
             let m = template.replace("{}", topic);
-            asked.push(m.clone());
+            if asked.len() < REMEMBERED {
+                asked.push(m.clone());
+            } else {
+                let slot = rng.below(REMEMBERED as u64) as usize;
+                asked[slot] = m.clone();
+            }
             m
         } else {
             let earlier = asked[rng.below(asked.len() as u64) as usize].clone();
@@ -426,10 +451,8 @@ fn messages(n: u64, seed: u64) -> Vec<String> {
                 }
                 m
             }
-        };
-        out.push(message);
-    }
-    out
+        }
+    })
 }
 
 async fn response_phase(
@@ -455,8 +478,8 @@ async fn response_phase(
     };
     let start = Instant::now();
     let mut rows = Vec::new();
-    for (i, message) in messages(n, seed).iter().enumerate() {
-        let (outcome, time) = match agent.process_message(message).await {
+    for (i, message) in messages(n, seed).enumerate() {
+        let (outcome, time) = match agent.process_message(&message).await {
             Ok(reply) => {
                 match reply.outcome {
                     Outcome::Exact => phase.exact += 1,
@@ -478,12 +501,22 @@ async fn response_phase(
                 )
             }
         };
-        rows.push(vec![
-            (i + 1).to_string(),
-            output::snippet(message, 50),
-            outcome,
-            time,
-        ]);
+        if rows.len() < SHOWN_ROWS {
+            rows.push(vec![
+                (i + 1).to_string(),
+                output::snippet(&message, 50),
+                outcome,
+                time,
+            ]);
+        } else if rows.len() == SHOWN_ROWS && n as usize > SHOWN_ROWS {
+            let more = n as usize - SHOWN_ROWS;
+            rows.push(vec![
+                "…".into(),
+                format!("({more} more not shown)"),
+                String::new(),
+                String::new(),
+            ]);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -596,11 +629,23 @@ mod tests {
 
     #[test]
     fn the_message_stream_has_repeats_and_near_repeats() {
-        let m = messages(40, 42);
-        assert_eq!(m, messages(40, 42), "deterministic");
+        let m: Vec<String> = messages(40, 42).collect();
+        assert_eq!(m, messages(40, 42).collect::<Vec<_>>(), "deterministic");
         let distinct: std::collections::HashSet<&String> = m.iter().collect();
         assert!(distinct.len() < m.len(), "exact repeats");
         assert!(m.iter().any(|x| x.ends_with(" please")), "near repeats");
+    }
+
+    #[test]
+    fn a_long_stream_remembers_a_bounded_number_of_messages() {
+        let m: Vec<String> = messages(5000, 7).collect();
+        assert_eq!(m.len(), 5000);
+        assert!(
+            demo_messages("1000000000")
+                .unwrap_err()
+                .contains("at most 100000")
+        );
+        assert_eq!(demo_messages("100000"), Ok(100_000));
     }
 
     #[tokio::test]
