@@ -15,9 +15,17 @@ pub fn check(data: &[u8]) {
     };
     let back: Value = serde_json::from_str(&text).expect("canonical text parses");
     assert_eq!(back, value, "canonical text is not the same value");
-    assert_eq!(canonical_json(&back).expect("again"), text, "not idempotent");
+    assert_eq!(
+        canonical_json(&back).expect("again"),
+        text,
+        "not idempotent"
+    );
     let reversed = reverse_keys(&value);
-    assert_eq!(canonical_json(&reversed).expect("reversed"), text, "key order leaks");
+    assert_eq!(
+        canonical_json(&reversed).expect("reversed"),
+        text,
+        "key order leaks"
+    );
     let key = CacheKey::new("scope", "tool", &value).expect("key");
     assert_eq!(key, CacheKey::from_canonical("scope", "tool", &text));
     assert_ne!(key, CacheKey::from_canonical("scope", "tool2", &text));

@@ -18,11 +18,19 @@ pub fn check(data: &[u8]) {
         }
         Ok(_) => {
             let report = store.check().expect("check");
-            assert!(report.ok, "an accepted import failed check: {:?}", report.problems);
+            assert!(
+                report.ok,
+                "an accepted import failed check: {:?}",
+                report.problems
+            );
             let counts = report.row_counts;
             let _ = store.import(&mut &data[..], None);
             let again = store.check().expect("check");
-            assert!(again.ok, "a second import failed check: {:?}", again.problems);
+            assert!(
+                again.ok,
+                "a second import failed check: {:?}",
+                again.problems
+            );
             assert_eq!(counts, again.row_counts, "a second import added rows");
         }
     }
@@ -31,5 +39,9 @@ pub fn check(data: &[u8]) {
 /// A RAM-backed directory when there is one: an input opens a fresh file.
 fn scratch() -> std::path::PathBuf {
     let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() { shm.into() } else { std::env::temp_dir() }
+    if shm.is_dir() {
+        shm.into()
+    } else {
+        std::env::temp_dir()
+    }
 }

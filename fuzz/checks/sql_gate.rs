@@ -72,5 +72,10 @@ pub fn check(data: &[u8]) {
     let before = (snapshot(dir), names(&cwd));
     let result = agentstore::query_read_only(&fx.db, sql, Duration::from_millis(200));
     let after = (snapshot(dir), names(&cwd));
-    assert_eq!(before, after, "{sql:?} changed files ({:?})", result.map(|r| r.rows.len()));
+    assert_eq!(
+        before,
+        after,
+        "{sql:?} changed files ({:?})",
+        result.map(|r| r.rows.len())
+    );
 }

@@ -314,6 +314,26 @@ mod tests {
         }
     }
 
+    /// The `cli_args` fuzz target's corpus (arguments split at NUL bytes) parses or
+    /// fails cleanly, as the target checks.
+    #[test]
+    fn the_cli_args_fuzz_corpus_parses_or_fails_cleanly() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/cli_args");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("the cli_args corpus") {
+            let data = std::fs::read(entry.expect("entry").path()).expect("read");
+            let args = data
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned());
+            let argv = std::iter::once("agentstore".to_string()).chain(args);
+            if let Err(e) = Cli::try_parse_from(argv) {
+                let _ = e.render().to_string();
+            }
+            n += 1;
+        }
+        assert!(n > 0);
+    }
+
     #[test]
     fn every_subcommand_has_an_example_in_its_help() {
         let mut commands = Vec::new();

@@ -8,6 +8,7 @@ mod common;
 mod context;
 mod crash;
 mod faults;
+mod fuzz_corpus;
 mod hardening;
 mod http;
 mod interrupted;
