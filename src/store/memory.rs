@@ -484,6 +484,26 @@ impl Memory {
     /// # Errors
     /// SQLite errors.
     pub fn list(&self, order: ListOrder, limit: u64) -> Result<Vec<MemoryEntry>> {
+        let mut entries = Vec::new();
+        self.list_each(order, limit, |e| {
+            entries.push(e);
+            Ok(())
+        })?;
+        Ok(entries)
+    }
+
+    /// [`Memory::list`], handing each entry to `each` as it is read: memory is bounded
+    /// by one entry whatever `limit` is. An error from `each` stops the listing and is
+    /// returned.
+    ///
+    /// # Errors
+    /// SQLite errors, or `each`'s.
+    pub fn list_each(
+        &self,
+        order: ListOrder,
+        limit: u64,
+        mut each: impl FnMut(MemoryEntry) -> Result<()>,
+    ) -> Result<()> {
         const BY_TIME: &str = "SELECT id, content, importance, created_at, size_bytes
             FROM memory_entries WHERE agent_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2";
         const BY_IMPORTANCE: &str = "SELECT id, content, importance, created_at, size_bytes
@@ -496,18 +516,21 @@ impl Memory {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.store.read(|c| {
             let mut stmt = c.prepare_cached(sql).sql(sql)?;
-            let rows = stmt
-                .query_map(params![self.agent_id, limit], |r| {
-                    Ok(MemoryEntry {
+            let mut rows = stmt.query(params![self.agent_id, limit]).sql(sql)?;
+            while let Some(r) = rows.next().sql(sql)? {
+                let entry = (|| {
+                    Ok::<_, rusqlite::Error>(MemoryEntry {
                         id: r.get(0)?,
                         content: r.get(1)?,
                         importance: r.get(2)?,
                         created_at: r.get(3)?,
                         size_bytes: r.get(4)?,
                     })
-                })
+                })()
                 .sql(sql)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().sql(sql)
+                each(entry)?;
+            }
+            Ok(())
         })
     }
 

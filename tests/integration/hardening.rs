@@ -871,3 +871,41 @@ fn chat_reports_a_line_that_is_not_utf8_and_goes_on() {
         .count();
     assert_eq!(replies, 2);
 }
+
+#[test]
+fn memory_list_streams_a_large_limit_in_bounded_memory() {
+    let db = TempDb::new();
+    // 50,000 entries of 2 KB: 100 MB listed, under an 80 MB cap on the process.
+    let file = db.dir.path().join("big.jsonl");
+    {
+        use std::io::Write as _;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        writeln!(
+            f,
+            r#"{{"type":"header","format":"agentstore-export","version":1}}"#
+        )
+        .unwrap();
+        writeln!(f, r#"{{"type":"agent","name":"bot","created_at":"2026-01-01T00:00:00.000000Z","message_count":50000,"tool_scope":null,"target_response_time":2.0,"settings":{{"max_memory_mb":1000.0,"max_entries":100000,"cleanup_interval":100,"keep_fraction":0.7,"importance_threshold":0.5,"importance_weight":0.7,"recency_weight":0.3,"low_water":0.8}}}}"#).unwrap();
+        let pad = "x".repeat(2000);
+        for i in 1..=50_000 {
+            writeln!(f, r#"{{"type":"memory","agent":"bot","id":{i},"created_at":"2026-01-01T00:00:00.000000Z","importance":0.5,"content":"{i} {pad}"}}"#).unwrap();
+        }
+    }
+    agentstore(&db).arg("import").arg(&file).assert().success();
+    for json in ["--json", ""] {
+        let out = capped(
+            &db,
+            80,
+            &format!("{json} memory list --agent bot --limit 200000"),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
+        assert_eq!(lines, 50_000 + if json.is_empty() { 4 } else { 2 });
+    }
+    let rows = json_of(&db, &["memory", "list", "--agent", "bot", "--limit", "3"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(3));
+}

@@ -1,5 +1,6 @@
 //! `agentstore memory`: an agent's memory entries.
 
+use std::io::{self, Write};
 use std::time::Duration;
 
 use agentstore::{ListOrder, Prune};
@@ -9,6 +10,7 @@ use serde_json::{json, to_value};
 use crate::cli::Context;
 use crate::cli::output::{self, Output, Reply};
 use crate::cli::parse;
+use crate::cli::table::TableWriter;
 
 /// `memory` subcommands.
 #[derive(Debug, Subcommand)]
@@ -152,24 +154,43 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                 Order::Time => ListOrder::Time,
                 Order::Importance => ListOrder::Importance,
             };
-            let entries = store.memory(&agent).list(order, a.limit)?;
-            let rows = entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.id.to_string(),
-                        output::utc(e.created_at),
-                        format!("{:.3}", e.importance),
-                        output::bytes(e.size_bytes as u64),
-                        output::snippet(&e.content, 60),
-                    ]
-                })
-                .collect();
-            Ok(output::rows(
-                &["id", "created (UTC)", "importance", "size", "content"],
-                rows,
-                to_value(&entries)?,
-            ))
+            // Streamed: a large --limit never holds more than one entry.
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::new(stdout.lock());
+            let write_error = |source| agentstore::Error::Io {
+                context: "write the list".into(),
+                source,
+            };
+            if ctx.json {
+                let mut first = true;
+                write!(out, "[").map_err(write_error)?;
+                store.memory(&agent).list_each(order, a.limit, |e| {
+                    out.write_all(if first { b"\n  " } else { b",\n  " })
+                        .map_err(write_error)?;
+                    first = false;
+                    serde_json::to_writer(&mut out, &e).map_err(|e| write_error(e.into()))
+                })?;
+                writeln!(out, "{}]", if first { "" } else { "\n" })?;
+            } else {
+                let header: Vec<String> = ["id", "created (UTC)", "importance", "size", "content"]
+                    .map(String::from)
+                    .to_vec();
+                let mut table = TableWriter::new(&mut out, Some(&header), ctx.width);
+                store.memory(&agent).list_each(order, a.limit, |e| {
+                    table
+                        .row(&[
+                            e.id.to_string(),
+                            output::utc(e.created_at),
+                            format!("{:.3}", e.importance),
+                            output::bytes(e.size_bytes as u64),
+                            output::snippet(&e.content, 60),
+                        ])
+                        .map_err(write_error)
+                })?;
+                table.finish()?;
+            }
+            out.flush()?;
+            Ok(Output::Done.into())
         }
         Command::Stats(a) => {
             let store = ctx.open_for_read()?;
