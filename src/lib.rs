@@ -42,11 +42,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use store::{
     APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CachedToolResult, CheckReport,
-    CompressedContext, DEFAULT_TOOL_TTL, ListOrder, MAX_CONTENT_BYTES, MAX_NAME_CHARS,
-    MAX_PARAMS_DEPTH, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, Prune,
-    PruneReport, PurgeReport, QueryResult, QuerySink, SCHEMA_SQL, SCHEMA_VERSION, StatsView, Store,
-    StoreOptions, Synchronous, ToolCache, ToolCallStats, ToolCounts, ToolStats, canonical_json,
-    query_read_only, query_read_only_with,
+    CompactReport, CompressedContext, DEFAULT_TOOL_TTL, ListOrder, MAX_CONTENT_BYTES,
+    MAX_NAME_CHARS, MAX_PARAMS_DEPTH, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry,
+    PageUse, Prune, PruneReport, PurgeReport, QueryResult, QuerySink, SCHEMA_SQL, SCHEMA_VERSION,
+    StatsView, Store, StoreOptions, Synchronous, ToolCache, ToolCallStats, ToolCounts, ToolStats,
+    canonical_json, query_read_only, query_read_only_with,
 };
 pub use store::{
     CacheMatch, CachedResponse, EXPORT_FORMAT, EXPORT_VERSION, ExportReport, FuzzyOptions,

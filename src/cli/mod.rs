@@ -96,23 +96,50 @@ pub enum Command {
     /// existing one.
     Init(cmd::init::Args),
     /// List agents.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentstore agents list
+  agentstore --json agents list"
+    )]
     Agents(cmd::agents::Command),
     /// Add, list, inspect and prune an agent's memory entries.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentstore memory add --agent bot --importance 0.9 'the user prefers metric units'
+  agentstore memory list --agent bot --order importance --limit 10
+  agentstore memory context --agent bot --max-chars 1000
+  agentstore memory prune --agent bot --older-than 30d --dry-run"
+    )]
     Memory(cmd::memory::Command),
     /// Tool call stats and the tool-result cache: list and purge cached results.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentstore tools stats --agent bot
+  agentstore tools cache list --agent bot
+  agentstore tools cache purge --expired"
+    )]
     Tools(cmd::tools::Command),
     /// The response cache and response-time log: stats, list, lookup, optimize,
     /// purge.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentstore responses stats --agent bot
+  agentstore responses lookup --agent bot 'what is the capital of France'
+  agentstore responses purge --agent bot --keep 500"
+    )]
     Responses(cmd::responses::Command),
     /// Run one read-only SQL query and print its rows.
     Sql(cmd::sql::Args),
     /// Check the file: integrity, schema version, row counts and the trigger-kept
     /// counters. Exits 3 when it finds a problem.
     Check(cmd::check::Args),
+    /// Give free pages back to the file system (after a prune or purge), while agents
+    /// keep running; --full rewrites the file with VACUUM.
+    Compact(cmd::compact::Args),
 }
 
 /// Runs the parsed command and renders its reply.
@@ -136,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Responses(c) => cmd::responses::run(&ctx, c)?,
         Command::Sql(a) => cmd::sql::run(&ctx, a)?,
         Command::Check(a) => cmd::check::run(&ctx, a)?,
+        Command::Compact(a) => cmd::compact::run(&ctx, a)?,
     };
     let Reply { output, problems } = reply;
     output.print(ctx.json, ctx.width)?;
@@ -332,6 +360,40 @@ mod tests {
             n += 1;
         }
         assert!(n > 0);
+    }
+
+    /// Every command with subcommands (`memory`, `tools cache`, ...), as typed.
+    fn group_commands(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            if sub.has_subcommands() {
+                let path = format!("{prefix}{}", sub.get_name());
+                group_commands(sub, &format!("{path} "), out);
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn group_commands_have_examples_and_every_help_fits_100_columns() {
+        let mut groups = Vec::new();
+        group_commands(&Cli::command(), "", &mut groups);
+        let mut leaves = Vec::new();
+        leaf_commands(&Cli::command(), "", &mut leaves);
+        assert!(groups.contains(&"memory".to_string()), "{groups:?}");
+        for c in groups.iter().chain(&leaves) {
+            let mut cmd = Cli::command();
+            let mut sub = &mut cmd;
+            for word in c.split(' ') {
+                sub = sub.find_subcommand_mut(word).expect("subcommand");
+            }
+            let help = sub.render_long_help().to_string();
+            if groups.contains(c) {
+                assert!(help.contains("Example"), "`{c} --help` has no example");
+            }
+            for line in help.lines() {
+                assert!(line.chars().count() <= 100, "`{c} --help`: {line}");
+            }
+        }
     }
 
     #[test]

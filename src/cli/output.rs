@@ -177,6 +177,9 @@ pub fn utc(micros: i64) -> String {
 /// A measured time given in seconds, with three significant digits in a readable
 /// unit: `2.41s`, `12.3ms`, `4.72µs`.
 pub fn seconds(s: f64) -> String {
+    // A measured time is never negative: -0.0 (or a rounding error below zero, or
+    // NaN) reads as 0, not "-0.00µs".
+    let s = if s > 0.0 { s } else { 0.0 };
     let (v, unit) = match s {
         s if s >= 1.0 => (s, "s"),
         s if s >= 1e-3 => (s * 1e3, "ms"),
@@ -226,6 +229,8 @@ mod tests {
         assert_eq!(seconds(0.0123), "12.3ms");
         assert_eq!(seconds(0.41234), "412ms");
         assert_eq!(seconds(0.000_004_72), "4.72µs");
+        assert_eq!(seconds(-0.0), "0.00µs");
+        assert_eq!(seconds(-1e-12), "0.00µs");
     }
 
     #[test]

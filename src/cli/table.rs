@@ -149,6 +149,11 @@ impl<W: Write> TableWriter<W> {
         }
     }
 
+    /// The rows added so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// Writes what is left and the bottom border; `(no rows)` for an empty table.
     pub fn finish(mut self) -> io::Result<W> {
         if self.rows == 0 {

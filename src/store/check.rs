@@ -31,7 +31,12 @@ pub struct CheckReport {
     pub problems: Vec<String>,
     /// Things worth knowing that are not problems (an interrupted prune), one line each.
     pub notes: Vec<String>,
+    /// Pages in the file, and how many are free (space `compact` can give back).
+    pub pages: Option<super::PageUse>,
 }
+
+/// A free fraction above this gets a note suggesting `agentstore compact`.
+const FREE_NOTE_FRACTION: f64 = 0.25;
 
 impl Store {
     /// Checks the whole file. Reads only; runs in one snapshot. A file so damaged that
@@ -50,6 +55,7 @@ impl Store {
                 row_counts: BTreeMap::new(),
                 problems: Vec::new(),
                 notes: Vec::new(),
+                pages: None,
             };
             let damage = |e: Error, report: &mut CheckReport| -> Result<()> {
                 if e.is_damage() {
@@ -215,6 +221,18 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
             ));
         }
     }
+
+    let pages = super::PageUse::read(c)?;
+    if pages.free_fraction() > FREE_NOTE_FRACTION {
+        report.notes.push(format!(
+            "{:.0}% of the file's pages are free ({} of {}); `agentstore compact` gives them back",
+            pages.free_fraction() * 100.0,
+            pages.free_pages,
+            pages.pages
+        ));
+    }
+    report.pages = Some(pages);
+    let problems = &mut report.problems;
 
     // Ranges and relations every row keeps (an import refuses the same).
     for (_, sql) in super::invariants::CHECKS {

@@ -292,6 +292,13 @@ pub(crate) struct ConnectionSettings {
 pub(crate) fn configure(conn: &Connection, s: ConnectionSettings) -> rusqlite::Result<()> {
     // Wait for another process's write lock instead of failing at once.
     conn.busy_timeout(s.busy_timeout)?;
+    // A brand-new file (no page yet) gets incremental vacuum, so freed pages can be
+    // given back to the file system while agents run (`agentstore compact`). SQLite
+    // takes it only before the first page is written: before WAL mode is set.
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    if pages == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+    }
     // WAL: readers (the admin CLI) never block the agent's writes, and commits append.
     let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     // NORMAL: in WAL mode a commit survives a process crash without an fsync per commit;

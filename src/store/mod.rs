@@ -4,6 +4,7 @@
 mod agents;
 mod check;
 mod checkpoint;
+mod compact;
 mod connection;
 mod invariants;
 mod memory;
@@ -26,6 +27,7 @@ use rusqlite::Connection;
 
 pub use agents::{AgentRecord, MAX_NAME_CHARS, MemorySettings};
 pub use check::CheckReport;
+pub use compact::{CompactReport, PageUse};
 pub use connection::{APPLICATION_ID, MAX_CONTENT_BYTES, SCHEMA_VERSION, Synchronous};
 pub use memory::{
     CompressedContext, ListOrder, Memory, MemoryEntry, MemoryStats, NewEntry, Prune, PruneReport,

@@ -35,6 +35,7 @@ pub struct QueryResult {
 /// something (a table, an index, a row limit) rather than setting a value.
 const READ_PRAGMAS: &[(&str, bool)] = &[
     ("application_id", false),
+    ("auto_vacuum", false),
     ("collation_list", false),
     ("compile_options", false),
     ("data_version", false),
@@ -87,6 +88,27 @@ fn authorize(ctx: &AuthContext<'_>) -> std::result::Result<(), String> {
             }
         }
         AuthAction::Attach { filename } => Err(format!("ATTACH '{filename}' is not allowed")),
+        // Statements that write SQLite's own tables: name the statement, not the
+        // INSERT it does inside.
+        AuthAction::Analyze { .. } => {
+            Err("ANALYZE (it writes the statistics tables) is not allowed".into())
+        }
+        AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name }
+            if table_name.starts_with("sqlite_") =>
+        {
+            Err(match table_name {
+                t if t.starts_with("sqlite_stat") => {
+                    "ANALYZE (it writes the statistics tables) is not allowed".to_string()
+                }
+                t if t.starts_with("sqlite_temp") => {
+                    "creating or dropping temporary objects (CREATE TEMP ...) is not allowed"
+                        .to_string()
+                }
+                _ => "schema change (DDL) is not allowed".to_string(),
+            })
+        }
         other => Err(format!("{} is not allowed", describe(&other))),
     }
 }
@@ -102,6 +124,9 @@ fn describe(action: &AuthAction<'_>) -> String {
         "Update" => "UPDATE".into(),
         "Delete" => "DELETE".into(),
         "Transaction" | "Savepoint" => "transaction control".into(),
+        k if k.starts_with("CreateTemp") || k.starts_with("DropTemp") => {
+            "creating or dropping temporary objects (CREATE TEMP ...)".into()
+        }
         k if k.starts_with("Create") || k.starts_with("Drop") || k == "AlterTable" => {
             "schema change (DDL)".into()
         }
@@ -182,6 +207,14 @@ pub fn query_read_only_with(
     if !path.exists() {
         return Err(Error::NotFound(path.to_path_buf()));
     }
+    let first = sql.split_whitespace().next().unwrap_or_default();
+    if first.trim_end_matches(';').eq_ignore_ascii_case("analyze") {
+        return Err(Error::NotReadOnly(
+            "ANALYZE (it writes the statistics tables) is not allowed; `sql` runs read-only queries"
+                .into(),
+        ));
+    }
+    let sql = &read_pragma_as_select(sql);
     let had_sidecars = has_sidecars(path);
     let result = run_query(path, sql, timeout, sink);
     if !had_sidecars {
@@ -271,6 +304,24 @@ fn run_query(path: &Path, sql: &str, timeout: Duration, sink: &mut dyn QuerySink
         }
     }
     Ok(count)
+}
+
+/// `PRAGMA name` (no value, no schema) for a read-only pragma, as the equivalent
+/// `SELECT * FROM pragma_name`: SQLite calls a bare `PRAGMA journal_mode` a possible
+/// write, since the same pragma with a value sets the mode, though reading it is
+/// harmless. Anything else is returned as it was.
+fn read_pragma_as_select(sql: &str) -> String {
+    let text = sql.trim().trim_end_matches(';').trim_end();
+    let mut words = text.split_whitespace();
+    if let (Some(first), Some(name), None) = (words.next(), words.next(), words.next())
+        && first.eq_ignore_ascii_case("pragma")
+        && READ_PRAGMAS
+            .iter()
+            .any(|(p, arg)| !arg && p.eq_ignore_ascii_case(name))
+    {
+        return format!("SELECT * FROM pragma_{}", name.to_ascii_lowercase());
+    }
+    sql.to_string()
 }
 
 /// The longest query text `sql` accepts.

@@ -909,3 +909,75 @@ fn memory_list_streams_a_large_limit_in_bounded_memory() {
     let rows = json_of(&db, &["memory", "list", "--agent", "bot", "--limit", "3"]);
     assert_eq!(rows.as_array().map(Vec::len), Some(3));
 }
+
+// ---- Space comes back ---------------------------------------------------------------
+
+#[test]
+fn compact_gives_pages_back_while_another_process_writes() {
+    let db = TempDb::new();
+    {
+        let store = agentstore::Store::open(&db.path, agentstore::StoreOptions::default()).unwrap();
+        store.agent("bot").unwrap();
+        store
+            .set_memory_settings(
+                "bot",
+                &agentstore::MemorySettings {
+                    max_entries: 100_000,
+                    max_memory_mb: 1000.0,
+                    cleanup_interval: 0,
+                    ..agentstore::MemorySettings::default()
+                },
+            )
+            .unwrap();
+        let agent = store.agent("bot").unwrap();
+        let memory = store.memory(&agent);
+        let text = "p".repeat(2000);
+        let entries: Vec<(String, f64)> = (0..6000).map(|i| (format!("{i} {text}"), 0.5)).collect();
+        memory.add_many(&entries).unwrap();
+    }
+    agentstore(&db)
+        .args([
+            "memory",
+            "prune",
+            "--agent",
+            "bot",
+            "--keep-fraction",
+            "0.5",
+        ])
+        .assert()
+        .success();
+    let check = json_of(&db, &["check"]);
+    let free = check["pages"]["free_pages"].as_u64().unwrap();
+    assert!(free > 1000, "{check}");
+    assert!(
+        check["notes"].to_string().contains("agentstore compact"),
+        "{check}"
+    );
+    let size_before = std::fs::metadata(&db.path).unwrap().len();
+
+    // A writer process keeps adding while compact runs.
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for i in $(seq 1 40); do '{}' --db '{}' memory add --agent other \"note $i\" || exit 1; done",
+            assert_cmd::cargo::cargo_bin("agentstore").display(),
+            db.path.display()
+        ))
+        .spawn()
+        .unwrap();
+    let report = json_of(&db, &["compact"]);
+    assert!(
+        writer.wait().unwrap().success(),
+        "a write failed during compact"
+    );
+    assert_eq!(report["mode"], "incremental");
+    assert_eq!(report["incremental_vacuum"], true);
+    assert!(report["bytes_reclaimed"].as_u64().unwrap() > 0, "{report}");
+    assert!(std::fs::metadata(&db.path).unwrap().len() < size_before);
+    let stats = json_of(&db, &["memory", "stats", "--agent", "other"]);
+    assert_eq!(stats["total_entries"], 40);
+    agentstore(&db).arg("check").assert().success();
+    // A full VACUUM works too, and says so.
+    let full = json_of(&db, &["compact", "--full"]);
+    assert_eq!(full["mode"], "full");
+}

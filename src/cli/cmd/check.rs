@@ -29,6 +29,17 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
         ),
         ("journal mode".to_string(), report.journal_mode.clone()),
     ];
+    if let Some(p) = &report.pages {
+        fields.push((
+            "free pages".to_string(),
+            format!(
+                "{} of {} ({:.1}%)",
+                p.free_pages,
+                p.pages,
+                p.free_fraction() * 100.0
+            ),
+        ));
+    }
     for (table, n) in &report.row_counts {
         fields.push((format!("rows in {table}"), n.to_string()));
     }

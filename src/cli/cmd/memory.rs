@@ -36,11 +36,15 @@ pub enum Command {
     #[command(after_help = "Example:\n  agentstore memory context --agent bot --max-chars 1000")]
     Context(ContextArgs),
     /// Remove entries by one rule; --dry-run reports what would go without deleting.
-    #[command(after_help = "Examples:
+    #[command(
+        override_usage = "agentstore memory prune --agent <AGENT> <RULE> [--dry-run]\n       \
+            (RULE: --keep-fraction F | --min-importance I | --older-than AGE | --max-bytes N)",
+        after_help = "Examples:
   agentstore memory prune --agent bot --older-than 30d --dry-run
   agentstore memory prune --agent bot --min-importance 0.3
   agentstore memory prune --agent bot --keep-fraction 0.5
-  agentstore memory prune --agent bot --max-bytes 1048576")]
+  agentstore memory prune --agent bot --max-bytes 1048576"
+    )]
     Prune(PruneArgs),
 }
 

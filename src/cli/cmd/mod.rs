@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod chat;
 pub mod check;
+pub mod compact;
 pub mod demo;
 pub mod init;
 pub mod llm;

@@ -40,10 +40,13 @@ pub enum Command {
     #[command(after_help = "Example:\n  agentstore responses optimize --agent bot")]
     Optimize(AgentArg),
     /// Remove cached responses by one rule; --dry-run counts what would go.
-    #[command(after_help = "Examples:
+    #[command(
+        override_usage = "agentstore responses purge --agent <AGENT> <--all | --older-than AGE | --keep N> [--dry-run]",
+        after_help = "Examples:
   agentstore responses purge --agent bot --older-than 30d --dry-run
   agentstore responses purge --agent bot --keep 500
-  agentstore responses purge --agent bot --all")]
+  agentstore responses purge --agent bot --all"
+    )]
     Purge(PurgeArgs),
 }
 

@@ -56,8 +56,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
         };
         let result =
             agentstore::query_read_only_with(&ctx.db, &args.query, args.timeout, &mut sink);
-        // What was read is shown before the error that stopped the rest.
-        if let Some(t) = sink.table.take() {
+        // What was read is shown before the error that stopped the rest (but an error
+        // before any row is not preceded by "(no rows)").
+        if let Some(t) = sink.table.take()
+            && (result.is_ok() || t.rows() > 0)
+        {
             t.finish()?.flush()?;
         }
         result?;

@@ -22,7 +22,13 @@ pub enum Command {
     )]
     Stats(StatsArgs),
     /// List or purge cached tool results.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentstore tools cache list --agent bot
+  agentstore tools cache lookup --agent bot --tool calculator --params '{\"expression\": \"2 ^ 10\"}'
+  agentstore tools cache purge --expired"
+    )]
     Cache(CacheCommand),
 }
 
