@@ -175,13 +175,16 @@ pub const MAX_NAME_CHARS: usize = 200;
 /// make two names look the same or a listing read backwards.
 fn validate_label(what: &str, value: &str) -> Result<()> {
     let why = if value.trim().is_empty() {
-        Some("must not be empty or blank")
+        Some("must not be empty or blank".to_string())
     } else if value.chars().count() > MAX_NAME_CHARS {
-        Some("must be at most 200 characters")
+        Some(format!("must be at most {MAX_NAME_CHARS} characters"))
     } else if value.chars().any(char::is_control) {
-        Some("must not contain control characters")
+        Some("must not contain control characters".to_string())
     } else if value.chars().any(is_format_char) {
-        Some("must not contain invisible format characters (bidi controls, zero-width characters)")
+        Some(
+            "must not contain invisible format characters (bidi controls, zero-width characters)"
+                .to_string(),
+        )
     } else {
         None
     };

@@ -981,3 +981,77 @@ fn compact_gives_pages_back_while_another_process_writes() {
     let full = json_of(&db, &["compact", "--full"]);
     assert_eq!(full["mode"], "full");
 }
+
+// ---- The smaller ones ---------------------------------------------------------------
+
+#[test]
+fn sql_reads_bare_pragmas_and_names_what_it_refuses() {
+    let db = TempDb::new();
+    init(&db);
+    let rows = json_of(&db, &["sql", "PRAGMA journal_mode"]);
+    assert_eq!(rows[0]["journal_mode"], "wal");
+    let rows = json_of(&db, &["sql", "PRAGMA auto_vacuum"]);
+    assert_eq!(
+        rows[0]["auto_vacuum"], 2,
+        "new files use incremental vacuum"
+    );
+    let before = db.snapshot();
+    for (query, says) in [
+        ("ANALYZE", "ANALYZE"),
+        ("analyze memory_entries", "ANALYZE"),
+        ("CREATE TEMP TABLE t(x)", "temporary objects"),
+        ("PRAGMA journal_mode = DELETE", "not a read-only pragma"),
+        ("CREATE TABLE z(x)", "schema change"),
+    ] {
+        let out = agentstore(&db).args(["sql", query]).assert().code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(stderr.contains(says), "{query}: {stderr}");
+        assert!(!stderr.contains("INSERT"), "{query}: {stderr}");
+        assert!(
+            out.get_output().stdout.is_empty(),
+            "{query}: no '(no rows)' before an error"
+        );
+    }
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn two_demos_at_once_report_their_own_runs() {
+    let db = TempDb::new();
+    init(&db);
+    let bin = assert_cmd::cargo::cargo_bin("agentstore");
+    let demos: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&bin)
+                .arg("--db")
+                .arg(&db.path)
+                .args([
+                    "--json",
+                    "demo",
+                    "--messages",
+                    "10",
+                    "--simulated-latency",
+                    "none",
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for demo in demos {
+        let out = demo.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let tools = &report["tool_phase"];
+        assert!(
+            tools["cache_hits"].as_u64() <= tools["requests"].as_u64(),
+            "{tools}"
+        );
+        assert!(
+            tools["cache_hit_rate_pct"].as_f64().unwrap() <= 100.0,
+            "{tools}"
+        );
+        let responses = &report["response_phase"];
+        assert!(responses["cache_hit_rate_pct"].as_f64().unwrap() <= 100.0);
+    }
+}
