@@ -9,6 +9,19 @@ use predicates::prelude::*;
 
 use crate::common::{TempDb, agentstore, agentstore_at, json_of};
 
+/// The binary on `db` with `args`, running, with stdin, stdout and stderr piped.
+fn spawn(db: &TempDb, args: &[&str]) -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
+        .arg("--db")
+        .arg(&db.path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn init(db: &TempDb) {
     agentstore(db).arg("init").assert().success();
 }
@@ -223,20 +236,15 @@ fn sql_streams_rows_in_bounded_memory_as_table_and_json() {
 fn sql_stops_at_a_closed_pipe_and_at_its_timeout() {
     let db = TempDb::new();
     init(&db);
-    let bin = assert_cmd::cargo::cargo_bin("agentstore");
-    let mut child = Command::new(bin)
-        .arg("--db")
-        .arg(&db.path)
-        .args([
+    let mut child = spawn(
+        &db,
+        &[
             "sql",
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c",
             "--timeout",
             "10m",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let mut first = [0u8; 64];
     child
         .stdout
@@ -504,42 +512,6 @@ fn the_fuzzy_lookup_of_a_megabyte_message_is_linear_or_skipped_with_its_reason()
 }
 
 #[test]
-fn responses_lookup_says_when_the_guard_blocked_a_match() {
-    let db = TempDb::new();
-    let store = agentstore::Store::open(&db.path, agentstore::StoreOptions::default()).unwrap();
-    let agent = store.agent("bot").unwrap();
-    store
-        .response_cache()
-        .put(agent.id, "is the server running", "yes")
-        .unwrap();
-    drop(store);
-    agentstore(&db)
-        .args([
-            "responses",
-            "lookup",
-            "--agent",
-            "bot",
-            "is the server not running",
-        ])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("negation guard blocked #"));
-    let json = json_of(
-        &db,
-        &[
-            "responses",
-            "lookup",
-            "--agent",
-            "bot",
-            "is the server not running",
-        ],
-    );
-    assert_eq!(json["no_match"]["reason"], "guarded");
-}
-
-// ---- Import must not accept what `check` calls damage ------------------------------
-
-#[test]
 fn importing_the_same_export_twice_is_refused_and_changes_nothing() {
     let db = TempDb::new();
     add(&db, "bot", "first");
@@ -720,22 +692,17 @@ struct Chat {
 impl Chat {
     fn start(db: &TempDb) -> Chat {
         use std::io::BufRead;
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
-            .arg("--db")
-            .arg(&db.path)
-            .args([
+        let mut child = spawn(
+            &db,
+            &[
                 "--json",
                 "chat",
                 "--agent",
                 "bot",
                 "--simulated-latency",
                 "none",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            ],
+        );
         let stdin = child.stdin.take().unwrap();
         let replies = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         Chat {
@@ -807,20 +774,16 @@ fn chat_flushes_and_exits_130_or_143_on_a_signal() {
 fn demo_flushes_and_exits_130_on_ctrl_c() {
     let db = TempDb::new();
     init(&db);
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("agentstore"))
-        .arg("--db")
-        .arg(&db.path)
-        .args([
+    let mut child = spawn(
+        &db,
+        &[
             "demo",
             "--messages",
             "100000",
             "--simulated-latency",
             "none",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     // Into the response phase: rows are being logged.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while log_rows(&db) == 0 && std::time::Instant::now() < deadline {
@@ -1019,23 +982,19 @@ fn sql_reads_bare_pragmas_and_names_what_it_refuses() {
 fn two_demos_at_once_report_their_own_runs() {
     let db = TempDb::new();
     init(&db);
-    let bin = assert_cmd::cargo::cargo_bin("agentstore");
     let demos: Vec<_> = (0..2)
         .map(|_| {
-            Command::new(&bin)
-                .arg("--db")
-                .arg(&db.path)
-                .args([
+            spawn(
+                &db,
+                &[
                     "--json",
                     "demo",
                     "--messages",
                     "10",
                     "--simulated-latency",
                     "none",
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
+                ],
+            )
         })
         .collect();
     for demo in demos {

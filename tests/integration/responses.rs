@@ -602,6 +602,20 @@ fn the_cli_shows_lists_and_looks_up() -> TestResult {
         ],
     );
     assert_eq!(guarded["match"], serde_json::Value::Null);
+    // A blocked match is not "no match": the guard is named, with what it blocked.
+    assert_eq!(guarded["no_match"]["reason"], "guarded");
+    assert_eq!(guarded["no_match"]["message"], "is the server running");
+    agentstore(&db)
+        .args([
+            "responses",
+            "lookup",
+            "--agent",
+            "bot",
+            "is the server not running",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("negation guard blocked #"));
     let unguarded = json_of(
         &db,
         &[
