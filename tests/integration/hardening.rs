@@ -693,7 +693,7 @@ impl Chat {
     fn start(db: &TempDb) -> Chat {
         use std::io::BufRead;
         let mut child = spawn(
-            &db,
+            db,
             &[
                 "--json",
                 "chat",
