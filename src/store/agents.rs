@@ -209,11 +209,12 @@ pub(crate) fn is_format_char(c: char) -> bool {
 
 /// A response time target: a positive finite number of seconds.
 fn validate_target(seconds: f64) -> Result<()> {
-    if seconds.is_finite() && seconds > 0.0 {
+    use super::invariants::{MAX_RESPONSE_SECONDS, MIN_TARGET_SECONDS};
+    if (MIN_TARGET_SECONDS..=MAX_RESPONSE_SECONDS).contains(&seconds) {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "the target response time must be a positive number of seconds, got {seconds}"
+            "the target response time must be from {MIN_TARGET_SECONDS:e} to {MAX_RESPONSE_SECONDS:e} seconds, got {seconds}"
         )))
     }
 }

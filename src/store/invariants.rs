@@ -12,6 +12,10 @@ pub const MAX_COUNT: u64 = 1 << 53;
 /// The longest one response may have taken, in seconds (a year).
 pub const MAX_RESPONSE_SECONDS: f64 = 366.0 * 86_400.0;
 
+/// The shortest target response time: tuning (x0.9 at a time) stops here rather
+/// than reach zero.
+pub const MIN_TARGET_SECONDS: f64 = 1e-6;
+
 /// The most seconds a tool's calls may have taken in all (ten thousand years).
 pub const MAX_TOTAL_SECONDS: f64 = 1e4 * 366.0 * 86_400.0;
 
@@ -87,6 +91,11 @@ pub const CHECKS: &[(&str, &str)] = &[
         "SELECT 'agent ' || quote(a.name), 'response log row ' || l.id || ': a time of ' || l.duration || ' s is out of range'
            FROM response_log l JOIN agents a ON a.id = l.agent_id
           WHERE NOT (l.duration BETWEEN 0 AND 31622400) LIMIT 5",
+    ),
+    (
+        "target response times",
+        "SELECT 'agent ' || quote(a.name), 'target response time ' || a.target_response_time || ' s is out of range'
+           FROM agents a WHERE NOT (a.target_response_time BETWEEN 1e-6 AND 31622400) LIMIT 5",
     ),
     (
         "cached tool results",

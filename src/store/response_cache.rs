@@ -716,13 +716,18 @@ impl ResponseCache {
             };
             let rate = s.target_achievement_rate;
             let old = s.target_response_time;
+            // Kept in the range every write and import accepts, however many tunings.
             let new = if rate > 90.0 {
                 old * 0.9
             } else if rate < 50.0 {
                 old * 1.2
             } else {
                 old
-            };
+            }
+            .clamp(
+                super::invariants::MIN_TARGET_SECONDS,
+                super::invariants::MAX_RESPONSE_SECONDS,
+            );
             if new != old {
                 tx.prepare_cached(SET)
                     .and_then(|mut st| st.execute(params![agent_id, new]))
