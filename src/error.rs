@@ -267,9 +267,10 @@ pub(crate) fn short_statement(sql: &str) -> String {
 /// The longest run of a user's value that an error message repeats.
 pub(crate) const ECHO_CHARS: usize = 200;
 
-/// A user's value as an error message repeats it: at most [`ECHO_CHARS`] characters,
-/// with `…` and the full length when cut, control characters shown as spaces.
-pub(crate) fn clip(value: &str) -> String {
+/// A user's value as an error message repeats it: at most 200 characters, with `…`
+/// and the full length when cut, control characters shown as spaces. The library's
+/// errors use it; so does the CLI for the values clap quotes.
+pub fn clip(value: &str) -> String {
     let one_line: String = value
         .chars()
         .take(ECHO_CHARS + 1)

@@ -39,7 +39,7 @@ mod store;
 pub mod workload;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, clip};
 pub use store::{
     APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CachedToolResult, CheckReport,
     CompactReport, CompressedContext, DEFAULT_TOOL_TTL, ListOrder, MAX_CONTENT_BYTES,

@@ -7,19 +7,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// The most characters of one word (a value the user typed) an error repeats.
-const ECHO_CHARS: usize = 200;
-
-/// `line` with every word longer than [`ECHO_CHARS`] cut, saying how long it was: a
+/// `line` with every word longer than 200 characters cut, saying how long it was: a
 /// 10,000-character value makes a short error, not a 10 KB one.
 fn clip_words(line: &str) -> String {
     line.split(' ')
-        .map(|word| match word.char_indices().nth(ECHO_CHARS) {
-            Some((cut, _)) => {
-                format!("{}… ({} characters)", &word[..cut], word.chars().count())
-            }
-            None => word.to_string(),
-        })
+        .map(agentstore::clip)
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -91,6 +91,39 @@ impl Output {
     }
 }
 
+/// A JSON array written as its items arrive, one compact item per line, so a long
+/// result never sits in memory. Dropped before [`JsonArray::finish`] (a failure part
+/// way), the array is left unclosed: no parser takes it for the whole result.
+pub struct JsonArray<W: Write> {
+    out: W,
+    items: u64,
+}
+
+impl<W: Write> JsonArray<W> {
+    /// Starts the array.
+    pub fn new(mut out: W) -> io::Result<Self> {
+        out.write_all(b"[")?;
+        Ok(JsonArray { out, items: 0 })
+    }
+
+    /// Writes one item.
+    pub fn item(&mut self, value: &impl serde::Serialize) -> io::Result<()> {
+        self.out
+            .write_all(if self.items == 0 { b"\n  " } else { b",\n  " })?;
+        self.items += 1;
+        serde_json::to_writer(&mut self.out, value)?;
+        Ok(())
+    }
+
+    /// Closes the array and flushes.
+    pub fn finish(mut self) -> io::Result<W> {
+        let end: &[u8] = if self.items == 0 { b"]\n" } else { b"\n]\n" };
+        self.out.write_all(end)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
 /// True when the error is a write to a closed pipe (`agentstore sql ... | head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

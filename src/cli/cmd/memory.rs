@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{json, to_value};
 
 use crate::cli::Context;
-use crate::cli::output::{self, Output, Reply};
+use crate::cli::output::{self, JsonArray, Output, Reply};
 use crate::cli::parse;
 use crate::cli::table::TableWriter;
 
@@ -166,15 +166,11 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                 source,
             };
             if ctx.json {
-                let mut first = true;
-                write!(out, "[").map_err(write_error)?;
-                store.memory(&agent).list_each(order, a.limit, |e| {
-                    out.write_all(if first { b"\n  " } else { b",\n  " })
-                        .map_err(write_error)?;
-                    first = false;
-                    serde_json::to_writer(&mut out, &e).map_err(|e| write_error(e.into()))
-                })?;
-                writeln!(out, "{}]", if first { "" } else { "\n" })?;
+                let mut array = JsonArray::new(&mut out)?;
+                store
+                    .memory(&agent)
+                    .list_each(order, a.limit, |e| array.item(&e).map_err(write_error))?;
+                array.finish()?;
             } else {
                 let header: Vec<String> = ["id", "created (UTC)", "importance", "size", "content"]
                     .map(String::from)

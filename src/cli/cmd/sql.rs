@@ -7,7 +7,7 @@ use agentstore::QuerySink;
 use serde_json::Value;
 
 use crate::cli::Context;
-use crate::cli::output::{Output, Reply};
+use crate::cli::output::{JsonArray, Output, Reply};
 use crate::cli::parse;
 use crate::cli::table::TableWriter;
 
@@ -39,14 +39,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let out = io::BufWriter::new(stdout.lock());
     if ctx.json {
         let mut sink = JsonSink {
-            out,
+            array: JsonArray::new(out)?,
             names: Vec::new(),
-            rows: 0,
         };
         agentstore::query_read_only_with(&ctx.db, &args.query, args.timeout, &mut sink)?;
-        let end = if sink.rows == 0 { "]" } else { "\n]" };
-        writeln!(sink.out, "{end}")?;
-        sink.out.flush()?;
+        sink.array.finish()?;
     } else {
         let mut sink = TableSink {
             out: Some(out),
@@ -70,25 +67,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
 
 /// `--json`: an array written one object per line.
 struct JsonSink<W: Write> {
-    out: W,
+    array: JsonArray<W>,
     names: Vec<String>,
-    rows: u64,
 }
 
 impl<W: Write> QuerySink for JsonSink<W> {
     fn columns(&mut self, names: &[String]) -> io::Result<()> {
         self.names = names.to_vec();
-        write!(self.out, "[")
+        Ok(())
     }
 
     fn row(&mut self, values: Vec<Value>) -> io::Result<()> {
         let object: serde_json::Map<String, Value> =
             self.names.iter().cloned().zip(values).collect();
-        self.out
-            .write_all(if self.rows == 0 { b"\n  " } else { b",\n  " })?;
-        self.rows += 1;
-        serde_json::to_writer(&mut self.out, &object)?;
-        Ok(())
+        self.array.item(&object)
     }
 }
 
