@@ -23,9 +23,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use agentstore::{
-    CacheKey, LoggedResponse, MemorySettings, Outcome, Store, StoreOptions, canonical_json,
-};
+use agentstore::{LoggedResponse, MemorySettings, Outcome, Store, StoreOptions};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,27 +38,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let busy_timeout = match args.next() {
         Some(ms) => Duration::from_millis(ms.parse()?),
-        None => StoreOptions::default().busy_timeout,
+        None => StoreOptions::default().sqlite.busy_timeout,
     };
-    let options = StoreOptions {
-        busy_timeout,
-        ..StoreOptions::default()
-    };
+    let options = StoreOptions::default().with_busy_timeout(busy_timeout);
     let store = Store::open(&db, options)?;
     let record = store.agent(&agent)?;
     // No retention: every acknowledged entry must still be there after the kill.
     // The regular cleanup still runs through its code path but keeps everything.
-    let settings = MemorySettings {
-        max_entries: u64::MAX >> 1,
-        max_memory_mb: 1024.0,
-        keep_fraction: 1.0,
-        cleanup_interval: 7,
-        ..MemorySettings::default()
-    };
+    let settings = MemorySettings::default()
+        .with_max_entries(u64::MAX >> 1)
+        .with_max_memory_mb(1024.0)
+        .with_keep_fraction(1.0)
+        .with_cleanup_interval(7);
     store.set_memory_settings(&agent, &settings)?;
     let memory = store.memory(&record);
-    let tools = store.tool_cache();
-    let responses = store.response_cache();
+    let tools = store.tool_cache(&record);
+    let responses = store.response_cache(&record);
     let stdout = std::io::stdout();
     // Distinct log times across runs of this writer: its pid and a counter.
     let pid = i64::from(std::process::id());
@@ -84,29 +77,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             2 => {
                 let params = json!({ "q": base, "n": round });
-                let canonical = canonical_json(&params)?;
-                let key = CacheKey::from_canonical(&agent, "lookup", &canonical);
+                let key = tools.key("lookup", &params)?;
                 let result = json!({ "answer": format!("result of {base}") });
-                tools.put(
-                    &key,
-                    &agent,
-                    "lookup",
-                    &canonical,
-                    &result,
-                    Duration::from_secs(3600),
-                )?;
+                tools.put("lookup", &params, &result, Duration::from_secs(3600))?;
                 writeln!(stdout.lock(), "t\t{}\t{result}", key.to_hex())?;
             }
             3 => {
                 let message = format!("what is the state of {base} right now");
                 let response = format!("the state of {base} is fine");
-                let id = responses.put(record.id, &message, &response)?;
+                let id = responses.put(&message, &response)?;
                 writeln!(stdout.lock(), "r\t{id}\t{message}\t{response}")?;
             }
             _ => {
                 let at = pid * 1_000_000_000 + round as i64;
                 let row = LoggedResponse {
-                    agent_id: record.id,
                     at,
                     duration: (round % 17) as f64 / 10.0,
                     outcome: Outcome::Generated,

@@ -83,9 +83,61 @@ pub(crate) fn deserialize_micros<'de, D: serde::Deserializer<'de>>(d: D) -> Resu
         })
 }
 
+/// A duration as people write it, largest unit first: `2s`, `1m 30s`, `1h 5m`,
+/// `250ms`, `3days 4h` (humantime's spelling, which the CLI parses back).
+pub fn format_duration(d: Duration) -> String {
+    const UNITS: [(&str, u64); 6] = [
+        ("years", 31_557_600),
+        ("months", 2_630_016),
+        ("days", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ];
+    let mut parts = Vec::new();
+    let mut secs = d.as_secs();
+    for (unit, size) in UNITS {
+        let n = secs / size;
+        secs %= size;
+        if n > 0 {
+            let unit = match unit {
+                "years" | "months" | "days" if n == 1 => &unit[..unit.len() - 1],
+                u => u,
+            };
+            parts.push(format!("{n}{unit}"));
+        }
+    }
+    let nanos = d.subsec_nanos();
+    for (unit, size) in [("ms", 1_000_000), ("us", 1_000), ("ns", 1)] {
+        let n = nanos / size % 1_000;
+        if n > 0 {
+            parts.push(format!("{n}{unit}"));
+        }
+    }
+    if parts.is_empty() {
+        "0s".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_humantime_writes_them() {
+        for secs in [0u64, 1, 59, 61, 3_600, 3_661, 86_400, 90_061, 40_000_000] {
+            for nanos in [0u32, 1, 1_500, 250_000_000, 999_999_999] {
+                let d = Duration::new(secs, nanos);
+                assert_eq!(
+                    format_duration(d),
+                    humantime::format_duration(d).to_string(),
+                    "{d:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn rfc3339_has_microseconds_and_z() {

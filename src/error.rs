@@ -103,6 +103,8 @@ pub enum Error {
     /// backend is an addition).
     #[error("database error: {source}")]
     Sql {
+        /// What kind of failure the engine reported.
+        kind: DbErrorKind,
         /// The statement (or the step) that failed.
         statement: String,
         /// The database's error.
@@ -146,13 +148,19 @@ pub enum Error {
         timeout: Duration,
     },
 
-    /// The response generator failed. Nothing was cached.
+    /// The response generator failed. Nothing was cached. The generator's error is
+    /// kept whole: an LLM client's error says its HTTP status and whether retrying
+    /// may help ([`GenerationError::llm`](crate::agent::GenerationError::llm)).
     #[error("generating a response failed: {0}")]
-    GenerationFailed(String),
+    GenerationFailed(#[source] crate::agent::GenerationError),
+
+    /// An LLM client could not be set up or failed outside a generation.
+    #[error("{0}")]
+    Llm(#[from] crate::agent::LlmError),
 
     /// No pooled connection could be had in time.
     #[error("could not get a database connection: {0}")]
-    Pool(#[from] r2d2::Error),
+    Pool(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 
     /// A file system error outside SQLite.
     #[error("{context}: {source}")]
@@ -163,6 +171,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// How the engine classified a database error ([`Error::Sql`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DbErrorKind {
+    /// Another connection held a lock past the busy timeout.
+    Busy,
+    /// The database reported damage (a corrupt page, not a database).
+    Damaged,
+    /// A constraint (unique, foreign key, check) refused the write.
+    Constraint,
+    /// Anything else.
+    Other,
 }
 
 /// How an [`Error`] should be treated by a caller that maps errors to exit codes.
@@ -199,23 +221,28 @@ impl Error {
     pub fn is_damage(&self) -> bool {
         match self {
             Error::NotADatabase(_) | Error::Corrupt { .. } => true,
-            Error::Sql { source, .. } => matches!(
-                sqlite_code(source.as_ref()),
-                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-            ),
+            Error::Sql { kind, .. } => *kind == DbErrorKind::Damaged,
             _ => false,
         }
     }
 
-    /// True when SQLite said the database was busy or locked by another connection.
+    /// True when the database was busy or locked by another connection.
     pub fn is_busy(&self) -> bool {
         matches!(
             self,
-            Error::Sql { source, .. } if matches!(
-                sqlite_code(source.as_ref()),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            )
+            Error::Sql {
+                kind: DbErrorKind::Busy,
+                ..
+            }
         )
+    }
+
+    /// The engine's classification of a database error.
+    pub fn db_kind(&self) -> Option<DbErrorKind> {
+        match self {
+            Error::Sql { kind, .. } => Some(*kind),
+            _ => None,
+        }
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
@@ -223,36 +250,8 @@ impl Error {
     }
 }
 
-/// SQLite's primary result code behind a boxed source, if it is an SQLite error.
-fn sqlite_code(
-    source: &(dyn std::error::Error + Send + Sync + 'static),
-) -> Option<rusqlite::ErrorCode> {
-    source
-        .downcast_ref::<rusqlite::Error>()
-        .and_then(rusqlite::Error::sqlite_error_code)
-}
-
 fn humanize(d: &Duration) -> String {
-    humantime::format_duration(*d).to_string()
-}
-
-/// Attaches the failing statement to an SQLite error.
-pub(crate) trait SqlContext<T> {
-    /// Wraps the error with the statement (or step name) that raised it.
-    fn sql(self, statement: &str) -> Result<T>;
-}
-
-impl<T> SqlContext<T> for std::result::Result<T, rusqlite::Error> {
-    fn sql(self, statement: &str) -> Result<T> {
-        self.map_err(|source| match source.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => Error::DiskFull,
-            Some(rusqlite::ErrorCode::ReadOnly) => Error::ReadOnlyDatabase,
-            _ => Error::Sql {
-                statement: short_statement(statement),
-                source: Box::new(source),
-            },
-        })
-    }
+    crate::clock::format_duration(*d)
 }
 
 /// The statement on one line, cut to a readable length.

@@ -35,24 +35,22 @@
 pub mod agent;
 pub mod clock;
 mod error;
+mod rng;
 mod store;
-pub mod workload;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, ErrorKind, Result, clip};
+pub use error::{DbErrorKind, Error, ErrorKind, Result, clip};
 pub use store::{
-    APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CachedToolResult, CheckReport,
-    CompactReport, CompressedContext, DEFAULT_TOOL_TTL, ListOrder, MAX_CONTENT_BYTES,
-    MAX_NAME_CHARS, MAX_PARAMS_DEPTH, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry,
-    PageUse, Prune, PruneReport, PurgeReport, QueryResult, QuerySink, SCHEMA_SQL, SCHEMA_VERSION,
-    StatsView, Store, StoreOptions, Synchronous, ToolCache, ToolCallStats, ToolCounts, ToolStats,
-    canonical_json, query_read_only, query_read_only_with,
-};
-pub use store::{
-    CacheMatch, CachedResponse, EXPORT_FORMAT, EXPORT_VERSION, ExportReport, FuzzyOptions,
-    ImportReport, LoggedResponse, Lookup, MAX_FUZZY_WORDS, MAX_IMPORT_LINE, NoMatch, Outcome,
+    APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CacheMatch, CachedResponse,
+    CachedToolResult, CheckReport, CompactReport, CompressedContext, DEFAULT_TOOL_TTL,
+    EXPORT_FORMAT, EXPORT_VERSION, ExportReport, FuzzyOptions, ImportReport, ListOrder, Location,
+    LoggedResponse, Lookup, MAX_CONTENT_BYTES, MAX_FUZZY_WORDS, MAX_IMPORT_LINE, MAX_NAME_CHARS,
+    MAX_PARAMS_DEPTH, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, NoMatch,
+    Optimization, Outcome, PageUse, Prune, PruneReport, PurgeReport, QueryResult, QuerySink,
     ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats,
-    TimeFigures, Tuning, words,
+    SCHEMA_SQL, SCHEMA_VERSION, SqliteOptions, StatsView, Store, StoreOptions, Synchronous,
+    TimeFigures, ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, Tuning,
+    canonical_json, query_read_only, query_read_only_with, words,
 };
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! (0 ok, 1 runtime failure, 2 usage or invalid value, 3 a check found problems).
 
 mod cli;
+mod rng;
 
 use std::process::ExitCode;
 

@@ -12,6 +12,7 @@
 //! Rows follow section 4 of WORKLOADS.md (`peer`, `case`, `params`, `status`,
 //! `latency_us`, extras) and are written to `results/agentstore-<UTC date>.json`.
 
+mod data;
 mod harness;
 mod memory;
 mod responses;
@@ -21,7 +22,7 @@ mod tools;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use agentstore::workload::vocab;
+use crate::data::vocab;
 use serde_json::{Value, json};
 
 use harness::{Bench, median, parse_args};

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use agentstore::workload::{PRELOAD_EPOCH_MICROS, memory_pairs};
+use crate::data::{PRELOAD_EPOCH_MICROS, memory_pairs};
 use agentstore::{NewEntry, Store, StoreOptions};
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};

@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
+use crate::data::{SplitMix64, fuzzy_messages, prompt_pairs, response_times};
 use agentstore::agent::{Responder, ResponseConfig, generator_fn};
 use agentstore::words::{differ_in_meaning, jaccard, shared_words, word_set};
-use agentstore::workload::{SplitMix64, fuzzy_messages, prompt_pairs, response_times};
 use agentstore::{FuzzyOptions, LoggedResponse, Outcome, ResponseTimeStats, Store, StoreOptions};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -64,10 +64,13 @@ pub fn w7(b: &mut Bench) {
 
         let store = Store::open(b.db_path(), StoreOptions::default()).expect("open");
         let agent = store.agent("bench").expect("agent");
-        let cache = store.response_cache();
+        let cache = store.response_cache(&agent);
         let t = Instant::now();
         for chunk in pairs.chunks(10_000) {
-            cache.put_many(agent.id, chunk).expect("preload");
+            store
+                .response_cache(&agent)
+                .put_many(chunk)
+                .expect("preload");
         }
         let populate_s = t.elapsed().as_secs_f64();
         store.checkpoint().expect("checkpoint");
@@ -99,8 +102,9 @@ pub fn w7(b: &mut Bench) {
                 ours.push(t.elapsed().as_nanos() as f64 / 1000.0);
                 assert!(reply.outcome == Outcome::Exact && &reply.response == response);
                 sync_get.push(timed(&mut || {
-                    cache
-                        .lookup_exact(agent.id, prompt)
+                    store
+                        .response_cache(&agent)
+                        .lookup_exact(prompt)
                         .expect("get")
                         .expect("hit");
                 }));
@@ -117,7 +121,10 @@ pub fn w7(b: &mut Bench) {
         let (mut put, mut bare_ins) = (Vec::new(), Vec::new());
         for ((prompt, response), (bp, br)) in new.iter().zip(&new_bare[1_000..]) {
             put.push(timed(&mut || {
-                cache.put(agent.id, prompt, response).expect("put");
+                store
+                    .response_cache(&agent)
+                    .put(prompt, response)
+                    .expect("put");
             }));
             bare_ins.push(timed(&mut || bare_put(&bare, bp, br)));
         }
@@ -276,27 +283,31 @@ pub fn w8(b: &mut Bench) {
         &b.vocab,
     );
     let options = FuzzyOptions::default();
-    let unguarded = FuzzyOptions {
-        negation_guard: false,
-        ..options
-    };
+    let unguarded = options.with_negation_guard(false);
     let mut ratios = serde_json::Map::new();
     for &(r, reps) in sizes {
         let messages = &all[..r];
         let store = Store::open(b.db_path(), StoreOptions::default()).expect("open");
         let agent = store.agent("bench").expect("agent");
-        let cache = store.response_cache();
         let pairs: Vec<(&str, String)> = messages
             .iter()
             .enumerate()
             .map(|(i, m)| (m.as_str(), format!("response-{i}")))
             .collect();
         for chunk in pairs.chunks(10_000) {
-            cache.put_many(agent.id, chunk).expect("preload");
+            store
+                .response_cache(&agent)
+                .put_many(chunk)
+                .expect("preload");
         }
         store.checkpoint().expect("checkpoint");
         let kinds = fuzzy_queries(messages, r, &b.vocab);
-        let lookup = |q: &str| cache.lookup_fuzzy(agent.id, q, options).expect("lookup");
+        let lookup = |q: &str| {
+            store
+                .response_cache(&agent)
+                .lookup_fuzzy(q, options)
+                .expect("lookup")
+        };
         lookup(&kinds[0][0].0);
         lookup(&kinds[1][0].0);
         let p = json!({ "R": r });
@@ -353,7 +364,7 @@ pub fn w8(b: &mut Bench) {
         }
         // The bare baseline: the original's scan over rows read from SQLite, once per
         // query of the random-vocabulary miss (it costs the same for every kind).
-        let c = Connection::open(store.path()).expect("open");
+        let c = Connection::open(store.sqlite_path().expect("SQLite")).expect("open");
         let mut scan_samples = Vec::new();
         for (q, _) in &kinds[2] {
             scan_samples.push(timed(&mut || {
@@ -396,11 +407,10 @@ pub fn w9(b: &mut Bench) {
         let times = &all[..t];
         let store = Store::open(b.db_path(), StoreOptions::default()).expect("open");
         let agent = store.agent("bench").expect("agent");
-        let cache = store.response_cache();
+        let cache = store.response_cache(&agent);
         let rows: Vec<LoggedResponse> = times
             .iter()
             .map(|&d| LoggedResponse {
-                agent_id: agent.id,
                 at: 0,
                 duration: d,
                 outcome: Outcome::Generated,
@@ -411,12 +421,16 @@ pub fn w9(b: &mut Bench) {
         }
         store.checkpoint().expect("checkpoint");
         let mut stats = None;
-        cache.time_stats(agent.id).expect("warm");
+        store.response_cache(&agent).time_stats().expect("warm");
         let ours: Vec<f64> = (0..reps)
-            .map(|_| timed(&mut || stats = Some(cache.time_stats(agent.id).expect("stats"))))
+            .map(|_| {
+                timed(&mut || {
+                    stats = Some(store.response_cache(&agent).time_stats().expect("stats"))
+                })
+            })
             .collect();
         // Bare: read every duration in order and compute the figures in Rust.
-        let c = Connection::open(store.path()).expect("open");
+        let c = Connection::open(store.sqlite_path().expect("SQLite")).expect("open");
         let bare_stats = |c: &Connection| {
             let mut stmt = c
                 .prepare_cached(

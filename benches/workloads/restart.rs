@@ -8,11 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::data::{SplitMix64, prompt_pairs};
 use agentstore::agent::{Agent, AgentConfig, SimulatedClient};
-use agentstore::workload::{SplitMix64, prompt_pairs};
-use agentstore::{
-    CacheKey, LoggedResponse, Outcome, ResponseTimeStats, Store, StoreOptions, canonical_json,
-};
+use agentstore::{LoggedResponse, Outcome, ResponseTimeStats, Store, StoreOptions};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{Value, json};
 
@@ -35,8 +33,8 @@ pub fn child(kind: &str, db: &Path, prompt: &str) {
             let store = Store::open(db, StoreOptions::existing()).expect("open");
             let agent = store.existing_agent("bench").expect("agent");
             let hit = store
-                .response_cache()
-                .lookup_exact(agent.id, prompt)
+                .response_cache(&agent)
+                .lookup_exact(prompt)
                 .expect("lookup")
                 .expect("hit");
             let elapsed = t.elapsed();
@@ -96,9 +94,9 @@ pub fn child(kind: &str, db: &Path, prompt: &str) {
 /// What a new process finds in the store.
 fn survival(store: &Store) -> Value {
     let agent = store.existing_agent("bench").expect("agent");
-    let tools = store.tool_cache().stats(&agent).expect("tool stats");
+    let tools = store.tool_cache(&agent).stats().expect("tool stats");
     let listed = store
-        .tool_cache()
+        .tool_results()
         .list(
             &agentstore::CacheFilter {
                 scope: Some(agent.tool_scope.clone()),
@@ -107,15 +105,15 @@ fn survival(store: &Store) -> Value {
             1,
         )
         .expect("list");
-    let logged = match store.response_cache().time_stats(agent.id).expect("stats") {
+    let logged = match store.response_cache(&agent).time_stats().expect("stats") {
         ResponseTimeStats::Data(f) => f.total_responses,
-        ResponseTimeStats::NoData { .. } => 0,
+        ResponseTimeStats::NoData => 0,
     };
     json!({
         "memory_entries": agent.memory_entries,
         "tool_cache_entries": tools.cache_size,
         "tool_result_expires_at": listed.first().map(|r| r.expires_at),
-        "response_cache_entries": store.response_cache().entries(agent.id).expect("entries"),
+        "response_cache_entries": store.response_cache(&agent).entries().expect("entries"),
         "logged_responses": logged,
         "target_response_time": agent.target_response_time,
     })
@@ -149,26 +147,24 @@ pub fn w10(b: &mut Bench) {
     {
         let store = Store::open(&path, StoreOptions::default()).expect("open");
         let agent = store.agent("bench").expect("agent");
-        let cache = store.response_cache();
         for chunk in pairs.chunks(10_000) {
-            cache.put_many(agent.id, chunk).expect("preload");
+            store
+                .response_cache(&agent)
+                .put_many(chunk)
+                .expect("preload");
         }
         let memory = store.memory(&agent);
         let items: Vec<(String, f64)> = (0..500)
             .map(|i| (format!("remembered fact {i}"), (i % 10) as f64 / 10.0))
             .collect();
         memory.add_many(&items).expect("memory");
-        let tools = store.tool_cache();
+        let tools = store.tool_cache(&agent);
         for i in 0..100 {
             let params = json!({ "q": format!("query {i}") });
-            let key = CacheKey::new(&agent.tool_scope, "search", &params).expect("key");
-            let canonical = canonical_json(&params).expect("canonical");
             tools
                 .put(
-                    &key,
-                    &agent.tool_scope,
                     "search",
-                    &canonical,
+                    &params,
                     &json!({"hits": i}),
                     Duration::from_secs(3600),
                 )
@@ -177,13 +173,15 @@ pub fn w10(b: &mut Bench) {
         start_micros = store.now_micros();
         let log: Vec<LoggedResponse> = (0..1000)
             .map(|i| LoggedResponse {
-                agent_id: agent.id,
                 at: start_micros + i,
                 duration: 0.001 * (i % 50) as f64,
                 outcome: Outcome::Exact,
             })
             .collect();
-        cache.record(&[], &log, 100_000).expect("log");
+        store
+            .response_cache(&agent)
+            .record(&[], &log, 100_000)
+            .expect("log");
         store.checkpoint().expect("checkpoint");
     }
     let (prompt, expected) = probe(&pairs);

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::data::{SplitMix64, tool_params};
 use agentstore::agent::{Tool, ToolConfig, ToolError, ToolRegistry, ToolRequest, Tools};
-use agentstore::workload::{SplitMix64, tool_params};
 use agentstore::{CacheKey, Store, StoreOptions, canonical_json};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -189,23 +189,15 @@ pub fn w5(b: &mut Bench) {
     });
     assert!(executions_ok, "W5: a hit returned a wrong result");
     // The store's own put, without the async layer: where the miss path's time goes.
-    let cache = store.tool_cache();
+    let cache = store.tool_cache(&store.existing_agent("bench").expect("agent"));
     let put_lat: Vec<f64> = all[c + m..c + 2 * m]
         .iter()
         .map(|params| {
             let t = Instant::now();
-            let canonical = canonical_json(params).expect("canonical");
-            let key = CacheKey::from_canonical("bench", "lookup", &canonical);
+            // The key (canonical JSON, blake3) is derived inside `put`.
             let result = lookup_result(params);
             cache
-                .put(
-                    &key,
-                    "bench",
-                    "lookup",
-                    &canonical,
-                    &result,
-                    Duration::from_secs(3600),
-                )
+                .put("lookup", params, &result, Duration::from_secs(3600))
                 .expect("put");
             t.elapsed().as_nanos() as f64 / 1000.0
         })

@@ -5,13 +5,11 @@ use agentstore::MemorySettings;
 /// Retention that runs often: a regular cleanup every 10 messages keeping half, at
 /// most 300 entries, a 32 KiB budget (the emergency cleanup).
 pub fn settings() -> MemorySettings {
-    MemorySettings {
-        max_entries: 300,
-        max_memory_mb: 0.03125,
-        cleanup_interval: 10,
-        keep_fraction: 0.5,
-        ..MemorySettings::default()
-    }
+    MemorySettings::default()
+        .with_max_entries(300)
+        .with_max_memory_mb(0.03125)
+        .with_cleanup_interval(10)
+        .with_keep_fraction(0.5)
 }
 
 /// Entry `n`: its content and importance.

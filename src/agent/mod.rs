@@ -13,12 +13,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use llm::{
-    ChatMessage, Latency, LlmClient, LlmError, OpenAiClient, OpenAiConfig, Role, SimulatedClient,
-};
+pub use crate::store::Optimization;
+pub use llm::{ChatMessage, Latency, LlmClient, LlmError, Role, SimulatedClient};
+#[cfg(feature = "openai")]
+pub use llm::{OpenAiClient, OpenAiConfig};
 pub use responses::{
-    FALLBACK_LONG, FALLBACK_OTHER, FALLBACK_QUESTION, FnGenerator, GenerationError, Optimization,
-    Reply, Responder, ResponseConfig, ResponseGenerator, fallback_reply, generator_fn, optimize,
+    FALLBACK_LONG, FALLBACK_OTHER, FALLBACK_QUESTION, FnGenerator, GenerationError, Reply,
+    Responder, ResponseConfig, ResponseGenerator, fallback_reply, generator_fn,
 };
 pub use tools::{
     NEVER_CACHED, ParallelOptions, Tool, ToolConfig, ToolError, ToolOutcome, ToolRegistry,
@@ -27,18 +28,39 @@ pub use tools::{
 
 use crate::error::{Error, Result};
 use crate::store::{
-    AgentRecord, CompressedContext, MAX_CONTENT_BYTES, Memory, MemorySettings, MemoryStats,
-    ResponseTimeStats, Store, ToolStats,
+    AgentRecord, CompressedContext, ListOrder, MAX_CONTENT_BYTES, Memory, MemoryEntry,
+    MemorySettings, MemoryStats, Prune, PruneReport, ResponseTimeStats, Store, ToolStats,
 };
 use batch::blocking;
 
 /// The importance given to the two memory entries of an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Importance {
     /// The user's message (0.5).
     pub user: f64,
     /// The agent's reply (0.4).
     pub reply: f64,
+}
+
+/// Builder methods: `Importance::default()` (or a constructor), then `with_*`.
+impl Importance {
+    /// The importance of the user's message and of the agent's reply.
+    pub fn new(user: f64, reply: f64) -> Self {
+        Importance { user, reply }
+    }
+
+    /// This configuration with another `user`.
+    pub fn with_user(mut self, user: f64) -> Self {
+        self.user = user;
+        self
+    }
+
+    /// This configuration with another `reply`.
+    pub fn with_reply(mut self, reply: f64) -> Self {
+        self.reply = reply;
+        self
+    }
 }
 
 impl Default for Importance {
@@ -56,6 +78,7 @@ pub const DEFAULT_SYSTEM_PROMPT: &str =
 
 /// Everything [`Agent::open`] composes an agent from.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct AgentConfig {
     /// The model that generates responses.
     pub llm: Arc<dyn LlmClient>,
@@ -74,6 +97,45 @@ pub struct AgentConfig {
     pub context_chars: u64,
     /// The system prompt; the compressed context follows it.
     pub system_prompt: String,
+}
+
+/// Builder methods: `AgentConfig::default()` (or a constructor), then `with_*`.
+impl AgentConfig {
+    /// This configuration with another `tool_config`.
+    pub fn with_tool_config(mut self, tool_config: ToolConfig) -> Self {
+        self.tool_config = tool_config;
+        self
+    }
+
+    /// This configuration with another `responses`.
+    pub fn with_responses(mut self, responses: ResponseConfig) -> Self {
+        self.responses = responses;
+        self
+    }
+
+    /// This configuration storing `memory` as the agent's memory settings.
+    pub fn with_memory(mut self, memory: MemorySettings) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// This configuration with another `importance`.
+    pub fn with_importance(mut self, importance: Importance) -> Self {
+        self.importance = importance;
+        self
+    }
+
+    /// This configuration with another `context_chars`.
+    pub fn with_context_chars(mut self, context_chars: u64) -> Self {
+        self.context_chars = context_chars;
+        self
+    }
+
+    /// This configuration with another `system_prompt`.
+    pub fn with_system_prompt(mut self, system_prompt: impl Into<String>) -> Self {
+        self.system_prompt = system_prompt.into();
+        self
+    }
 }
 
 impl AgentConfig {
@@ -164,11 +226,8 @@ impl ResponseGenerator for LlmGenerator {
         let prompt = self
             .prompt(message)
             .await
-            .map_err(|e| GenerationError(format!("cannot build the prompt: {e}")))?;
-        self.llm
-            .chat(&prompt)
-            .await
-            .map_err(|e| GenerationError(e.to_string()))
+            .map_err(|e| GenerationError::other(format!("cannot build the prompt: {e}")))?;
+        Ok(self.llm.chat(&prompt).await?)
     }
 }
 
@@ -226,16 +285,20 @@ impl Agent {
     pub async fn open(store: &Store, name: &str, config: AgentConfig) -> Result<Agent> {
         let (s, owned) = (store.clone(), name.to_string());
         let settings = config.memory;
-        let record = blocking(move || {
+        let (registry, tool_config) = (config.tools, config.tool_config);
+        // Every store call of opening (the agent's row, its settings, its tool scope)
+        // runs off the async worker.
+        let (record, tools) = blocking(move || {
             s.agent(&owned)?;
             if let Some(settings) = settings {
                 s.set_memory_settings(&owned, &settings)?;
             }
-            s.agent(&owned)
+            let record = s.agent(&owned)?;
+            let tools = Tools::open(&s, &record, registry, tool_config)?;
+            Ok::<_, Error>((record, tools))
         })
         .await?;
         let memory = store.memory(&record);
-        let tools = Tools::open(store, &record, config.tools, config.tool_config)?;
         let generator = LlmGenerator {
             memory: memory.clone(),
             llm: config.llm.clone(),
@@ -264,7 +327,36 @@ impl Agent {
         &self.record
     }
 
-    /// The agent's memory (synchronous; call it from blocking code).
+    /// The agent's memory entries, up to `limit` in `order` (see [`Memory::list`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn memories(&self, order: ListOrder, limit: u64) -> Result<Vec<MemoryEntry>> {
+        let memory = self.memory.clone();
+        blocking(move || memory.list(order, limit)).await
+    }
+
+    /// The original's memory stats (see [`Memory::stats`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn memory_stats(&self) -> Result<MemoryStats> {
+        let memory = self.memory.clone();
+        blocking(move || memory.stats()).await
+    }
+
+    /// Prunes the agent's memory by `rule`, or counts what it would remove (see
+    /// [`Memory::prune`]: batched, resumable).
+    ///
+    /// # Errors
+    /// As [`Memory::prune`].
+    pub async fn prune_memory(&self, rule: Prune, dry_run: bool) -> Result<PruneReport> {
+        let memory = self.memory.clone();
+        blocking(move || memory.prune(rule, dry_run)).await
+    }
+
+    /// The agent's memory (synchronous; call it from blocking code, or use the async
+    /// [`Agent::memories`], [`Agent::memory_stats`], [`Agent::prune_memory`]).
     pub fn memory(&self) -> &Memory {
         &self.memory
     }
@@ -373,8 +465,7 @@ impl Agent {
     pub async fn stats(&self) -> Result<AgentStats> {
         let tools = self.tools.stats().await?;
         let responses = self.responder.response_time_stats().await?;
-        let memory = self.memory.clone();
-        let memory = blocking(move || memory.stats()).await?;
+        let memory = self.memory_stats().await?;
         Ok(AgentStats {
             agent: self.record.name.clone(),
             llm: self.llm.describe(),

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
+use super::LlmError;
+use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock, off_worker};
 use crate::error::{Error, Result};
 use crate::store::{
-    AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, MAX_CONTENT_BYTES, Outcome,
-    ResponseCache, ResponseTimeStats, Store,
+    AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, MAX_CONTENT_BYTES, Optimization,
+    Outcome, ResponseCache, ResponseTimeStats, Store,
 };
 
 /// The original's fallback replies, chosen by the message's shape.
@@ -39,11 +40,46 @@ pub fn fallback_reply(message: &str) -> &'static str {
     }
 }
 
-/// A generation failure: the message is returned to the caller as
-/// [`Error::GenerationFailed`], and nothing is cached.
+/// A generation failure: returned to the caller inside [`Error::GenerationFailed`],
+/// and nothing is cached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct GenerationError(pub String);
+#[non_exhaustive]
+pub enum GenerationError {
+    /// The LLM client failed: its error keeps the HTTP status and says whether a
+    /// retry may help ([`LlmError::is_transient`]).
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// Any other failure, in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl GenerationError {
+    /// A failure described in words.
+    pub fn other(message: impl Into<String>) -> Self {
+        GenerationError::Other(message.into())
+    }
+
+    /// The LLM client's error, when that is what failed.
+    pub fn llm(&self) -> Option<&LlmError> {
+        match self {
+            GenerationError::Llm(e) => Some(e),
+            GenerationError::Other(_) => None,
+        }
+    }
+}
+
+impl From<&str> for GenerationError {
+    fn from(message: &str) -> Self {
+        GenerationError::other(message)
+    }
+}
+
+impl From<String> for GenerationError {
+    fn from(message: String) -> Self {
+        GenerationError::Other(message)
+    }
+}
 
 /// What produces a response when the cache has none (an LLM, in the agent).
 #[async_trait::async_trait]
@@ -90,6 +126,7 @@ where
 
 /// How a [`Responder`] behaves.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ResponseConfig {
     /// Fuzzy matching: threshold (0.7) and the negation/number guard (on).
     pub fuzzy: FuzzyOptions,
@@ -105,6 +142,45 @@ pub struct ResponseConfig {
     pub log_retention: u64,
     /// How often, at most, hits and log rows are written while messages keep coming.
     pub flush_interval: Duration,
+}
+
+/// Builder methods: `ResponseConfig::default()` (or a constructor), then `with_*`.
+impl ResponseConfig {
+    /// This configuration with another `fuzzy`.
+    pub fn with_fuzzy(mut self, fuzzy: FuzzyOptions) -> Self {
+        self.fuzzy = fuzzy;
+        self
+    }
+
+    /// This configuration with another `grace_period`.
+    pub fn with_grace_period(mut self, grace_period: Duration) -> Self {
+        self.grace_period = grace_period;
+        self
+    }
+
+    /// This configuration with another `max_cache_entries`.
+    pub fn with_max_cache_entries(mut self, max_cache_entries: u64) -> Self {
+        self.max_cache_entries = max_cache_entries;
+        self
+    }
+
+    /// This configuration with another `keep_on_cap`.
+    pub fn with_keep_on_cap(mut self, keep_on_cap: u64) -> Self {
+        self.keep_on_cap = keep_on_cap;
+        self
+    }
+
+    /// This configuration with another `log_retention`.
+    pub fn with_log_retention(mut self, log_retention: u64) -> Self {
+        self.log_retention = log_retention;
+        self
+    }
+
+    /// This configuration with another `flush_interval`.
+    pub fn with_flush_interval(mut self, flush_interval: Duration) -> Self {
+        self.flush_interval = flush_interval;
+        self
+    }
 }
 
 impl Default for ResponseConfig {
@@ -134,21 +210,6 @@ pub struct Reply {
     pub similarity: Option<f64>,
 }
 
-/// What `optimize_performance` did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Optimization {
-    /// The target before, in seconds.
-    pub old_target: f64,
-    /// The target after.
-    pub new_target: f64,
-    /// The achievement rate it was based on (None without data).
-    pub achievement_rate: Option<f64>,
-    /// Cached responses removed by the cap.
-    pub removed_entries: u64,
-    /// Cached responses left.
-    pub cache_entries: u64,
-}
-
 /// An agent's response path. Cheap to clone; clones share the pending hits and log.
 #[derive(Clone)]
 pub struct Responder {
@@ -157,7 +218,8 @@ pub struct Responder {
 
 struct Inner {
     cache: ResponseCache,
-    agent_id: i64,
+    /// The store's answer: may a read run on an async worker thread?
+    reads_inline: bool,
     agent: String,
     generator: Arc<dyn ResponseGenerator>,
     config: ResponseConfig,
@@ -225,8 +287,8 @@ impl Responder {
         config.fuzzy.validate()?;
         Ok(Responder {
             inner: Arc::new(Inner {
-                cache: store.response_cache(),
-                agent_id: agent.id,
+                cache: store.response_cache(agent),
+                reads_inline: store.reads_inline(),
                 agent: agent.name.clone(),
                 generator,
                 pending: Batch::new(config.flush_interval),
@@ -271,8 +333,7 @@ impl Responder {
         }
 
         let cache = inner.cache.clone();
-        let agent_id = inner.agent_id;
-        let target = blocking(move || cache.target(agent_id)).await?;
+        let target = blocking(move || cache.target()).await?;
         // Stored targets are positive and finite; one too large for a Duration waits
         // forever rather than panicking.
         let target = Duration::try_from_secs_f64(target).unwrap_or(Duration::MAX);
@@ -288,7 +349,7 @@ impl Responder {
                     if !cacheable(&owned, &response) {
                         return Ok(response);
                     }
-                    cache.put(agent_id, &owned, &response).map(|_| response)
+                    cache.put(&owned, &response).map(|_| response)
                 })
                 .await?;
                 self.note(None, start, Outcome::Generated);
@@ -301,13 +362,15 @@ impl Responder {
             }
             Ok(done) => {
                 self.note(None, start, Outcome::Error);
-                let message = match done {
-                    Ok(Err(e)) => e.0,
-                    Err(join) if join.is_panic() => "the generator panicked".to_string(),
-                    Err(join) => join.to_string(),
+                let failure = match done {
+                    Ok(Err(e)) => e,
+                    Err(join) if join.is_panic() => {
+                        GenerationError::other("the generator panicked")
+                    }
+                    Err(join) => GenerationError::other(join.to_string()),
                     Ok(Ok(_)) => unreachable!("handled above"),
                 };
-                Err(Error::GenerationFailed(message))
+                Err(Error::GenerationFailed(failure))
             }
             Err(_) => {
                 self.finish_in_background(message, generation, target);
@@ -332,12 +395,11 @@ impl Responder {
     ) {
         let left = self.inner.config.grace_period.saturating_sub(spent);
         let cache = self.inner.cache.clone();
-        let agent_id = self.inner.agent_id;
         let message = message.to_string();
         let task = tokio::spawn(async move {
             match tokio::time::timeout(left, &mut generation).await {
                 Ok(Ok(Ok(response))) if cacheable(&message, &response) => {
-                    let _ = blocking(move || cache.put(agent_id, &message, &response)).await;
+                    let _ = blocking(move || cache.put(&message, &response)).await;
                 }
                 Ok(_) => {}
                 Err(_) => generation.abort(),
@@ -360,21 +422,24 @@ impl Responder {
         n
     }
 
-    /// The exact match, on this thread when a pooled connection is idle (one
-    /// primary-key read); else, and for the fuzzy match (several statements in one
-    /// snapshot, up to a millisecond), through [`blocking`].
+    /// The exact match, on this thread when the store says its reads may run inline
+    /// and a connection is free now (one primary-key read); else, and for the fuzzy
+    /// match (several statements in one snapshot, up to a millisecond), through
+    /// [`blocking`].
     async fn lookup(&self, message: &str) -> Result<Option<CacheMatch>> {
         let inner = &self.inner;
-        let (cache, agent_id, options) = (inner.cache.clone(), inner.agent_id, inner.config.fuzzy);
+        let (cache, options) = (inner.cache.clone(), inner.config.fuzzy);
+        let inline = match inner.reads_inline {
+            true => inner.cache.try_lookup_exact(message),
+            false => None,
+        };
         let message = message.to_string();
-        match inner.cache.try_lookup_exact(agent_id, &message) {
+        match inline {
             Some(Ok(Some(hit))) => Ok(Some(hit)),
             // Read here already: only the fuzzy match is left.
-            Some(Ok(None)) => {
-                blocking(move || cache.lookup_fuzzy(agent_id, &message, options)).await
-            }
-            // No idle connection (or an error worth a retry): both, off this thread.
-            _ => blocking(move || cache.lookup(agent_id, &message, options)).await,
+            Some(Ok(None)) => blocking(move || cache.lookup_fuzzy(&message, options)).await,
+            // Not inline (or an error worth a retry): both, off this thread.
+            _ => blocking(move || cache.lookup(&message, options)).await,
         }
     }
 
@@ -384,7 +449,6 @@ impl Responder {
         let inner = &*self.inner;
         let at = inner.cache.store().now_micros();
         let row = LoggedResponse {
-            agent_id: inner.agent_id,
             at,
             duration: start.elapsed().as_secs_f64(),
             outcome,
@@ -425,7 +489,7 @@ impl Responder {
         let inner = self.inner.clone();
         blocking(move || {
             inner.flush()?;
-            inner.cache.time_stats(inner.agent_id)
+            inner.cache.time_stats()
         })
         .await
     }
@@ -441,31 +505,12 @@ impl Responder {
         let inner = self.inner.clone();
         blocking(move || {
             inner.flush()?;
-            optimize(&inner.cache, inner.agent_id, &inner.config)
+            inner
+                .cache
+                .optimize(inner.config.max_cache_entries, inner.config.keep_on_cap)
         })
         .await
     }
-}
-
-/// `optimize_performance` on the store alone (the CLI's `responses optimize`, with
-/// the default cap): tune the target, then cap the cache as `config` says.
-///
-/// # Errors
-/// SQLite errors.
-pub fn optimize(
-    cache: &ResponseCache,
-    agent_id: i64,
-    config: &ResponseConfig,
-) -> Result<Optimization> {
-    let tuned = cache.tune_target(agent_id)?;
-    let removed = cache.cap(agent_id, config.max_cache_entries, config.keep_on_cap)?;
-    Ok(Optimization {
-        old_target: tuned.old_target,
-        new_target: tuned.new_target,
-        achievement_rate: tuned.achievement_rate,
-        removed_entries: removed,
-        cache_entries: cache.entries(agent_id)?,
-    })
 }
 
 impl Flush for Inner {
@@ -482,7 +527,10 @@ impl Flush for Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let _ = self.flush();
+        // Best effort (`close()` reports errors), and off an async worker thread.
+        off_worker(|| {
+            let _ = self.flush();
+        });
     }
 }
 

@@ -7,7 +7,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
@@ -17,11 +16,11 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::batch::off_worker;
 use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheKey, DEFAULT_TOOL_TTL, Store, ToolCache, ToolCounts, ToolStats,
-    canonical_json,
 };
 
 /// What a tool returns when it fails. The executor reports it as
@@ -135,6 +134,7 @@ pub const NEVER_CACHED: [&str; 4] = [
 
 /// How an agent's tool executor behaves.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ToolConfig {
     /// The cache scope: `Some` stores it as the agent's scope (agents with the same
     /// scope share results); `None` keeps the stored one, which is the agent's own
@@ -146,6 +146,33 @@ pub struct ToolConfig {
     pub never_cache: BTreeSet<String>,
     /// How often, at most, counters are written while calls keep coming.
     pub flush_interval: Duration,
+}
+
+/// Builder methods: `ToolConfig::default()` (or a constructor), then `with_*`.
+impl ToolConfig {
+    /// This configuration with another `scope`.
+    pub fn with_scope(mut self, scope: Option<String>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// This configuration with another `default_ttl`.
+    pub fn with_default_ttl(mut self, default_ttl: Duration) -> Self {
+        self.default_ttl = default_ttl;
+        self
+    }
+
+    /// This configuration with another `never_cache`.
+    pub fn with_never_cache(mut self, never_cache: BTreeSet<String>) -> Self {
+        self.never_cache = never_cache;
+        self
+    }
+
+    /// This configuration with another `flush_interval`.
+    pub fn with_flush_interval(mut self, flush_interval: Duration) -> Self {
+        self.flush_interval = flush_interval;
+        self
+    }
 }
 
 impl Default for ToolConfig {
@@ -215,12 +242,28 @@ impl Serialize for ToolOutcome {
 
 /// Limits of a parallel batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ParallelOptions {
     /// Most requests running at once; `None` runs them all at once.
     pub max_concurrency: Option<usize>,
     /// Time limit of each request; one past it is cancelled and reported as
     /// [`Error::ToolTimedOut`].
     pub timeout: Option<Duration>,
+}
+
+/// Builder methods: `ParallelOptions::default()` (or a constructor), then `with_*`.
+impl ParallelOptions {
+    /// This configuration with another `max_concurrency`.
+    pub fn with_max_concurrency(mut self, max_concurrency: Option<usize>) -> Self {
+        self.max_concurrency = max_concurrency;
+        self
+    }
+
+    /// This configuration with another `timeout`.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
 }
 
 /// An agent's cached tool executor. Cheap to clone; clones share counters.
@@ -231,7 +274,8 @@ pub struct Tools {
 
 struct Inner {
     cache: ToolCache,
-    agent_id: i64,
+    /// The store's answer: may a read run on an async worker thread?
+    reads_inline: bool,
     agent: String,
     scope: String,
     registry: ToolRegistry,
@@ -277,9 +321,10 @@ enum Failure {
     Store(String),
 }
 
-/// Calls in flight in this process, by (database file, cache key). An entry lives
-/// while its call runs; everyone who joins it gets the one result.
-type FlightKey = (PathBuf, [u8; 32]);
+/// Calls in flight in this process, by (store identity, cache key): two stores opened
+/// on one database share their flights. An entry lives while its call runs; everyone
+/// who joins it gets the one result.
+type FlightKey = (String, [u8; 32]);
 static IN_FLIGHT: LazyLock<Mutex<HashMap<FlightKey, Arc<OnceCell<Shared>>>>> =
     LazyLock::new(Default::default);
 
@@ -305,10 +350,12 @@ impl Tools {
             }
             _ => agent.tool_scope.clone(),
         };
+        let mut bound = agent.clone();
+        bound.tool_scope = scope.clone();
         Ok(Tools {
             inner: Arc::new(Inner {
-                cache: store.tool_cache(),
-                agent_id: agent.id,
+                cache: store.tool_cache(&bound),
+                reads_inline: store.reads_inline(),
                 agent: agent.name.clone(),
                 scope,
                 registry,
@@ -368,14 +415,13 @@ impl Tools {
             return out;
         }
 
-        let canonical = match canonical_json(&params) {
-            Ok(c) => c,
+        let key = match inner.cache.key(name, &params) {
+            Ok(key) => key,
             Err(e) => {
                 self.record(name, start, false, true);
                 return Err(e);
             }
         };
-        let key = CacheKey::from_canonical(&inner.scope, name, &canonical);
         match self.lookup(key).await {
             Ok(Some(hit)) => {
                 self.record(name, start, true, false);
@@ -388,7 +434,7 @@ impl Tools {
             }
         }
 
-        let flight = Flight::join((inner.cache.store().path().to_path_buf(), key.0));
+        let flight = Flight::join((inner.cache.store().identity().to_string(), key.0));
         let mut leader_error = None;
         let mut ran = false;
         let (ran_ref, error_ref) = (&mut ran, &mut leader_error);
@@ -396,12 +442,13 @@ impl Tools {
             .cell
             .get_or_init(move || async move {
                 *ran_ref = true;
+                let stored_params = params.clone();
                 let result = run_contained(tool.as_ref(), params).await?;
                 let ttl = tool.ttl().unwrap_or(inner.config.default_ttl);
                 let cache = inner.cache.clone();
-                let (scope, tool_name) = (inner.scope.clone(), name.to_string());
+                let tool_name = name.to_string();
                 let (put, result) = blocking(move || {
-                    let put = cache.put(&key, &scope, &tool_name, &canonical, &result, ttl);
+                    let put = cache.put(&tool_name, &stored_params, &result, ttl);
                     (put, result)
                 })
                 .await;
@@ -498,16 +545,20 @@ impl Tools {
         }
     }
 
-    /// The cache lookup: on this thread when a pooled connection is idle (a
-    /// microsecond primary-key read in WAL mode, which never waits for a writer), on
-    /// a blocking thread when it would have to wait for a connection.
+    /// The cache lookup: on this thread when the store says its reads may run inline
+    /// and a connection is free now (on SQLite a microsecond primary-key read in WAL
+    /// mode, which never waits for a writer); else on a blocking thread.
     async fn lookup(&self, key: CacheKey) -> Result<Option<Value>> {
         let cache = &self.inner.cache;
-        match cache.try_get(&key) {
+        let inline = match self.inner.reads_inline {
+            true => cache.try_get_key(&key),
+            false => None,
+        };
+        match inline {
             Some(found) => found,
             None => {
                 let cache = cache.clone();
-                blocking(move || cache.get(&key)).await
+                blocking(move || cache.get_key(&key)).await
             }
         }
     }
@@ -562,8 +613,7 @@ impl Tools {
         let inner = self.inner.clone();
         blocking(move || {
             inner.flush()?;
-            let agent = inner.cache.store().existing_agent(&inner.agent)?;
-            inner.cache.stats(&agent)
+            inner.cache.stats()
         })
         .await
     }
@@ -574,18 +624,18 @@ impl Tools {
     /// # Errors
     /// SQLite errors.
     pub async fn remove_expired(&self) -> Result<u64> {
-        let cache = self.inner.cache.clone();
-        blocking(move || cache.remove_expired()).await
+        let results = self.inner.cache.store().tool_results();
+        blocking(move || results.remove_expired()).await
     }
 }
 
 impl Flush for Inner {
     fn flush(&self) -> Result<()> {
         self.counters.flush(|pending| {
-            let rows: Vec<(i64, String, ToolCounts)> = pending
+            let rows: Vec<(String, ToolCounts)> = pending
                 .0
                 .iter()
-                .map(|(tool, c)| (self.agent_id, tool.clone(), *c))
+                .map(|(tool, c)| (tool.clone(), *c))
                 .collect();
             self.cache.add_counts(&rows)
         })
@@ -594,8 +644,11 @@ impl Flush for Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Best effort: a clean shutdown calls `close()`, which reports errors.
-        let _ = self.flush();
+        // Best effort (a clean shutdown calls `close()`, which reports errors), and
+        // off an async worker thread.
+        off_worker(|| {
+            let _ = self.flush();
+        });
     }
 }
 

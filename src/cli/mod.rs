@@ -12,7 +12,7 @@ pub mod table;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agentstore::{ErrorKind, Store, StoreOptions};
+use agentstore::{ErrorKind, Location, Store, StoreOptions};
 use clap::{Parser, Subcommand};
 
 use output::Reply;
@@ -33,7 +33,7 @@ use output::Reply;
   agentstore responses stats --agent bot
   agentstore sql 'SELECT * FROM memory_stats'")]
 pub struct Cli {
-    /// The database file.
+    /// The database: an SQLite file path (or sqlite:PATH).
     #[arg(
         long,
         global = true,
@@ -144,8 +144,17 @@ pub enum Command {
 
 /// Runs the parsed command and renders its reply.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Every command reaches the store through `Location::parse`, as `Store::connect`.
+    let location = match cli.db.to_str() {
+        Some(text) => Location::parse(text)?,
+        None => Location::Sqlite(cli.db.clone()),
+    };
+    let Location::Sqlite(db) = location.clone() else {
+        unreachable!("this build has only the SQLite engine")
+    };
     let ctx = Context {
-        db: cli.db,
+        db,
+        location,
         json: cli.json,
         width: table::width(cli.wide),
         busy_timeout: cli.busy_timeout,
@@ -177,7 +186,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// What every command gets from the global flags.
 #[derive(Debug)]
 pub struct Context {
-    /// `--db`.
+    /// `--db`, read.
+    pub location: Location,
+    /// The SQLite file `--db` names.
     pub db: PathBuf,
     /// `--json`.
     pub json: bool,
@@ -211,23 +222,19 @@ impl Context {
 
     /// Opens the store for `init`: creates the file, or the schema in an empty file.
     pub fn open_for_init(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(
-            &self.db,
-            StoreOptions {
-                busy_timeout: self.busy_timeout,
-                ..StoreOptions::default()
-            },
+        Ok(Store::open_at(
+            self.location.clone(),
+            StoreOptions::default().with_busy_timeout(self.busy_timeout),
         )?)
     }
 
-    /// Opens the store for a command that only reads: never creates a file.
-    pub fn open_for_read(&self) -> agentstore::Result<Store> {
-        Store::open(
-            &self.db,
-            StoreOptions {
-                busy_timeout: self.busy_timeout,
-                ..StoreOptions::existing()
-            },
+    /// Opens a store that must exist already (never creates a file): for every
+    /// command but `init` and the ones that add what they are given. Commands that
+    /// then write (a prune, a purge, `responses optimize`) open it this way too.
+    pub fn open_existing(&self) -> agentstore::Result<Store> {
+        Store::open_at(
+            self.location.clone(),
+            StoreOptions::existing().with_busy_timeout(self.busy_timeout),
         )
     }
 }

@@ -1,17 +1,18 @@
-//! Agents: one row each in `agents`, holding the agent's settings and the counters that
-//! the memory triggers keep. Every other table hangs off an agent.
+//! Agents: each has a name, memory settings, a tool scope and a response time
+//! target; every other record hangs off one. The records, their validation and the
+//! `Store` methods that address agents by name.
 
-use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::Store;
 use crate::clock::serialize_micros;
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Error, Result};
 
 /// An agent's memory settings, stored in its row so that the running agent and the
 /// admin CLI apply the same limits. Defaults are the original design's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MemorySettings {
     /// Byte budget; over it, the emergency cleanup runs.
     pub max_memory_mb: f64,
@@ -64,6 +65,54 @@ pub(crate) fn check_unit(name: &str, value: f64) -> Result<()> {
 }
 
 impl MemorySettings {
+    /// These settings with the byte budget, in MiB.
+    pub fn with_max_memory_mb(mut self, max_memory_mb: f64) -> Self {
+        self.max_memory_mb = max_memory_mb;
+        self
+    }
+
+    /// These settings with the cap on entries.
+    pub fn with_max_entries(mut self, max_entries: u64) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// These settings with the regular cleanup's interval, in messages (0: off).
+    pub fn with_cleanup_interval(mut self, cleanup_interval: u64) -> Self {
+        self.cleanup_interval = cleanup_interval;
+        self
+    }
+
+    /// These settings with the share the regular cleanup keeps.
+    pub fn with_keep_fraction(mut self, keep_fraction: f64) -> Self {
+        self.keep_fraction = keep_fraction;
+        self
+    }
+
+    /// These settings with the stored importance threshold.
+    pub fn with_importance_threshold(mut self, importance_threshold: f64) -> Self {
+        self.importance_threshold = importance_threshold;
+        self
+    }
+
+    /// These settings with the weight of importance in the context score.
+    pub fn with_importance_weight(mut self, importance_weight: f64) -> Self {
+        self.importance_weight = importance_weight;
+        self
+    }
+
+    /// These settings with the weight of recency in the context score.
+    pub fn with_recency_weight(mut self, recency_weight: f64) -> Self {
+        self.recency_weight = recency_weight;
+        self
+    }
+
+    /// These settings with the share of the budget the emergency cleanup deletes down to.
+    pub fn with_low_water(mut self, low_water: f64) -> Self {
+        self.low_water = low_water;
+        self
+    }
+
     /// The byte budget in bytes.
     pub fn max_bytes(&self) -> f64 {
         mb_to_bytes(self.max_memory_mb)
@@ -131,41 +180,6 @@ pub struct AgentRecord {
     pub target_response_time: f64,
 }
 
-/// The columns of an [`AgentRecord`], from `agents a JOIN memory_counters c`.
-const AGENT_COLUMNS: &str = "a.id, a.name, a.created_at, c.message_count, c.entries, c.bytes, \
-     a.max_memory_mb, a.max_entries, a.cleanup_interval, a.keep_fraction, \
-     a.importance_threshold, a.importance_weight, a.recency_weight, a.low_water, \
-     coalesce(a.tool_scope, a.name), a.target_response_time \
-     FROM agents a JOIN memory_counters c ON c.agent_id = a.id";
-
-/// The eight memory settings in `agents` column order, starting at column `first`.
-pub(crate) fn settings_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<MemorySettings> {
-    Ok(MemorySettings {
-        max_memory_mb: r.get(first)?,
-        max_entries: r.get(first + 1)?,
-        cleanup_interval: r.get(first + 2)?,
-        keep_fraction: r.get(first + 3)?,
-        importance_threshold: r.get(first + 4)?,
-        importance_weight: r.get(first + 5)?,
-        recency_weight: r.get(first + 6)?,
-        low_water: r.get(first + 7)?,
-    })
-}
-
-fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
-    Ok(AgentRecord {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        created_at: r.get(2)?,
-        message_count: r.get(3)?,
-        memory_entries: r.get(4)?,
-        memory_bytes: r.get(5)?,
-        settings: settings_from_row(r, 6)?,
-        tool_scope: r.get(14)?,
-        target_response_time: r.get(15)?,
-    })
-}
-
 /// The longest agent name or tool scope, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 
@@ -173,7 +187,7 @@ pub const MAX_NAME_CHARS: usize = 200;
 /// characters, not blank, no control characters and no invisible format characters
 /// (bidi overrides, zero-width spaces and joiners, the byte-order mark), which would
 /// make two names look the same or a listing read backwards.
-fn validate_label(what: &str, value: &str) -> Result<()> {
+pub(crate) fn validate_label(what: &str, value: &str) -> Result<()> {
     let why = if value.trim().is_empty() {
         Some("must not be empty or blank".to_string())
     } else if value.chars().count() > MAX_NAME_CHARS {
@@ -208,7 +222,7 @@ pub(crate) fn is_format_char(c: char) -> bool {
 }
 
 /// A response time target: a positive finite number of seconds.
-fn validate_target(seconds: f64) -> Result<()> {
+pub(crate) fn validate_target(seconds: f64) -> Result<()> {
     use super::invariants::{MAX_RESPONSE_SECONDS, MIN_TARGET_SECONDS};
     if (MIN_TARGET_SECONDS..=MAX_RESPONSE_SECONDS).contains(&seconds) {
         Ok(())
@@ -223,21 +237,13 @@ impl Store {
     /// The agent called `name`, created with default settings on first use.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an empty or over-long name; SQLite errors.
+    /// [`Error::InvalidArgument`] for an empty or over-long name; database errors.
     pub fn agent(&self, name: &str) -> Result<AgentRecord> {
         validate_label("agent name", name)?;
-        if let Some(found) = self.read(|c| lookup(c, name))? {
+        if let Some(found) = self.engine().find_agent(name)? {
             return Ok(found);
         }
-        const INSERT: &str =
-            "INSERT INTO agents (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
-        let now = self.now_micros();
-        self.write(|tx| {
-            tx.prepare_cached(INSERT)
-                .and_then(|mut s| s.execute(params![name, now]))
-                .sql(INSERT)?;
-            lookup(tx, name)?.ok_or_else(|| Error::UnknownAgent(name.to_string()))
-        })
+        self.engine().create_agent(name, self.now_micros())
     }
 
     /// The agent called `name`, which must exist (for commands that only read).
@@ -245,59 +251,29 @@ impl Store {
     /// # Errors
     /// [`Error::UnknownAgent`] when there is no such agent.
     pub fn existing_agent(&self, name: &str) -> Result<AgentRecord> {
-        self.read(|c| lookup(c, name))?
+        self.engine()
+            .find_agent(name)?
             .ok_or_else(|| Error::UnknownAgent(name.to_string()))
     }
 
     /// Every agent, by name.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn agents(&self) -> Result<Vec<AgentRecord>> {
-        let sql = format!("SELECT {AGENT_COLUMNS} ORDER BY a.name");
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(&sql).sql(&sql)?;
-            let rows = stmt.query_map([], agent_from_row).sql(&sql)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().sql(&sql)
-        })
+        self.engine().agents()
     }
 
     /// Replaces an agent's memory settings. They apply from the next call on, in this
-    /// process and in every other one that uses the file.
+    /// process and in every other one that uses the database.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad setting; [`Error::UnknownAgent`].
     pub fn set_memory_settings(&self, name: &str, settings: &MemorySettings) -> Result<()> {
         settings.validate()?;
-        const UPDATE: &str = "UPDATE agents SET max_memory_mb = ?2, max_entries = ?3, \
-             cleanup_interval = ?4, keep_fraction = ?5, importance_threshold = ?6, \
-             importance_weight = ?7, recency_weight = ?8, low_water = ?9 WHERE name = ?1";
-        let s = settings;
-        let changed = self.write(|tx| {
-            tx.execute(
-                UPDATE,
-                params![
-                    name,
-                    s.max_memory_mb,
-                    s.max_entries as i64,
-                    s.cleanup_interval as i64,
-                    s.keep_fraction,
-                    s.importance_threshold,
-                    s.importance_weight,
-                    s.recency_weight,
-                    s.low_water
-                ],
-            )
-            .sql(UPDATE)
-        })?;
-        if changed == 0 {
-            return Err(Error::UnknownAgent(name.to_string()));
-        }
-        Ok(())
+        known(name, self.engine().set_memory_settings(name, settings)?)
     }
-}
 
-impl Store {
     /// Sets the tool cache scope of an agent: `None` returns it to its own name.
     /// Agents with the same scope share cached tool results.
     ///
@@ -307,35 +283,27 @@ impl Store {
         if let Some(scope) = scope {
             validate_label("tool scope", scope)?;
         }
-        const UPDATE: &str = "UPDATE agents SET tool_scope = ?2 WHERE name = ?1";
-        let changed = self.write(|tx| tx.execute(UPDATE, params![name, scope]).sql(UPDATE))?;
-        if changed == 0 {
-            return Err(Error::UnknownAgent(name.to_string()));
-        }
-        Ok(())
+        known(name, self.engine().set_tool_scope(name, scope)?)
     }
 
     /// Sets an agent's response time target, in seconds.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] unless it is a positive finite number;
+    /// [`Error::InvalidArgument`] unless it is from 1 µs to a year;
     /// [`Error::UnknownAgent`].
     pub fn set_target_response_time(&self, name: &str, seconds: f64) -> Result<()> {
         validate_target(seconds)?;
-        const UPDATE: &str = "UPDATE agents SET target_response_time = ?2 WHERE name = ?1";
-        let changed = self.write(|tx| tx.execute(UPDATE, params![name, seconds]).sql(UPDATE))?;
-        if changed == 0 {
-            return Err(Error::UnknownAgent(name.to_string()));
-        }
-        Ok(())
+        known(name, self.engine().set_target(name, seconds)?)
     }
 }
 
-fn lookup(c: &rusqlite::Connection, name: &str) -> Result<Option<AgentRecord>> {
-    let sql = format!("SELECT {AGENT_COLUMNS} WHERE a.name = ?1");
-    c.prepare_cached(&sql)
-        .and_then(|mut s| s.query_row([name], agent_from_row).optional())
-        .sql(&sql)
+/// `UnknownAgent` unless an update found the agent.
+fn known(name: &str, found: bool) -> Result<()> {
+    if found {
+        Ok(())
+    } else {
+        Err(Error::UnknownAgent(name.to_string()))
+    }
 }
 
 /// An agent as an import restores it (see `store::transfer`).
@@ -349,52 +317,17 @@ pub(crate) struct RestoredAgent<'a> {
     pub target_response_time: f64,
 }
 
-/// The agent called `name`, in the caller's transaction.
-pub(crate) fn find_agent(tx: &rusqlite::Connection, name: &str) -> Result<Option<AgentRecord>> {
-    lookup(tx, name)
-}
-
-/// Inserts a new agent with its settings and message counter, in the caller's
-/// transaction; returns its id.
-pub(crate) fn restore_agent(tx: &rusqlite::Connection, a: &RestoredAgent<'_>) -> Result<i64> {
-    validate_label("agent name", a.name)?;
-    if let Some(scope) = a.tool_scope {
-        validate_label("tool scope", scope)?;
-    }
-    a.settings.validate()?;
-    validate_target(a.target_response_time)?;
-    let message_count = i64::try_from(a.message_count)
-        .map_err(|_| Error::invalid(format!("message_count {} is too large", a.message_count)))?;
-    const INSERT: &str = "INSERT INTO agents (name, created_at, max_memory_mb, max_entries, \
-         cleanup_interval, keep_fraction, importance_threshold, importance_weight, \
-         recency_weight, low_water, tool_scope, target_response_time) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id";
-    const COUNT: &str = "UPDATE memory_counters SET message_count = ?2 WHERE agent_id = ?1";
-    let s = a.settings;
-    let id: i64 = tx
-        .prepare_cached(INSERT)
-        .and_then(|mut st| {
-            st.query_row(
-                params![
-                    a.name,
-                    a.created_at,
-                    s.max_memory_mb,
-                    s.max_entries as i64,
-                    s.cleanup_interval as i64,
-                    s.keep_fraction,
-                    s.importance_threshold,
-                    s.importance_weight,
-                    s.recency_weight,
-                    s.low_water,
-                    a.tool_scope,
-                    a.target_response_time
-                ],
-                |r| r.get(0),
-            )
+impl RestoredAgent<'_> {
+    /// Checks every value before it reaches the database; returns the message count.
+    pub(crate) fn validate(&self) -> Result<i64> {
+        validate_label("agent name", self.name)?;
+        if let Some(scope) = self.tool_scope {
+            validate_label("tool scope", scope)?;
+        }
+        self.settings.validate()?;
+        validate_target(self.target_response_time)?;
+        i64::try_from(self.message_count).map_err(|_| {
+            Error::invalid(format!("message_count {} is too large", self.message_count))
         })
-        .sql(INSERT)?;
-    tx.prepare_cached(COUNT)
-        .and_then(|mut st| st.execute(params![id, message_count]))
-        .sql(COUNT)?;
-    Ok(id)
+    }
 }

@@ -2,23 +2,20 @@
 //! record per row, after a header line that names the format and its version. An
 //! export reads one snapshot; an import is one transaction, so a malformed line (its
 //! number is in the error) changes nothing. Export, import into an empty file and
-//! export again give the same bytes.
+//! export again give the same bytes. The format, its line parser and the import's
+//! checks are here; the engine reads the records and restores them (`ImportSink`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read, Write};
 
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::agents::{RestoredAgent, find_agent, restore_agent, settings_from_row};
+use super::agents::RestoredAgent;
 use super::invariants;
-use super::memory::restore_entry;
-use super::response_cache::{restore_log, restore_response};
-use super::tool_cache::{restore_counts, restore_result};
-use super::{LoggedResponse, MemorySettings, Outcome, Store, ToolCounts};
+use super::{AgentRecord, LoggedResponse, MemorySettings, Outcome, Store, ToolCounts};
 use crate::clock::{deserialize_micros, serialize_micros};
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{DbErrorKind, Error, Result};
 
 /// The `format` of the header line.
 pub const EXPORT_FORMAT: &str = "agentstore-export";
@@ -31,7 +28,7 @@ pub const MAX_IMPORT_LINE: usize = 16 << 20;
 /// seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum Record {
+pub(crate) enum Record {
     /// The first line.
     Header { format: String, version: u32 },
     /// An agent and its settings; its other records follow it.
@@ -171,160 +168,83 @@ fn io_error(context: &str, source: std::io::Error) -> Error {
     }
 }
 
-/// Runs `sql` with `args` and emits one record per row, built by `row`.
-fn emit_rows<P: rusqlite::Params>(
-    c: &Connection,
-    out: &mut dyn Write,
-    sql: &str,
-    args: P,
-    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Record>,
-) -> Result<u64> {
-    let mut stmt = c.prepare(sql).sql(sql)?;
-    let mut rows = stmt.query(args).sql(sql)?;
-    let mut n = 0;
-    while let Some(r) = rows.next().sql(sql)? {
-        emit(out, &row(r).sql(sql)?)?;
-        n += 1;
-    }
-    Ok(n)
+/// A cached response as an import restores it.
+pub(crate) struct RestoredResponse<'a> {
+    pub message: &'a str,
+    pub response: &'a str,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub hits: u64,
 }
 
-/// A JSON text column as a value (cached params and results are JSON by
-/// construction).
-fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> {
-    let text: String = r.get(i)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
+/// What an import writes through, inside the engine's one transaction.
+pub(crate) trait ImportSink {
+    /// The agent called `name`, as the transaction sees it.
+    fn find_agent(&mut self, name: &str) -> Result<Option<AgentRecord>>;
+    /// Inserts a new agent with its settings and message counter; returns its id.
+    fn restore_agent(&mut self, agent: &RestoredAgent<'_>) -> Result<i64>;
+    /// Inserts one entry: with `id` for an agent the import created, else with the
+    /// next message number. No cleanup runs.
+    fn restore_entry(
+        &mut self,
+        agent_id: i64,
+        id: Option<i64>,
+        content: &str,
+        importance: f64,
+        created_at: i64,
+    ) -> Result<()>;
+    /// Adds counters to an agent's.
+    fn restore_counts(&mut self, agent_id: i64, tool: &str, counts: &ToolCounts) -> Result<()>;
+    /// Stores a response unless the agent has one for the message; whether it did.
+    fn restore_response(&mut self, agent_id: i64, response: &RestoredResponse<'_>) -> Result<bool>;
+    /// Appends one log row (no retention trim).
+    fn restore_log(&mut self, agent_id: i64, row: &LoggedResponse) -> Result<()>;
+    /// Stores one tool result, replacing a row with the same key.
+    #[allow(clippy::too_many_arguments)]
+    fn restore_result(
+        &mut self,
+        scope: &str,
+        tool: &str,
+        params: &Value,
+        result: &Value,
+        created_at: i64,
+        expires_at: i64,
+    ) -> Result<()>;
 }
-
-const AGENTS: &str = "SELECT a.id, a.name, a.created_at, c.message_count, a.tool_scope, \
-     a.target_response_time, a.max_memory_mb, a.max_entries, a.cleanup_interval, \
-     a.keep_fraction, a.importance_threshold, a.importance_weight, a.recency_weight, \
-     a.low_water, coalesce(a.tool_scope, a.name) \
-     FROM agents a JOIN memory_counters c ON c.agent_id = a.id \
-     WHERE ?1 IS NULL OR a.name = ?1 ORDER BY a.name";
-const MEMORY: &str = "SELECT id, created_at, importance, content FROM memory_entries \
-     WHERE agent_id = ?1 ORDER BY created_at, id";
-const COUNTERS: &str = "SELECT tool, total_calls, cache_hits, errors, total_time \
-     FROM tool_counters WHERE agent_id = ?1 ORDER BY tool";
-const RESPONSES: &str = "SELECT created_at, last_used_at, hits, message, response \
-     FROM response_cache WHERE agent_id = ?1 ORDER BY id";
-const LOG: &str = "SELECT at, duration, outcome FROM response_log WHERE agent_id = ?1 ORDER BY id";
-const TOOL_CACHE: &str = "SELECT scope, tool, created_at, expires_at, params, result \
-     FROM tool_cache WHERE ?1 IS NULL OR scope IN (SELECT value FROM json_each(?1)) \
-     ORDER BY scope, tool, key";
 
 impl Store {
     /// Writes every agent's state (or only `agent`'s, with the tool results of its
     /// scope) to `out` as JSON Lines, from one snapshot.
     ///
     /// # Errors
-    /// [`Error::UnknownAgent`]; SQLite and I/O errors.
+    /// [`Error::UnknownAgent`]; database and I/O errors.
     pub fn export(&self, agent: Option<&str>, out: &mut dyn Write) -> Result<ExportReport> {
         if let Some(name) = agent {
             self.existing_agent(name)?;
         }
-        self.snapshot(|c| {
-            let mut report = ExportReport::default();
-            emit(
-                out,
-                &Record::Header {
-                    format: EXPORT_FORMAT.into(),
-                    version: EXPORT_VERSION,
-                },
-            )?;
-            let mut agents: Vec<(i64, Record, String)> = Vec::new();
-            {
-                let mut stmt = c.prepare(AGENTS).sql(AGENTS)?;
-                let rows = stmt
-                    .query_map([agent], |r| {
-                        let record = Record::Agent {
-                            name: r.get(1)?,
-                            created_at: r.get(2)?,
-                            message_count: r.get(3)?,
-                            tool_scope: r.get(4)?,
-                            target_response_time: r.get(5)?,
-                            settings: settings_from_row(r, 6)?,
-                        };
-                        Ok((r.get(0)?, record, r.get(14)?))
-                    })
-                    .sql(AGENTS)?;
-                for row in rows {
-                    agents.push(row.sql(AGENTS)?);
-                }
+        let mut report = ExportReport::default();
+        emit(
+            out,
+            &Record::Header {
+                format: EXPORT_FORMAT.into(),
+                version: EXPORT_VERSION,
+            },
+        )?;
+        self.engine().export(agent, &mut |record| {
+            match &record {
+                Record::Header { .. } => {}
+                Record::Agent { .. } => report.agents += 1,
+                Record::Memory { .. } => report.memory_entries += 1,
+                Record::ToolCounters { .. } => report.tool_counters += 1,
+                Record::Response { .. } => report.responses += 1,
+                Record::ResponseLog { .. } => report.response_log += 1,
+                Record::ToolCache { .. } => report.tool_results += 1,
             }
-            for (id, record, _) in &agents {
-                let Record::Agent { name, .. } = record else {
-                    unreachable!("built above")
-                };
-                emit(out, record)?;
-                report.agents += 1;
-                report.memory_entries += emit_rows(c, out, MEMORY, [id], |r| {
-                    Ok(Record::Memory {
-                        agent: name.clone(),
-                        id: r.get(0)?,
-                        created_at: r.get(1)?,
-                        importance: r.get(2)?,
-                        content: r.get(3)?,
-                    })
-                })?;
-                report.tool_counters += emit_rows(c, out, COUNTERS, [id], |r| {
-                    Ok(Record::ToolCounters {
-                        agent: name.clone(),
-                        tool: r.get(0)?,
-                        total_calls: r.get(1)?,
-                        cache_hits: r.get(2)?,
-                        errors: r.get(3)?,
-                        total_time: r.get(4)?,
-                    })
-                })?;
-                report.responses += emit_rows(c, out, RESPONSES, [id], |r| {
-                    Ok(Record::Response {
-                        agent: name.clone(),
-                        created_at: r.get(0)?,
-                        last_used_at: r.get(1)?,
-                        hits: r.get(2)?,
-                        message: r.get(3)?,
-                        response: r.get(4)?,
-                    })
-                })?;
-                report.response_log += emit_rows(c, out, LOG, [id], |r| {
-                    let outcome: String = r.get(2)?;
-                    let outcome = serde_json::from_value(Value::String(outcome)).map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            2,
-                            rusqlite::types::Type::Text,
-                            e.into(),
-                        )
-                    })?;
-                    Ok(Record::ResponseLog {
-                        agent: name.clone(),
-                        at: r.get(0)?,
-                        duration: r.get(1)?,
-                        outcome,
-                    })
-                })?;
-            }
-            // One agent: its scope's results; all agents: every result, whatever scope.
-            let scopes = agent.map(|_| {
-                let scopes: Vec<&String> = agents.iter().map(|(_, _, scope)| scope).collect();
-                serde_json::to_string(&scopes).expect("strings serialise")
-            });
-            report.tool_results += emit_rows(c, out, TOOL_CACHE, [scopes], |r| {
-                Ok(Record::ToolCache {
-                    scope: r.get(0)?,
-                    tool: r.get(1)?,
-                    created_at: r.get(2)?,
-                    expires_at: r.get(3)?,
-                    params: json_column(r, 4)?,
-                    result: json_column(r, 5)?,
-                })
-            })?;
-            out.flush()
-                .map_err(|source| io_error("write the export", source))?;
-            Ok(report)
-        })
+            emit(out, &record)
+        })?;
+        out.flush()
+            .map_err(|source| io_error("write the export", source))?;
+        Ok(report)
     }
 
     /// Reads an export from `input` in one transaction: all of it is added, or, at
@@ -338,19 +258,21 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidArgument`] naming the line for a malformed, oversized or
     /// non-UTF-8 line, an unknown record or format version, or a value out of range;
-    /// SQLite and I/O errors. Nothing is written in any of these cases.
+    /// database and I/O errors. Nothing is written in any of these cases.
     pub fn import(&self, input: &mut dyn BufRead, rename: Option<&str>) -> Result<ImportReport> {
-        let report = self.write_bulk(|tx| Importer::new(tx, rename).run(input))?;
+        let report = self
+            .engine()
+            .import(&mut |sink| Importer::new(sink, rename).run(&mut *input))?;
         // Imported responses reach the word index in short transactions of their own;
         // until then lookups read them directly.
-        self.response_cache().index_pending()?;
+        self.engine().response_index_pending()?;
         Ok(report)
     }
 }
 
 /// An import in progress.
 struct Importer<'c> {
-    tx: &'c Connection,
+    tx: &'c mut dyn ImportSink,
     rename: Option<&'c str>,
     /// File agent name -> (row id, created by this import).
     agents: HashMap<String, (i64, bool)>,
@@ -363,7 +285,7 @@ struct Importer<'c> {
 }
 
 impl<'c> Importer<'c> {
-    fn new(tx: &'c Connection, rename: Option<&'c str>) -> Self {
+    fn new(tx: &'c mut dyn ImportSink, rename: Option<&'c str>) -> Self {
         Importer {
             tx,
             rename,
@@ -413,14 +335,11 @@ impl<'c> Importer<'c> {
                 Error::InvalidArgument(m) => at_line(number, m),
                 e @ Error::InvalidImportance(_) => at_line(number, e),
                 // A duplicate row, say: the file's fault, not the database's.
-                Error::Sql { source, .. }
-                    if source
-                        .downcast_ref::<rusqlite::Error>()
-                        .and_then(rusqlite::Error::sqlite_error_code)
-                        == Some(rusqlite::ErrorCode::ConstraintViolation) =>
-                {
-                    at_line(number, source)
-                }
+                Error::Sql {
+                    kind: DbErrorKind::Constraint,
+                    source,
+                    ..
+                } => at_line(number, source),
                 other => other,
             })?;
         }
@@ -463,7 +382,6 @@ impl<'c> Importer<'c> {
                 )),
             };
         }
-        let tx = self.tx;
         match record {
             Record::Header { .. } => return Err(Error::invalid("a second header line")),
             Record::Agent {
@@ -490,7 +408,7 @@ impl<'c> Importer<'c> {
                     self.scopes.insert(name.clone(), target.clone());
                 }
                 let counter = invariants::count("message_count", message_count)?;
-                let entry = match find_agent(tx, &target)? {
+                let entry = match self.tx.find_agent(&target)? {
                     // Same name, same creation time: this very agent, from an earlier
                     // import of this export (or exported from this file). Merging it
                     // again would add its entries and log rows twice.
@@ -508,17 +426,14 @@ impl<'c> Importer<'c> {
                     }
                     None => {
                         self.report.agents_created += 1;
-                        let id = restore_agent(
-                            tx,
-                            &RestoredAgent {
-                                name: &target,
-                                created_at,
-                                message_count,
-                                settings: &settings,
-                                tool_scope: tool_scope.as_deref(),
-                                target_response_time,
-                            },
-                        )?;
+                        let id = self.tx.restore_agent(&RestoredAgent {
+                            name: &target,
+                            created_at,
+                            message_count,
+                            settings: &settings,
+                            tool_scope: tool_scope.as_deref(),
+                            target_response_time,
+                        })?;
                         self.ids.insert(name.clone(), (counter, HashSet::new()));
                         (id, true)
                     }
@@ -546,8 +461,7 @@ impl<'c> Importer<'c> {
                         )));
                     }
                 }
-                restore_entry(
-                    tx,
+                self.tx.restore_entry(
                     agent_id,
                     new.then_some(id),
                     &content,
@@ -585,7 +499,7 @@ impl<'c> Importer<'c> {
                     errors,
                     total_time,
                 };
-                restore_counts(tx, agent_id, &tool, &counts)?;
+                self.tx.restore_counts(agent_id, &tool, &counts)?;
                 self.report.tool_counters += 1;
             }
             Record::Response {
@@ -599,15 +513,14 @@ impl<'c> Importer<'c> {
                 let (agent_id, _) = self.agent(&agent)?;
                 invariants::count("hits", hits)?;
                 invariants::ordered("created_at", created_at, "last_used_at", last_used_at)?;
-                if restore_response(
-                    tx,
-                    agent_id,
-                    &message,
-                    &response,
+                let restored = RestoredResponse {
+                    message: &message,
+                    response: &response,
                     created_at,
                     last_used_at,
                     hits,
-                )? {
+                };
+                if self.tx.restore_response(agent_id, &restored)? {
                     self.report.responses += 1;
                 } else {
                     self.report.responses_skipped += 1;
@@ -621,10 +534,10 @@ impl<'c> Importer<'c> {
             } => {
                 let (agent_id, _) = self.agent(&agent)?;
                 invariants::seconds("duration", duration, invariants::MAX_RESPONSE_SECONDS)?;
-                restore_log(
-                    tx,
+                crate::store::responses::validate_duration(duration)?;
+                self.tx.restore_log(
+                    agent_id,
                     &LoggedResponse {
-                        agent_id,
                         at,
                         duration,
                         outcome,
@@ -642,7 +555,8 @@ impl<'c> Importer<'c> {
             } => {
                 invariants::ordered("created_at", created_at, "expires_at", expires_at)?;
                 let scope = self.scopes.get(&scope).cloned().unwrap_or(scope);
-                restore_result(tx, &scope, &tool, &params, &result, created_at, expires_at)?;
+                self.tx
+                    .restore_result(&scope, &tool, &params, &result, created_at, expires_at)?;
                 self.report.tool_results += 1;
             }
         }

@@ -80,22 +80,18 @@ fn populated() -> TempDb {
     json_of(&db, &["memory", "add", "--agent", "bot", "hello"]);
     let store = agentstore::Store::open(&db.path, agentstore::StoreOptions::default()).unwrap();
     let bot = store.existing_agent("bot").unwrap();
-    let params = agentstore::canonical_json(&serde_json::json!({"n": 3})).unwrap();
-    let key = agentstore::CacheKey::from_canonical("bot", "square", &params);
     store
-        .tool_cache()
+        .tool_cache(&bot)
         .put(
-            &key,
-            "bot",
             "square",
-            &params,
+            &serde_json::json!({"n": 3}),
             &serde_json::json!({"square": 9}),
             std::time::Duration::from_secs(3600),
         )
         .unwrap();
     store
-        .response_cache()
-        .put(bot.id, "hi there", "hello!")
+        .response_cache(&bot)
+        .put("hi there", "hello!")
         .unwrap();
     drop(store);
     db

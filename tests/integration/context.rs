@@ -56,11 +56,7 @@ proptest! {
             (0.0f64..2.0, 0.0f64..2.0),
         ],
     ) {
-        let settings = MemorySettings {
-            importance_weight: weights.0,
-            recency_weight: weights.1,
-            ..MemorySettings::default()
-        };
+        let settings = MemorySettings::default().with_importance_weight(weights.0).with_recency_weight(weights.1);
         let (_db, memory, model) = load(&entries, settings);
         let got = memory.context(max_chars).unwrap();
         let want = reference_context(&model, weights.0, weights.1, max_chars);
@@ -94,8 +90,8 @@ fn context_is_chronological_with_the_truncation_note() -> TestResult {
 #[test]
 fn context_at_scale_matches_the_reference() -> TestResult {
     // The W3 data shape: ~200-char entries, 1 s apart, 10,000 of them.
-    let vocab = agentstore::workload::vocab();
-    let pairs = agentstore::workload::memory_pairs(201, 10_000, &vocab);
+    let vocab = crate::workload::vocab();
+    let pairs = crate::workload::memory_pairs(201, 10_000, &vocab);
     let entries: Vec<(String, f64, i64)> = pairs
         .into_iter()
         .enumerate()

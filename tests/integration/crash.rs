@@ -89,7 +89,7 @@ fn assert_all_there(
     acknowledged: &HashMap<String, Acknowledged>,
     round: u64,
 ) -> TestResult {
-    let log = rusqlite::Connection::open(store.path())?;
+    let log = rusqlite::Connection::open(store.sqlite_path().expect("an SQLite store"))?;
     for (agent, ack) in acknowledged {
         let Ok(a) = store.existing_agent(agent) else {
             assert_eq!(ack.len(), 0, "agent {agent} lost with its writes");
@@ -123,7 +123,7 @@ fn assert_all_there(
             assert_eq!(n, 5, "round {round}: batch {base} is partly stored");
         }
         for (key, result) in &ack.tool_results {
-            let got = store.tool_cache().get(&key_from_hex(key))?;
+            let got = store.tool_cache(&a).get_key(&key_from_hex(key))?;
             assert_eq!(
                 got.as_ref(),
                 Some(result),
@@ -131,7 +131,7 @@ fn assert_all_there(
             );
         }
         for (id, message, response) in &ack.responses {
-            let got = store.response_cache().lookup_exact(a.id, message)?;
+            let got = store.response_cache(&a).lookup_exact(message)?;
             let got = got.map(|m| (m.id, m.response));
             assert_eq!(
                 got,

@@ -47,12 +47,10 @@ fn a_full_disk_fails_clearly_stores_nothing_partial_and_recovers() -> TestResult
     let path = disk.path().join("agent.db");
     let store = Store::open(&path, StoreOptions::default())?;
     let agent = store.agent("a")?;
-    let settings = MemorySettings {
-        max_entries: 1 << 40,
-        max_memory_mb: 1024.0,
-        cleanup_interval: 0,
-        ..MemorySettings::default()
-    };
+    let settings = MemorySettings::default()
+        .with_max_entries(1 << 40)
+        .with_max_memory_mb(1024.0)
+        .with_cleanup_interval(0);
     store.set_memory_settings("a", &settings)?;
     let memory = store.memory(&agent);
 

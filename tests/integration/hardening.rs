@@ -475,21 +475,25 @@ fn the_fuzzy_lookup_of_a_megabyte_message_is_linear_or_skipped_with_its_reason()
     let db = TempDb::new();
     let store = agentstore::Store::open(&db.path, agentstore::StoreOptions::default()).unwrap();
     let agent = store.agent("bot").unwrap();
-    let cache = store.response_cache();
     let options = agentstore::FuzzyOptions::default();
     // 4,000 distinct words, repeated to 990 KB; the query changes one word.
     let cached = words_text(4000, 990_000);
-    cache.put(agent.id, &cached, "the long answer").unwrap();
+    store
+        .response_cache(&agent)
+        .put(&cached, "the long answer")
+        .unwrap();
     let near = cached.replacen("wa ", "changed ", 1);
-    let hit = cache
-        .lookup(agent.id, &near, options)
+    let hit = store
+        .response_cache(&agent)
+        .lookup(&near, options)
         .unwrap()
         .expect("a fuzzy match");
     assert!(hit.similarity > 0.99, "{}", hit.similarity);
     // The same with a number in it: the guard blocks it, and says so.
     let numbered = cached.replacen("wa ", "42 ", 1);
-    let lookup = cache
-        .lookup_explained(agent.id, &numbered, options)
+    let lookup = store
+        .response_cache(&agent)
+        .lookup_explained(&numbered, options)
         .unwrap();
     assert!(lookup.found.is_none());
     assert!(matches!(
@@ -499,8 +503,8 @@ fn the_fuzzy_lookup_of_a_megabyte_message_is_linear_or_skipped_with_its_reason()
     // Past the documented limit of distinct words: skipped, with the reason.
     let huge = words_text(agentstore::MAX_FUZZY_WORDS + 1, 200_000);
     let lookup = store
-        .response_cache()
-        .lookup_explained(agent.id, &huge, options)
+        .response_cache(&agent)
+        .lookup_explained(&huge, options)
         .unwrap();
     assert_eq!(
         lookup.no_match,
@@ -884,12 +888,10 @@ fn compact_gives_pages_back_while_another_process_writes() {
         store
             .set_memory_settings(
                 "bot",
-                &agentstore::MemorySettings {
-                    max_entries: 100_000,
-                    max_memory_mb: 1000.0,
-                    cleanup_interval: 0,
-                    ..agentstore::MemorySettings::default()
-                },
+                &agentstore::MemorySettings::default()
+                    .with_max_entries(100_000)
+                    .with_max_memory_mb(1000.0)
+                    .with_cleanup_interval(0),
             )
             .unwrap();
         let agent = store.agent("bot").unwrap();

@@ -21,13 +21,11 @@ const DAY: i64 = 86_400_000_000;
 
 /// Settings under which nothing but a prune removes entries.
 fn no_retention() -> MemorySettings {
-    MemorySettings {
-        max_entries: u64::MAX >> 1,
-        max_memory_mb: 1024.0,
-        keep_fraction: 1.0,
-        cleanup_interval: 7,
-        ..MemorySettings::default()
-    }
+    MemorySettings::default()
+        .with_max_entries(u64::MAX >> 1)
+        .with_max_memory_mb(1024.0)
+        .with_keep_fraction(1.0)
+        .with_cleanup_interval(7)
 }
 
 /// A file whose agent `p` has 40,000 entries of varied importance and size, created

@@ -14,13 +14,13 @@ use crate::http::{Response, TestServer};
 const KEY: &str = "sk-test-0123456789abcdef";
 
 fn client(server: &TestServer, timeout: Duration) -> OpenAiClient {
-    OpenAiClient::new(OpenAiConfig {
-        base_url: server.base_url(),
-        api_key: Some(KEY.into()),
-        model: "test-model".into(),
-        timeout,
-        ..OpenAiConfig::default()
-    })
+    OpenAiClient::new(
+        OpenAiConfig::default()
+            .with_base_url(server.base_url())
+            .with_api_key(Some(KEY.into()))
+            .with_model("test-model")
+            .with_timeout(timeout),
+    )
     .expect("client")
 }
 
@@ -57,10 +57,7 @@ async fn a_completion_is_requested_and_read() -> TestResult {
 #[tokio::test]
 async fn without_a_key_no_authorization_is_sent() -> TestResult {
     let server = TestServer::start(|_| Response::completion("ok"));
-    let client = OpenAiClient::new(OpenAiConfig {
-        base_url: server.base_url(),
-        ..OpenAiConfig::default()
-    })?;
+    let client = OpenAiClient::new(OpenAiConfig::default().with_base_url(server.base_url()))?;
     client.chat(&prompt()).await?;
     assert_eq!(server.requests()[0].header("authorization"), None);
     Ok(())
@@ -174,11 +171,11 @@ async fn a_closed_port_is_a_connect_error() -> TestResult {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
     };
-    let client = OpenAiClient::new(OpenAiConfig {
-        base_url: format!("http://127.0.0.1:{port}/v1"),
-        api_key: Some(KEY.into()),
-        ..OpenAiConfig::default()
-    })?;
+    let client = OpenAiClient::new(
+        OpenAiConfig::default()
+            .with_base_url(format!("http://127.0.0.1:{port}/v1"))
+            .with_api_key(Some(KEY.into())),
+    )?;
     let err = client.chat(&prompt()).await.unwrap_err();
     assert!(matches!(err, LlmError::Connect { .. }), "{err:?}");
     assert!(err.is_transient());

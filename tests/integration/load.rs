@@ -30,13 +30,7 @@ impl Tool for Square {
 }
 
 fn small_pool(db: &TempDb) -> agentstore::Result<Store> {
-    Store::open(
-        &db.path,
-        StoreOptions {
-            pool_size: 2,
-            ..StoreOptions::default()
-        },
-    )
+    Store::open(&db.path, StoreOptions::default().with_pool_size(2))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -161,8 +155,8 @@ async fn tasks_aborted_mid_write_leave_the_pool_usable_and_no_lock_held() -> Tes
     for i in 0..4 {
         memory.add(&format!("after {i}"), 0.5)?;
         store
-            .response_cache()
-            .put(agent.id, &format!("after {i}"), "ok")?;
+            .response_cache(&agent)
+            .put(&format!("after {i}"), "ok")?;
     }
     responder.flush().await?;
     let report = store.check()?;
@@ -178,17 +172,16 @@ async fn many_tasks_share_one_agent_on_a_pool_of_two() -> TestResult {
     let _running = crate::zz_report::running();
     let db = TempDb::new();
     let store = small_pool(&db)?;
-    let config = agentstore::agent::AgentConfig {
-        tools: ToolRegistry::new().with(Square),
-        // No retention, so every acknowledged fact must still be there at the end.
-        memory: Some(agentstore::MemorySettings {
-            max_entries: 1 << 40,
-            max_memory_mb: 1024.0,
-            keep_fraction: 1.0,
-            ..agentstore::MemorySettings::default()
-        }),
-        ..agentstore::agent::AgentConfig::new(agentstore::agent::SimulatedClient::instant(7))
-    };
+    let config =
+        agentstore::agent::AgentConfig::new(agentstore::agent::SimulatedClient::instant(7))
+            .tool(Square)
+            // No retention, so every acknowledged fact must still be there at the end.
+            .with_memory(
+                agentstore::MemorySettings::default()
+                    .with_max_entries(1 << 40)
+                    .with_max_memory_mb(1024.0)
+                    .with_keep_fraction(1.0),
+            );
     let agent = Arc::new(agentstore::agent::Agent::open(&store, "bot", config).await?);
     let tasks: Vec<_> = (0..48u64)
         .map(|t| {

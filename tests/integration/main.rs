@@ -1,6 +1,10 @@
 //! Integration tests on real SQLite files in temporary directories, and on the built
 //! binary. One test binary, one module per area.
 
+#[path = "../../benches/workloads/data.rs"]
+#[allow(dead_code)]
+mod workload;
+
 mod agent;
 mod bad_input;
 mod cli;

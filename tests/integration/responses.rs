@@ -26,7 +26,7 @@ fn brute_force(
     query: &str,
     o: FuzzyOptions,
 ) -> Option<(i64, String)> {
-    let c = rusqlite::Connection::open(store.path()).expect("open");
+    let c = rusqlite::Connection::open(store.sqlite_path().unwrap()).expect("open");
     let mut stmt = c
         .prepare("SELECT id, message, response FROM response_cache WHERE agent_id = ?1 ORDER BY id")
         .expect("prepare");
@@ -90,19 +90,18 @@ proptest! {
         let store = Store::open(&db.path, StoreOptions::default()).unwrap();
         let agent = store.agent("bot").unwrap();
         store.agent("other").unwrap();
-        let cache = store.response_cache();
         let pairs: Vec<(String, String)> =
             cached.iter().enumerate().filter(|(_, m)| !m.is_empty()).map(|(i, m)| (m.clone(), format!("r{i}"))).collect();
         // The first part goes through a bulk store (indexed at once), the rest one by
         // one (waiting for the word index): lookups must not tell the difference.
         let split = pairs.len() / 2;
-        cache.put_many(agent.id, &pairs[..split]).unwrap();
+        store.response_cache(&agent).put_many(&pairs[..split]).unwrap();
         for (m, r) in &pairs[split..] {
-            cache.put(agent.id, m, r).unwrap();
+            store.response_cache(&agent).put(m, r).unwrap();
         }
         // Another agent's messages never match.
-        cache.put(store.agent("other").unwrap().id, "the server is running", "other").unwrap();
-        let options = FuzzyOptions { threshold, negation_guard: guard };
+        store.response_cache(&store.agent("other").unwrap()).put("the server is running", "other").unwrap();
+        let options = FuzzyOptions::default().with_threshold(threshold).with_negation_guard(guard);
         for (fresh, pick, extra, drop_first) in queries {
             // Half the queries are near-copies of a cached message.
             let query = if cached.is_empty() || drop_first {
@@ -110,8 +109,8 @@ proptest! {
             } else {
                 mutated(pick.get(&cached).clone(), extra, false)
             };
-            let got = cache
-                .lookup_fuzzy(agent.id, &query, options)
+            let got = store.response_cache(&agent)
+                .lookup_fuzzy(&query, options)
                 .unwrap()
                 .map(|m| (m.id, m.response));
             prop_assert_eq!(got, brute_force(&store, agent.id, &query, options), "query {:?}", query);
@@ -124,41 +123,51 @@ fn ties_go_to_the_earliest_cached_and_the_guard_skips_to_the_next_best() -> Test
     let db = TempDb::new();
     let store = Store::open(&db.path, StoreOptions::default())?;
     let agent = store.agent("bot")?;
-    let cache = store.response_cache();
-    cache.put(agent.id, "is the web server up now", "first")?;
-    cache.put(agent.id, "IS THE WEB SERVER UP NOW", "second (same words)")?;
-    cache.put(agent.id, "is the web server not up now", "negated")?;
+    store
+        .response_cache(&agent)
+        .put("is the web server up now", "first")?;
+    store
+        .response_cache(&agent)
+        .put("IS THE WEB SERVER UP NOW", "second (same words)")?;
+    store
+        .response_cache(&agent)
+        .put("is the web server not up now", "negated")?;
     let options = FuzzyOptions::default();
-    let m = cache.lookup_fuzzy(agent.id, "is the web server up now please", options)?;
+    let m = store
+        .response_cache(&agent)
+        .lookup_fuzzy("is the web server up now please", options)?;
     let m = m.expect("a match");
     assert_eq!((m.response.as_str(), m.kind), ("first", Outcome::Fuzzy));
     assert!((m.similarity - 6.0 / 7.0).abs() < 1e-12);
     // Without the guard the negated one (5/6 shared... 6 of 7) could win; with it,
     // "is the web server not up now" never answers "is the web server up now".
-    let m = cache.lookup_fuzzy(agent.id, "is the web server not up", options)?;
+    let m = store
+        .response_cache(&agent)
+        .lookup_fuzzy("is the web server not up", options)?;
     assert_eq!(m.map(|m| m.response), Some("negated".to_string()));
     let c2 = store.agent("c2")?;
-    cache.put(c2.id, "is the web server up now", "positive")?;
-    let guarded = cache.lookup_fuzzy(c2.id, "is the web server not up now", options)?;
+    store
+        .response_cache(&c2)
+        .put("is the web server up now", "positive")?;
+    let guarded = store
+        .response_cache(&c2)
+        .lookup_fuzzy("is the web server not up now", options)?;
     assert_eq!(guarded, None, "5 of 6 words shared, but one says not");
-    let unguarded = cache.lookup_fuzzy(
-        c2.id,
+    let unguarded = store.response_cache(&c2).lookup_fuzzy(
         "is the web server not up now",
-        FuzzyOptions {
-            negation_guard: false,
-            ..options
-        },
+        options.with_negation_guard(false),
     )?;
     assert_eq!(unguarded.map(|m| m.response), Some("positive".to_string()));
     // Exact lookups are case-sensitive; empty and punctuation-only input is fine.
     assert_eq!(
-        cache
-            .lookup_exact(agent.id, "IS THE WEB SERVER UP NOW")?
+        store
+            .response_cache(&agent)
+            .lookup_exact("IS THE WEB SERVER UP NOW")?
             .map(|m| m.response),
         Some("second (same words)".to_string())
     );
-    assert_eq!(cache.lookup(agent.id, "", options)?, None);
-    assert_eq!(cache.lookup(agent.id, "?!", options)?, None);
+    assert_eq!(store.response_cache(&agent).lookup("", options)?, None);
+    assert_eq!(store.response_cache(&agent).lookup("?!", options)?, None);
     Ok(())
 }
 
@@ -217,8 +226,8 @@ async fn generated_then_exact_then_fuzzy_and_every_answer_logged() -> TestResult
     assert_eq!(stats.cache_entries, 1);
     r.close().await?;
     let listed = store
-        .response_cache()
-        .list(agent.id, agentstore::ResponseOrder::Hits, 10)?;
+        .response_cache(&agent)
+        .list(agentstore::ResponseOrder::Hits, 10)?;
     assert_eq!(listed[0].hits, 2, "hits are flushed on close");
     let c = rusqlite::Connection::open(&db.path)?;
     let outcomes: Vec<String> = c
@@ -249,7 +258,6 @@ async fn past_the_target_a_fallback_is_given_and_the_late_answer_cached() -> Tes
         (long, FALLBACK_LONG),
         ("tell me about tides", FALLBACK_OTHER),
     ];
-    let cache = store.response_cache();
     for (message, fallback) in cases {
         let reply = r.process_message(message).await?;
         assert_eq!(
@@ -257,14 +265,18 @@ async fn past_the_target_a_fallback_is_given_and_the_late_answer_cached() -> Tes
             (Outcome::Fallback, fallback)
         );
         assert_eq!(
-            cache.lookup_exact(agent.id, message)?,
+            store.response_cache(&agent).lookup_exact(message)?,
             None,
             "a fallback is never cached"
         );
     }
     for (message, _) in cases {
         let mut waited = 0;
-        while cache.lookup_exact(agent.id, message)?.is_none() {
+        while store
+            .response_cache(&agent)
+            .lookup_exact(message)?
+            .is_none()
+        {
             assert!(waited < 500, "the late answer never arrived");
             tokio::time::sleep(Duration::from_millis(10)).await;
             waited += 1;
@@ -282,10 +294,7 @@ async fn an_answer_later_than_the_grace_period_is_dropped() -> TestResult {
     let store = Store::open(&db.path, StoreOptions::default())?;
     let agent = store.agent("bot")?;
     store.set_target_response_time("bot", 0.02)?;
-    let config = ResponseConfig {
-        grace_period: Duration::from_millis(100),
-        ..ResponseConfig::default()
-    };
+    let config = ResponseConfig::default().with_grace_period(Duration::from_millis(100));
     let calls = Arc::new(AtomicUsize::new(0));
     let r = Responder::new(
         &store,
@@ -298,10 +307,7 @@ async fn an_answer_later_than_the_grace_period_is_dropped() -> TestResult {
         Outcome::Fallback
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        store.response_cache().lookup_exact(agent.id, "slow one")?,
-        None
-    );
+    assert_eq!(store.response_cache(&agent).lookup_exact("slow one")?, None);
     Ok(())
 }
 
@@ -311,7 +317,7 @@ async fn a_generation_error_is_returned_logged_and_not_cached() -> TestResult {
     let store = Store::open(&db.path, StoreOptions::default())?;
     let agent = store.agent("bot")?;
     let failing = generator_fn(|_m: String| async move {
-        Err::<String, _>(GenerationError("the model is overloaded".into()))
+        Err::<String, _>(GenerationError::other("the model is overloaded"))
     });
     let r = Responder::new(&store, &agent, failing, ResponseConfig::default())?;
     let err = r.process_message("hello").await.unwrap_err();
@@ -321,7 +327,7 @@ async fn a_generation_error_is_returned_logged_and_not_cached() -> TestResult {
         "generating a response failed: the model is overloaded"
     );
     r.flush().await?;
-    assert_eq!(store.response_cache().entries(agent.id)?, 0);
+    assert_eq!(store.response_cache(&agent).entries()?, 0);
     let c = rusqlite::Connection::open(&db.path)?;
     let (errors, total): (i64, i64) = c.query_row(
         "SELECT errors, total_logged FROM response_stats WHERE agent = 'bot'",
@@ -370,11 +376,11 @@ proptest! {
         let agent = store.existing_agent(&agent.name).unwrap();
         let mut rows: Vec<LoggedResponse> = times
             .iter()
-            .map(|&t| LoggedResponse { agent_id: agent.id, at: 0, duration: t, outcome: Outcome::Generated })
+            .map(|&t| LoggedResponse { at: 0, duration: t, outcome: Outcome::Generated })
             .collect();
-        rows.extend((0..errors).map(|_| LoggedResponse { agent_id: agent.id, at: 0, duration: 9.0, outcome: Outcome::Error }));
-        store.response_cache().log(&rows, 100_000).unwrap();
-        let s = match store.response_cache().time_stats(agent.id).unwrap() {
+        rows.extend((0..errors).map(|_| LoggedResponse { at: 0, duration: 9.0, outcome: Outcome::Error }));
+        store.response_cache(&agent).log(&rows, 100_000).unwrap();
+        let s = match store.response_cache(&agent).time_stats().unwrap() {
             ResponseTimeStats::Data(s) => s,
             other => panic!("{other:?}"),
         };
@@ -392,26 +398,25 @@ proptest! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimize_moves_the_target_and_the_target_survives_a_reopen() -> TestResult {
     let db = TempDb::new();
-    let log = |store: &Store, id: i64, times: &[f64]| {
+    let log = |store: &Store, agent: &agentstore::AgentRecord, times: &[f64]| {
         let rows: Vec<LoggedResponse> = times
             .iter()
             .map(|&t| LoggedResponse {
-                agent_id: id,
                 at: 0,
                 duration: t,
                 outcome: Outcome::Exact,
             })
             .collect();
-        store.response_cache().log(&rows, 100_000)
+        store.response_cache(agent).log(&rows, 100_000)
     };
     {
         let store = Store::open(&db.path, StoreOptions::default())?;
         let fast = store.agent("fast")?;
         let slow = store.agent("slow")?;
         let middling = store.agent("middling")?;
-        log(&store, fast.id, &[0.1; 20])?; // 100% under 2.0 s
-        log(&store, slow.id, &[3.0, 3.0, 3.0, 0.1])?; // 25%
-        log(&store, middling.id, &[0.1, 0.1, 3.0, 3.0])?; // 50%: unchanged
+        log(&store, &fast, &[0.1; 20])?; // 100% under 2.0 s
+        log(&store, &slow, &[3.0, 3.0, 3.0, 0.1])?; // 25%
+        log(&store, &middling, &[0.1, 0.1, 3.0, 3.0])?; // 50%: unchanged
         let never =
             generator_fn(|_m: String| async move { Ok::<_, GenerationError>(String::new()) });
         for (agent, want) in [(fast, 1.8), (slow, 2.4), (middling, 2.0)] {
@@ -470,19 +475,20 @@ async fn the_cap_keeps_the_most_recently_used_and_their_word_index() -> TestResu
     }
     let o = r.optimize_performance().await?;
     assert_eq!((o.removed_entries, o.cache_entries), (600, 500));
-    let cache = store.response_cache();
     for i in [0, 1, 2, 1099, 700] {
         assert!(
-            cache
-                .lookup_exact(agent.id, &format!("question number {i} about topic t{i}"))?
+            store
+                .response_cache(&agent)
+                .lookup_exact(&format!("question number {i} about topic t{i}"))?
                 .is_some(),
             "{i}"
         );
     }
     for i in [3, 100, 602] {
         assert!(
-            cache
-                .lookup_exact(agent.id, &format!("question number {i} about topic t{i}"))?
+            store
+                .response_cache(&agent)
+                .lookup_exact(&format!("question number {i} about topic t{i}"))?
                 .is_none(),
             "{i}"
         );
@@ -508,13 +514,12 @@ async fn the_log_keeps_its_retention() -> TestResult {
     let agent = store.agent("bot")?;
     let rows: Vec<LoggedResponse> = (0..300)
         .map(|i| LoggedResponse {
-            agent_id: agent.id,
             at: i,
             duration: 0.1,
             outcome: Outcome::Exact,
         })
         .collect();
-    store.response_cache().log(&rows, 120)?;
+    store.response_cache(&agent).log(&rows, 120)?;
     let c = rusqlite::Connection::open(&db.path)?;
     let (n, oldest): (i64, i64) =
         c.query_row("SELECT count(*), min(at) FROM response_log", [], |r| {
@@ -527,20 +532,24 @@ async fn the_log_keeps_its_retention() -> TestResult {
 fn seeded(db: &TempDb) -> TestResult {
     let store = Store::open(&db.path, StoreOptions::default())?;
     let agent = store.agent("bot")?;
-    let cache = store.response_cache();
-    cache.put(agent.id, "what is the capital of france", "Paris")?;
-    cache.put(agent.id, "how tall is mount everest", "8849 m")?;
-    cache.put(agent.id, "is the server running", "yes")?;
+    store
+        .response_cache(&agent)
+        .put("what is the capital of france", "Paris")?;
+    store
+        .response_cache(&agent)
+        .put("how tall is mount everest", "8849 m")?;
+    store
+        .response_cache(&agent)
+        .put("is the server running", "yes")?;
     let rows: Vec<LoggedResponse> = [0.5, 1.0, 3.0, 0.2]
         .iter()
         .map(|&t| LoggedResponse {
-            agent_id: agent.id,
             at: 0,
             duration: t,
             outcome: Outcome::Generated,
         })
         .collect();
-    cache.log(&rows, 100_000)?;
+    store.response_cache(&agent).log(&rows, 100_000)?;
     Ok(())
 }
 
@@ -726,9 +735,11 @@ fn check_finds_a_word_index_or_buckets_out_of_step() -> TestResult {
     let db = TempDb::new();
     seeded(&db)?;
     assert_eq!(json_of(&db, &["check"])["ok"], true);
-    let indexed = Store::open(&db.path, StoreOptions::default())?
-        .response_cache()
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let indexed = store
+        .response_cache(&store.existing_agent("bot")?)
         .index_pending()?;
+    drop(store);
     assert_eq!(indexed, 3);
     assert_eq!(json_of(&db, &["check"])["ok"], true);
     let c = rusqlite::Connection::open(&db.path)?;
@@ -754,7 +765,6 @@ fn stores_wait_for_the_word_index_in_bounded_numbers() -> TestResult {
     let db = TempDb::new();
     let store = Store::open(&db.path, StoreOptions::default())?;
     let agent = store.agent("bot")?;
-    let cache = store.response_cache();
     let waiting = || -> rusqlite::Result<i64> {
         rusqlite::Connection::open(&db.path)?.query_row(
             "SELECT count(*) FROM response_cache WHERE indexed = 0",
@@ -763,27 +773,29 @@ fn stores_wait_for_the_word_index_in_bounded_numbers() -> TestResult {
         )
     };
     for i in 0..127 {
-        cache.put(agent.id, &format!("message number {i} is here"), "r")?;
+        store
+            .response_cache(&agent)
+            .put(&format!("message number {i} is here"), "r")?;
     }
     assert_eq!(waiting()?, 127);
     // Waiting rows answer fuzzy lookups like indexed ones.
-    let m = cache.lookup_fuzzy(
-        agent.id,
-        "so message number 5 is here",
-        FuzzyOptions::default(),
-    )?;
+    let m = store
+        .response_cache(&agent)
+        .lookup_fuzzy("so message number 5 is here", FuzzyOptions::default())?;
     assert_eq!(
         m.map(|m| m.message),
         Some("message number 5 is here".to_string())
     );
-    cache.put(agent.id, "the 128th waiting row", "r")?;
+    store
+        .response_cache(&agent)
+        .put("the 128th waiting row", "r")?;
     assert_eq!(
         waiting()?,
         0,
         "the 128th store indexes the agent's waiting rows"
     );
-    cache.put(agent.id, "one more", "r")?;
-    assert_eq!(cache.index_pending()?, 1);
+    store.response_cache(&agent).put("one more", "r")?;
+    assert_eq!(store.response_cache(&agent).index_pending()?, 1);
     assert_eq!(waiting()?, 0);
     let report = store.check()?;
     assert!(report.ok, "{:?}", report.problems);
@@ -804,22 +816,19 @@ async fn a_message_over_the_limit_is_refused_before_anything_runs() -> TestResul
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     r.flush().await?;
-    assert_eq!(store.response_cache().entries(agent.id)?, 0);
+    assert_eq!(store.response_cache(&agent).entries()?, 0);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_and_fuzzy_hits_need_no_write_lock() -> TestResult {
     let db = TempDb::new();
-    let options = StoreOptions {
-        busy_timeout: Duration::from_millis(100),
-        ..StoreOptions::default()
-    };
+    let options = StoreOptions::default().with_busy_timeout(Duration::from_millis(100));
     let store = Store::open(&db.path, options)?;
     let agent = store.agent("bot")?;
     store
-        .response_cache()
-        .put(agent.id, "what is the capital of france", "Paris")?;
+        .response_cache(&agent)
+        .put("what is the capital of france", "Paris")?;
     let calls = Arc::new(AtomicUsize::new(0));
     let r = Responder::new(
         &store,
@@ -852,8 +861,8 @@ async fn exact_and_fuzzy_hits_need_no_write_lock() -> TestResult {
     other.execute_batch("ROLLBACK")?;
     r.close().await?;
     let listed = store
-        .response_cache()
-        .list(agent.id, agentstore::ResponseOrder::Hits, 1)?;
+        .response_cache(&agent)
+        .list(agentstore::ResponseOrder::Hits, 1)?;
     assert_eq!(
         listed[0].hits, 100,
         "the hits were counted in memory and written later"
@@ -870,13 +879,12 @@ fn concurrent_tunings_from_several_processes_all_count() -> TestResult {
         let agent = store.agent("fast")?;
         let rows: Vec<LoggedResponse> = (0..50)
             .map(|_| LoggedResponse {
-                agent_id: agent.id,
                 at: 0,
                 duration: 0.1,
                 outcome: Outcome::Exact,
             })
             .collect();
-        store.response_cache().log(&rows, 100_000)?;
+        store.response_cache(&agent).log(&rows, 100_000)?;
     }
     // Eight processes at once, each reading the target and writing 0.9x of it: a
     // read-modify-write that loses no update.
@@ -1001,7 +1009,7 @@ async fn a_huge_response_is_returned_uncached_and_a_huge_target_is_no_panic() ->
     assert_eq!(reply.outcome, Outcome::Generated);
     assert_eq!(reply.response.len(), (1 << 20) + 1);
     assert_eq!(
-        store.response_cache().entries(agent.id)?,
+        store.response_cache(&agent).entries()?,
         0,
         "over 1 MiB: not cached"
     );
@@ -1023,8 +1031,8 @@ fn purging_everything_takes_several_batches_and_keeps_the_index_in_step() -> Tes
             )
         })
         .collect();
-    store.response_cache().put_many(a.id, &pairs)?;
-    store.response_cache().put_many(b.id, &pairs[..10])?;
+    store.response_cache(&a).put_many(&pairs)?;
+    store.response_cache(&b).put_many(&pairs[..10])?;
     drop(store);
     let report = json_of(&db, &["responses", "purge", "--agent", "a", "--all"]);
     assert_eq!(report["removed"], 5_000);

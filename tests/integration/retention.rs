@@ -18,16 +18,14 @@ fn settings_strategy() -> impl Strategy<Value = MemorySettings> {
         100u64..2000,
         prop_oneof![Just(0.8), Just(0.0), Just(1.0), 0.0f64..1.0],
     )
-        .prop_map(
-            |(max_entries, interval, keep, budget, low)| MemorySettings {
-                max_entries,
-                cleanup_interval: interval,
-                keep_fraction: keep,
-                max_memory_mb: budget as f64 / (1024.0 * 1024.0),
-                low_water: low,
-                ..MemorySettings::default()
-            },
-        )
+        .prop_map(|(max_entries, interval, keep, budget, low)| {
+            MemorySettings::default()
+                .with_max_entries(max_entries)
+                .with_cleanup_interval(interval)
+                .with_keep_fraction(keep)
+                .with_max_memory_mb(budget as f64 / (1024.0 * 1024.0))
+                .with_low_water(low)
+        })
 }
 
 fn importance_strategy() -> impl Strategy<Value = f64> {
@@ -293,11 +291,9 @@ fn the_emergency_cleanup_stops_at_low_water() -> TestResult {
     let db = TempDb::new();
     let (store, _clock) = db.open_at(T0);
     let agent = store.agent("a")?;
-    let settings = MemorySettings {
-        max_memory_mb: 1000.0 / (1024.0 * 1024.0),
-        cleanup_interval: 0,
-        ..MemorySettings::default()
-    };
+    let settings = MemorySettings::default()
+        .with_max_memory_mb(1000.0 / (1024.0 * 1024.0))
+        .with_cleanup_interval(0);
     store.set_memory_settings("a", &settings)?;
     let memory = store.memory(&agent);
     for i in 0..10 {

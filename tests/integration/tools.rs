@@ -113,7 +113,7 @@ fn tools_for(store: &Store, agent: &str, registry: ToolRegistry) -> Tools {
 
 fn cached_rows(store: &Store) -> usize {
     store
-        .tool_cache()
+        .tool_results()
         .list(&CacheFilter::default(), 1_000_000)
         .expect("list")
         .len()
@@ -175,19 +175,10 @@ async fn a_tool_ttl_overrides_the_default() -> TestResult {
 fn purge_removes_exactly_the_expired_rows() -> TestResult {
     let db = TempDb::new();
     let (store, clock) = db.open_at(T0);
-    let cache = store.tool_cache();
-    let put = |i: i64, ttl: u64| {
-        let p = json!({ "i": i });
-        let key = CacheKey::new("bot", "t", &p)?;
-        cache.put(
-            &key,
-            "bot",
-            "t",
-            &canonical_json(&p)?,
-            &json!(i),
-            Duration::from_secs(ttl),
-        )
-    };
+    let cache = store.tool_cache(&store.agent("bot")?);
+    let results = store.tool_results();
+    let put =
+        |i: i64, ttl: u64| cache.put("t", &json!({ "i": i }), &json!(i), Duration::from_secs(ttl));
     for i in 0..10 {
         put(i, 100 + 10 * i as u64)?; // expiries T0+100s .. T0+190s
     }
@@ -196,10 +187,10 @@ fn purge_removes_exactly_the_expired_rows() -> TestResult {
         expired_only: true,
         ..CacheFilter::default()
     };
-    assert_eq!(cache.purge(&expired, true)?.removed, 5);
+    assert_eq!(results.purge(&expired, true)?.removed, 5);
     assert_eq!(cached_rows(&store), 10, "a dry run removes nothing");
-    assert_eq!(cache.purge(&expired, false)?.removed, 5);
-    let left: Vec<Value> = cache
+    assert_eq!(results.purge(&expired, false)?.removed, 5);
+    let left: Vec<Value> = results
         .list(&CacheFilter::default(), 100)?
         .into_iter()
         .map(|r| r.result)
@@ -209,7 +200,11 @@ fn purge_removes_exactly_the_expired_rows() -> TestResult {
     assert_eq!(left, vec![5, 6, 7, 8, 9]);
     for i in 5..10 {
         let p = json!({ "i": i });
-        assert_eq!(cache.get(&CacheKey::new("bot", "t", &p)?)?, Some(json!(i)));
+        assert_eq!(
+            cache.get_key(&CacheKey::new("bot", "t", &p)?)?,
+            Some(json!(i))
+        );
+        assert_eq!(cache.get("t", &p)?, Some(json!(i)));
     }
     Ok(())
 }
@@ -218,19 +213,8 @@ fn purge_removes_exactly_the_expired_rows() -> TestResult {
 fn normal_writes_remove_expired_rows_in_bounded_batches() -> TestResult {
     let db = TempDb::new();
     let (store, clock) = db.open_at(T0);
-    let cache = store.tool_cache();
-    let put = |i: i64| {
-        let p = json!({ "i": i });
-        let key = CacheKey::new("s", "t", &p)?;
-        cache.put(
-            &key,
-            "s",
-            "t",
-            &canonical_json(&p)?,
-            &json!(i),
-            Duration::from_secs(1),
-        )
-    };
+    let cache = store.tool_cache(&store.agent("s")?);
+    let put = |i: i64| cache.put("t", &json!({ "i": i }), &json!(i), Duration::from_secs(1));
     for i in 0..100 {
         put(i)?;
     }
@@ -416,10 +400,7 @@ async fn side_effect_tools_are_never_cached() -> TestResult {
 
     // The never-cached set is configurable.
     let agent = store.agent("other")?;
-    let config = ToolConfig {
-        never_cache: Default::default(),
-        ..ToolConfig::default()
-    };
+    let config = ToolConfig::default().with_never_cache(Default::default());
     let clock_tool = Probe::new("current_time");
     let tools = Tools::open(
         &store,
@@ -544,10 +525,9 @@ async fn a_concurrency_limit_and_a_timeout_apply_per_request() -> TestResult {
         "bot",
         ToolRegistry::new().with(probe.clone()).with(stuck.clone()),
     );
-    let options = ParallelOptions {
-        max_concurrency: Some(4),
-        timeout: Some(Duration::from_millis(200)),
-    };
+    let options = ParallelOptions::default()
+        .with_max_concurrency(Some(4))
+        .with_timeout(Some(Duration::from_millis(200)));
     let mut requests = w6_requests();
     requests.insert(3, ToolRequest::new("stuck", json!({})));
     let outcomes = tools.execute_tools_parallel_with(requests, options).await;
@@ -576,10 +556,7 @@ async fn concurrent_callers_sharing_a_scope_run_a_call_once() -> TestResult {
     let store = Store::open(&db.path, StoreOptions::default())?;
     let probe = Probe::new("slow_lookup").sleeping(Duration::from_millis(50));
     let registry = ToolRegistry::new().with(probe.clone());
-    let shared = ToolConfig {
-        scope: Some("team".into()),
-        ..ToolConfig::default()
-    };
+    let shared = ToolConfig::default().with_scope(Some("team".into()));
     let a = Tools::open(&store, &store.agent("a")?, registry.clone(), shared.clone())?;
     let b = Tools::open(&store, &store.agent("b")?, registry, shared)?;
     assert_eq!(store.existing_agent("b")?.tool_scope, "team");
@@ -605,10 +582,7 @@ async fn concurrent_callers_sharing_a_scope_run_a_call_once() -> TestResult {
 #[tokio::test]
 async fn a_hit_needs_no_write_lock() -> TestResult {
     let db = TempDb::new();
-    let options = StoreOptions {
-        busy_timeout: Duration::from_millis(100),
-        ..StoreOptions::default()
-    };
+    let options = StoreOptions::default().with_busy_timeout(Duration::from_millis(100));
     let store = Store::open(&db.path, options)?;
     let probe = Probe::new("lookup");
     let tools = tools_for(&store, "bot", ToolRegistry::new().with(probe.clone()));
@@ -730,22 +704,17 @@ fn old_rows(db: &TempDb) -> TestResult {
     let store = Store::open(&db.path, StoreOptions::default())?;
     let agent = store.agent("bot")?;
     store.agent("idle")?;
-    let cache = store.tool_cache();
+    let cache = store.tool_cache(&agent);
     let put = |cache: &agentstore::ToolCache, tool: &str, i: i64| {
-        let p = json!({ "i": i });
-        let key = CacheKey::new("bot", tool, &p)?;
         cache.put(
-            &key,
-            "bot",
             tool,
-            &canonical_json(&p)?,
+            &json!({ "i": i }),
             &json!(i),
             Duration::from_secs(3600),
         )
     };
     put(&cache, "lookup", 4)?;
     cache.add_counts(&[(
-        agent.id,
         "lookup".into(),
         agentstore::ToolCounts {
             total_calls: 10,
@@ -757,7 +726,7 @@ fn old_rows(db: &TempDb) -> TestResult {
     drop(store);
     let now = chrono::Utc::now().timestamp_micros();
     let (store, _) = db.open_at(now - 5_400_000_000);
-    let cache = store.tool_cache();
+    let cache = store.tool_cache(&store.existing_agent("bot")?);
     for (tool, i) in [("lookup", 1), ("lookup", 2), ("calc", 3)] {
         put(&cache, tool, i)?;
     }
@@ -867,10 +836,7 @@ async fn counters_reach_the_file_while_calls_keep_coming_without_a_close() -> Te
     let db = TempDb::new();
     let store = Store::open(&db.path, StoreOptions::default())?;
     let agent = store.agent("bot")?;
-    let config = ToolConfig {
-        flush_interval: Duration::from_millis(20),
-        ..ToolConfig::default()
-    };
+    let config = ToolConfig::default().with_flush_interval(Duration::from_millis(20));
     let tools = Tools::open(
         &store,
         &agent,
@@ -966,10 +932,9 @@ async fn a_call_timed_out_in_flight_is_run_again_by_the_next_caller() -> TestRes
     let store = Store::open(&db.path, StoreOptions::default())?;
     let probe = Probe::new("slow_lookup").sleeping(Duration::from_millis(100));
     let tools = tools_for(&store, "bot", ToolRegistry::new().with(probe.clone()));
-    let options = ParallelOptions {
-        max_concurrency: None,
-        timeout: Some(Duration::from_millis(10)),
-    };
+    let options = ParallelOptions::default()
+        .with_max_concurrency(None)
+        .with_timeout(Some(Duration::from_millis(10)));
     let request = vec![ToolRequest::new("slow_lookup", json!({"id": 1}))];
     let out = tools.execute_tools_parallel_with(request, options).await;
     assert!(matches!(out[0].result, Err(Error::ToolTimedOut { .. })));

@@ -4,10 +4,7 @@
 use std::io::Cursor;
 use std::time::Duration;
 
-use agentstore::{
-    CacheKey, LoggedResponse, MemorySettings, Outcome, Store, StoreOptions, ToolCounts,
-    canonical_json,
-};
+use agentstore::{LoggedResponse, MemorySettings, Outcome, Store, StoreOptions, ToolCounts};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -32,11 +29,9 @@ fn populated() -> TempDb {
     store
         .set_memory_settings(
             "bot",
-            &MemorySettings {
-                max_entries: 77,
-                keep_fraction: 0.65,
-                ..MemorySettings::default()
-            },
+            &MemorySettings::default()
+                .with_max_entries(77)
+                .with_keep_fraction(0.65),
         )
         .unwrap();
     store.set_target_response_time("bot", 1.37).unwrap();
@@ -49,79 +44,70 @@ fn populated() -> TempDb {
     store.set_tool_scope("helper", Some("shared")).unwrap();
     store.memory(&helper).add("helper fact", 1.0).unwrap();
 
-    let cache = store.tool_cache();
-    for (scope, tool, params) in [
-        ("bot", "search", json!({"q": "rust", "page": 1})),
+    let helper = store.existing_agent("helper").unwrap();
+    for (agent, tool, params) in [
+        (&bot, "search", json!({"q": "rust", "page": 1})),
         (
-            "bot",
+            &bot,
             "calc",
             json!({"expr": "1/3", "nested": {"b": [1, 2.5e-7], "a": null}}),
         ),
-        ("shared", "search", json!({"q": "sqlite"})),
+        (&helper, "search", json!({"q": "sqlite"})),
     ] {
-        let key = CacheKey::new(scope, tool, &params).unwrap();
-        let canonical = canonical_json(&params).unwrap();
         let result = json!({"value": 0.1 + 0.2, "tool": tool, "unicode": "é🦀"});
-        cache
-            .put(
-                &key,
-                scope,
-                tool,
-                &canonical,
-                &result,
-                Duration::from_secs(3600),
-            )
+        store
+            .tool_cache(agent)
+            .put(tool, &params, &result, Duration::from_secs(3600))
             .unwrap();
     }
-    cache
-        .add_counts(&[
-            (
-                bot.id,
-                "search".into(),
-                ToolCounts {
-                    total_calls: 7,
-                    cache_hits: 3,
-                    errors: 1,
-                    total_time: 0.123_456_789,
-                },
-            ),
-            (
-                helper.id,
-                "search".into(),
-                ToolCounts {
-                    total_calls: 2,
-                    cache_hits: 0,
-                    errors: 0,
-                    total_time: 1.0 / 3.0,
-                },
-            ),
-        ])
+    store
+        .tool_cache(&bot)
+        .add_counts(&[(
+            "search".into(),
+            ToolCounts {
+                total_calls: 7,
+                cache_hits: 3,
+                errors: 1,
+                total_time: 0.123_456_789,
+            },
+        )])
         .unwrap();
-    let responses = store.response_cache();
-    let id = responses
-        .put(bot.id, "what is rust?", "a language 🦀")
+    store
+        .tool_cache(&helper)
+        .add_counts(&[(
+            "search".into(),
+            ToolCounts {
+                total_calls: 2,
+                cache_hits: 0,
+                errors: 0,
+                total_time: 1.0 / 3.0,
+            },
+        )])
         .unwrap();
-    responses
-        .put(bot.id, "nul \u{0} message", "nul \u{0} response")
+    let responses = store.response_cache(&bot);
+    let id = store
+        .response_cache(&bot)
+        .put("what is rust?", "a language 🦀")
+        .unwrap();
+    store
+        .response_cache(&bot)
+        .put("nul \u{0} message", "nul \u{0} response")
         .unwrap();
     responses
         .record(
             &[(id, 4, T0 + 99)],
             &[
                 LoggedResponse {
-                    agent_id: bot.id,
                     at: T0 + 1,
                     duration: 0.000_123_4,
                     outcome: Outcome::Exact,
                 },
                 LoggedResponse {
-                    agent_id: bot.id,
                     at: T0 + 2,
                     duration: 2.5,
                     outcome: Outcome::Fallback,
                 },
                 LoggedResponse {
-                    agent_id: bot.id,
                     at: T0 + 3,
                     duration: 0.1,
                     outcome: Outcome::Error,

@@ -3,6 +3,7 @@
 //! server, LiteLLM) and an offline, deterministic [`SimulatedClient`] for demos and
 //! tests.
 
+#[cfg(feature = "openai")]
 mod openai;
 mod simulated;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "openai")]
 pub use openai::{OpenAiClient, OpenAiConfig};
 pub use simulated::{Latency, SimulatedClient};
 
@@ -115,7 +117,7 @@ fn hint(status: u16) -> &'static str {
 }
 
 fn humanize(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    crate::clock::format_duration(d)
 }
 
 /// A chat model. Object-safe: the agent holds an `Arc<dyn LlmClient>`.

@@ -15,6 +15,7 @@ const MAX_BODY_BYTES: usize = 8 << 20;
 /// Where and how [`OpenAiClient`] calls. [`OpenAiConfig::from_env`] reads the
 /// `AGENTSTORE_LLM_*` variables; `Debug` never shows the key.
 #[derive(Clone, PartialEq)]
+#[non_exhaustive]
 pub struct OpenAiConfig {
     /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`
     /// (Ollama); `/chat/completions` is appended.
@@ -29,6 +30,45 @@ pub struct OpenAiConfig {
     pub max_tokens: Option<u32>,
     /// `temperature`, when set.
     pub temperature: Option<f64>,
+}
+
+/// Builder methods: `OpenAiConfig::default()` (or a constructor), then `with_*`.
+impl OpenAiConfig {
+    /// This configuration with another `base_url`.
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// This configuration with another `api_key`.
+    pub fn with_api_key(mut self, api_key: Option<String>) -> Self {
+        self.api_key = api_key;
+        self
+    }
+
+    /// This configuration with another `model`.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// This configuration with another `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// This configuration with another `max_tokens`.
+    pub fn with_max_tokens(mut self, max_tokens: Option<u32>) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    /// This configuration with another `temperature`.
+    pub fn with_temperature(mut self, temperature: Option<f64>) -> Self {
+        self.temperature = temperature;
+        self
+    }
 }
 
 impl OpenAiConfig {

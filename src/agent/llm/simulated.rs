@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{ChatMessage, LlmClient, LlmError, Role, excerpt};
-use crate::workload::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// How long the simulated model takes: uniform in `fast` for most calls, uniform in
 /// `slow` for a `slow_share` of them. Which calls are slow is fixed by the seed and the

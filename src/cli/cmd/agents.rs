@@ -18,7 +18,7 @@ pub enum Command {
 pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
     match cmd {
         Command::List => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agents = store.agents()?;
             let now = store.now_micros();
             let rows = agents

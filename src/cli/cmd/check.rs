@@ -15,7 +15,7 @@ pub struct Args {}
 
 /// Runs `check`.
 pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
-    let store = ctx.open_for_read()?;
+    let store = ctx.open_existing()?;
     let report = store.check()?;
     let mut fields = vec![
         ("integrity".to_string(), report.integrity.join("; ")),

@@ -24,7 +24,7 @@ pub struct Args {
 
 /// Runs `compact`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
-    let store = ctx.open_for_read()?;
+    let store = ctx.open_existing()?;
     let r = store.compact(args.full)?;
     let pages = |p: &agentstore::PageUse| {
         format!(

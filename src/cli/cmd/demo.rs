@@ -7,10 +7,10 @@
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use crate::rng::SplitMix64;
 use agentstore::agent::{
     Agent, AgentConfig, AgentStats, Optimization, Tool, ToolError, ToolRequest,
 };
-use agentstore::workload::SplitMix64;
 use agentstore::{MemorySettings, Outcome, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -67,16 +67,12 @@ fn demo_messages(s: &str) -> Result<u64, String> {
 
 /// The demo agent's memory settings: small, so that a run passes the cleanup interval
 /// and the byte budget in a second.
-const DEMO_MEMORY: MemorySettings = MemorySettings {
-    max_memory_mb: 0.25,
-    max_entries: 400,
-    cleanup_interval: 50,
-    keep_fraction: 0.7,
-    importance_threshold: 0.5,
-    importance_weight: 0.7,
-    recency_weight: 0.3,
-    low_water: 0.8,
-};
+fn demo_memory() -> MemorySettings {
+    MemorySettings::default()
+        .with_max_memory_mb(0.25)
+        .with_max_entries(400)
+        .with_cleanup_interval(50)
+}
 
 /// Memory entries the memory phase adds.
 const MEMORY_ADDS: usize = 600;
@@ -169,14 +165,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     let store = ctx.open_for_write()?;
     let found = previous_state(&store, &args.agent)?;
     let llm = args.llm.client(args.seed)?;
-    let config = AgentConfig {
-        memory: Some(DEMO_MEMORY),
-        ..AgentConfig::with_llm(llm)
-    }
-    .tool(Calculator)
-    .tool(WordCounter)
-    .tool(SlowLookup)
-    .tool(Clock);
+    let config = AgentConfig::with_llm(llm)
+        .with_memory(demo_memory())
+        .tool(Calculator)
+        .tool(WordCounter)
+        .tool(SlowLookup)
+        .tool(Clock);
     let rt = runtime()?;
     let agent = rt.block_on(Agent::open(&store, &args.agent, config))?;
     signals::flush_on_signal(&rt, agent.clone())?;
@@ -199,8 +193,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
     p.say(format!(
         "\n1. Memory: added {} entries (cleanup every {} messages, budget {}); {} removed by cleanups, {} kept ({:.3} MB).",
         memory_phase.added,
-        DEMO_MEMORY.cleanup_interval,
-        output::bytes((DEMO_MEMORY.max_memory_mb * 1048576.0) as u64),
+        demo_memory().cleanup_interval,
+        output::bytes((demo_memory().max_memory_mb * 1048576.0) as u64),
         memory_phase.removed_by_cleanup,
         memory_phase.entries_after,
         memory_phase.memory_mb_after
@@ -292,16 +286,16 @@ fn previous_state(store: &Store, agent: &str) -> anyhow::Result<Option<Found>> {
     let Ok(record) = store.existing_agent(agent) else {
         return Ok(None);
     };
-    let tools = store.tool_cache().stats(&record)?;
-    let responses = store.response_cache();
-    let logged = match responses.time_stats(record.id)? {
+    let tools = store.tool_cache(&record).stats()?;
+    let responses = store.response_cache(&record);
+    let logged = match responses.time_stats()? {
         agentstore::ResponseTimeStats::Data(f) => f.total_responses,
         _ => 0,
     };
     Ok(Some(Found {
         memory_entries: record.memory_entries,
         cached_tool_results: tools.cache_size,
-        cached_responses: responses.entries(record.id)?,
+        cached_responses: responses.entries()?,
         logged_responses: logged,
     }))
 }

@@ -17,7 +17,7 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
     // An empty file counts as new: init creates the schema in it.
     let existed = std::fs::metadata(&ctx.db).is_ok_and(|m| m.len() > 0);
     let store = ctx.open_for_init()?;
-    let path = store.path().display().to_string();
+    let path = store.location().to_string();
     let verb = if existed { "checked" } else { "created" };
     Ok(Output::Text {
         text: format!("{verb} {path} (schema {SCHEMA_VERSION})"),

@@ -70,11 +70,9 @@ impl LlmArgs {
                 Arc::new(SimulatedClient::new(seed, latency))
             }
             LlmKind::Openai => {
-                let mut config = OpenAiConfig {
-                    timeout: self.llm_timeout,
-                    api_key: self.api_key.clone().filter(|k| !k.is_empty()),
-                    ..OpenAiConfig::default()
-                };
+                let mut config = OpenAiConfig::default()
+                    .with_timeout(self.llm_timeout)
+                    .with_api_key(self.api_key.clone().filter(|k| !k.is_empty()));
                 if let Some(url) = self.base_url.clone().filter(|u| !u.is_empty()) {
                     config.base_url = url;
                 }

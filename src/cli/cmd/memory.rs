@@ -152,7 +152,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
             .into())
         }
         Command::List(a) => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent.agent)?;
             let order = match a.order {
                 Order::Time => ListOrder::Time,
@@ -193,7 +193,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
             Ok(Output::Done.into())
         }
         Command::Stats(a) => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent)?;
             let s = store.memory(&agent).stats()?;
             let mut fields = vec![
@@ -232,7 +232,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
             .into())
         }
         Command::Context(a) => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent.agent)?;
             let c = store.memory(&agent).context(a.max_chars)?;
             Ok(Output::Text {
@@ -249,7 +249,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                 (.., Some(b)) => Prune::MaxBytes(b),
                 _ => unreachable!("clap requires exactly one rule"),
             };
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent.agent)?;
             let report = store.memory(&agent).prune(rule, a.dry_run)?;
             let verb = if a.dry_run { "would remove" } else { "removed" };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agentstore::agent::{ResponseConfig, optimize};
+use agentstore::agent::ResponseConfig;
 use agentstore::{FuzzyOptions, NoMatch, ResponseOrder, ResponsePurge, ResponseTimeStats};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, to_value};
@@ -111,11 +111,11 @@ pub struct PurgeArgs {
 pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
     match cmd {
         Command::Stats(a) => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent)?;
-            let stats = store.response_cache().time_stats(agent.id)?;
+            let stats = store.response_cache(&agent).time_stats()?;
             let fields = match &stats {
-                ResponseTimeStats::NoData { .. } => {
+                ResponseTimeStats::NoData => {
                     vec![("no_data".to_string(), "true".to_string())]
                 }
                 ResponseTimeStats::Data(s) => vec![
@@ -166,13 +166,13 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
             .into())
         }
         Command::List(a) => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent.agent)?;
             let order = match a.order {
                 Order::Recent => ResponseOrder::Recent,
                 Order::Hits => ResponseOrder::Hits,
             };
-            let found = store.response_cache().list(agent.id, order, a.limit)?;
+            let found = store.response_cache(&agent).list(order, a.limit)?;
             let rows = found
                 .iter()
                 .map(|r| {
@@ -192,15 +192,14 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
             ))
         }
         Command::Lookup(a) => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent.agent)?;
-            let options = FuzzyOptions {
-                threshold: a.threshold,
-                negation_guard: !a.no_guard,
-            };
+            let options = FuzzyOptions::default()
+                .with_threshold(a.threshold)
+                .with_negation_guard(!a.no_guard);
             let lookup = store
-                .response_cache()
-                .lookup_explained(agent.id, &a.message, options)?;
+                .response_cache(&agent)
+                .lookup_explained(&a.message, options)?;
             let (text, json) = match &lookup.found {
                 Some(m) => (
                     format!(
@@ -242,13 +241,12 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
             Ok(Output::Text { text, json }.into())
         }
         Command::Optimize(a) => {
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent)?;
-            let o = optimize(
-                &store.response_cache(),
-                agent.id,
-                &ResponseConfig::default(),
-            )?;
+            let defaults = ResponseConfig::default();
+            let o = store
+                .response_cache(&agent)
+                .optimize(defaults.max_cache_entries, defaults.keep_on_cap)?;
             let rate = o
                 .achievement_rate
                 .map_or("no data".to_string(), |r| format!("{r:.1}% under target"));
@@ -271,9 +269,9 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                 (.., Some(n)) => ResponsePurge::Keep(n),
                 _ => unreachable!("clap requires exactly one rule"),
             };
-            let store = ctx.open_for_read()?;
+            let store = ctx.open_existing()?;
             let agent = store.existing_agent(&a.agent.agent)?;
-            let report = store.response_cache().purge(agent.id, rule, a.dry_run)?;
+            let report = store.response_cache(&agent).purge(rule, a.dry_run)?;
             let verb = if a.dry_run { "would remove" } else { "removed" };
             Ok(Output::Text {
                 text: format!("{verb} {} cached responses", report.removed),

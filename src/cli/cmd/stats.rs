@@ -23,7 +23,7 @@ const VIEWS: [StatsView; 3] = [StatsView::Memory, StatsView::Tools, StatsView::R
 
 /// Runs `stats`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
-    let store = ctx.open_for_read()?;
+    let store = ctx.open_existing()?;
     if let Some(name) = &args.agent {
         store.existing_agent(name)?;
     }

@@ -1,8 +1,6 @@
 //! `agentstore tools`: tool call stats and the tool-result cache.
 
-use agentstore::{
-    CacheFilter, CacheKey, Error, MAX_CONTENT_BYTES, Store, ToolStats, canonical_json,
-};
+use agentstore::{CacheFilter, Error, MAX_CONTENT_BYTES, Store, ToolStats, canonical_json};
 use clap::Subcommand;
 use serde_json::{Value, json, to_value};
 
@@ -164,12 +162,13 @@ fn read_params(arg: &str) -> anyhow::Result<Value> {
 
 fn lookup(ctx: &Context, a: LookupArgs) -> anyhow::Result<Reply> {
     let params = read_params(&a.params)?;
-    let canonical = canonical_json(&params)?;
-    let store = ctx.open_for_read()?;
-    let scope = store.existing_agent(&a.agent)?.tool_scope;
+    canonical_json(&params)?;
+    let store = ctx.open_existing()?;
+    let cache = store.tool_cache(&store.existing_agent(&a.agent)?);
+    let scope = cache.scope().to_string();
     known_tool(&store, &a.tool)?;
-    let key = CacheKey::from_canonical(&scope, &a.tool, &canonical);
-    let found = store.tool_cache().get(&key)?;
+    let key = cache.key(&a.tool, &params)?;
+    let found = cache.get_key(&key)?;
     let text = match &found {
         Some(result) => result.to_string(),
         None => "not cached (or expired): the agent would run the tool".to_string(),
@@ -184,7 +183,7 @@ fn lookup(ctx: &Context, a: LookupArgs) -> anyhow::Result<Reply> {
 /// Fails unless `tool` appears in the tool stats or the cache: a misspelt name gets an
 /// error, not an empty answer.
 fn known_tool(store: &Store, tool: &str) -> anyhow::Result<()> {
-    if store.tool_cache().knows_tool(tool)? {
+    if store.tool_results().knows_tool(tool)? {
         Ok(())
     } else {
         anyhow::bail!(
@@ -194,14 +193,13 @@ fn known_tool(store: &Store, tool: &str) -> anyhow::Result<()> {
 }
 
 fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<Reply> {
-    let store = ctx.open_for_read()?;
-    let cache = store.tool_cache();
+    let store = ctx.open_existing()?;
     let all: Vec<ToolStats> = match &a.agent {
-        Some(name) => vec![cache.stats(&store.existing_agent(name)?)?],
+        Some(name) => vec![store.tool_cache(&store.existing_agent(name)?).stats()?],
         None => store
             .agents()?
             .iter()
-            .map(|agent| cache.stats(agent))
+            .map(|agent| store.tool_cache(agent).stats())
             .filter(|s| {
                 s.as_ref()
                     .map_or(true, |s| s.total_tool_calls > 0 || s.cache_size > 0)
@@ -269,9 +267,9 @@ fn percent(part: u64, whole: u64) -> String {
 }
 
 fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<Reply> {
-    let store = ctx.open_for_read()?;
+    let store = ctx.open_existing()?;
     let filter = a.filter.resolve(&store, false)?;
-    let found = store.tool_cache().list(&filter, a.limit)?;
+    let found = store.tool_results().list(&filter, a.limit)?;
     let now = store.now_micros();
     let rows = found
         .iter()
@@ -308,9 +306,9 @@ fn list(ctx: &Context, a: ListArgs) -> anyhow::Result<Reply> {
 }
 
 fn purge(ctx: &Context, a: PurgeArgs) -> anyhow::Result<Reply> {
-    let store = ctx.open_for_read()?;
+    let store = ctx.open_existing()?;
     let filter = a.filter.resolve(&store, !a.all)?;
-    let report = store.tool_cache().purge(&filter, a.dry_run)?;
+    let report = store.tool_results().purge(&filter, a.dry_run)?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
     let which = if a.all { "" } else { "expired " };
     Ok(Output::Text {

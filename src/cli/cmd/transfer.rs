@@ -68,7 +68,7 @@ pub fn run_export(ctx: &Context, args: ExportArgs) -> anyhow::Result<Reply> {
         Some(path) => Target::of(path)?,
         None => Target::Stdout,
     };
-    let store = ctx.open_for_read()?;
+    let store = ctx.open_existing()?;
     if let Target::Stdout = target {
         let stdout = io::stdout();
         let mut out = BufWriter::new(stdout.lock());

@@ -14,22 +14,15 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode};
-use serde::Serialize;
 use serde_json::Value;
 
+use super::Sqlite;
 use super::connection::{
     Identity, has_sidecars, identify, open_raw, refuse_unusable_path, tidy_sidecars,
 };
-use crate::error::{Error, Result, SqlContext};
-
-/// Rows of a read-only query.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QueryResult {
-    /// Column names, in order.
-    pub columns: Vec<String>,
-    /// Rows; each value is JSON: null, integer, real, text, or a BLOB as `X'..'` hex.
-    pub rows: Vec<Vec<Value>>,
-}
+use super::stmt::SqlContext;
+use crate::error::{Error, Result};
+use crate::store::{QueryResult, QuerySink, StatsView};
 
 /// Pragmas that only read. Those marked with `true` take an argument that names
 /// something (a table, an index, a row limit) rather than setting a value.
@@ -134,49 +127,6 @@ fn describe(action: &AuthAction<'_>) -> String {
     }
 }
 
-/// Runs one read-only query against the database at `path` and collects its rows.
-/// Prefer [`query_read_only_with`] for results of unknown size: it holds one row at a
-/// time.
-///
-/// # Errors
-/// As [`query_read_only_with`].
-pub fn query_read_only(path: &Path, sql: &str, timeout: Duration) -> Result<QueryResult> {
-    let mut result = QueryResult {
-        columns: Vec::new(),
-        rows: Vec::new(),
-    };
-    query_read_only_with(path, sql, timeout, &mut result)?;
-    Ok(result)
-}
-
-/// Where [`query_read_only_with`] hands a query's result, a row at a time.
-pub trait QuerySink {
-    /// The column names, once, before any row.
-    ///
-    /// # Errors
-    /// Any I/O error; it stops the query.
-    fn columns(&mut self, names: &[String]) -> std::io::Result<()>;
-
-    /// One row, as JSON values in column order.
-    ///
-    /// # Errors
-    /// Any I/O error; it stops the query.
-    fn row(&mut self, values: Vec<Value>) -> std::io::Result<()>;
-}
-
-/// Collecting: every row is kept.
-impl QuerySink for QueryResult {
-    fn columns(&mut self, names: &[String]) -> std::io::Result<()> {
-        self.columns = names.to_vec();
-        Ok(())
-    }
-
-    fn row(&mut self, values: Vec<Value>) -> std::io::Result<()> {
-        self.rows.push(values);
-        Ok(())
-    }
-}
-
 /// Runs one read-only query against the database at `path`, handing the column names
 /// to `sink` once and then each row as SQLite produces it, so memory is bounded by a
 /// row, not the result. `timeout` bounds the whole run, the time the sink takes
@@ -188,7 +138,7 @@ impl QuerySink for QueryResult {
 /// [`Error::QueryTimeout`] when it runs past `timeout`, [`Error::NotFound`] and the
 /// identity errors of [`super::Store::open`], the query's own SQLite error, or
 /// [`Error::Io`] when the sink fails (a closed pipe, say).
-pub fn query_read_only_with(
+pub(crate) fn query_read_only_with(
     path: &Path,
     sql: &str,
     timeout: Duration,
@@ -260,10 +210,7 @@ fn run_query(path: &Path, sql: &str, timeout: Duration, sink: &mut dyn QuerySink
             e if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) => Error::NotReadOnly(
                 "the statement tried to write; `sql` runs read-only queries".into(),
             ),
-            e => Error::Sql {
-                statement: crate::error::short_statement(sql),
-                source: Box::new(e),
-            },
+            e => super::stmt::wrap(e, sql),
         }
     };
 
@@ -366,35 +313,12 @@ fn to_json(v: ValueRef<'_>) -> Value {
     }
 }
 
-/// The SQL views that `agentstore stats` shows (each is also a public interface for
-/// any SQLite client).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatsView {
-    /// `memory_stats`: one row per agent.
-    Memory,
-    /// `tool_stats`: one row per agent and tool.
-    Tools,
-    /// `response_stats`: one row per agent.
-    Responses,
-}
-
-impl StatsView {
-    /// The view's name in the schema.
-    pub fn name(self) -> &'static str {
-        match self {
-            StatsView::Memory => "memory_stats",
-            StatsView::Tools => "tool_stats",
-            StatsView::Responses => "response_stats",
-        }
-    }
-}
-
-impl super::Store {
+impl Sqlite {
     /// The rows of `view`, for one agent or all (by agent name, then tool).
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn view(&self, view: StatsView, agent: Option<&str>) -> Result<QueryResult> {
+    pub(super) fn view_rows(&self, view: StatsView, agent: Option<&str>) -> Result<QueryResult> {
         let sql = match view {
             StatsView::Memory => {
                 "SELECT * FROM memory_stats WHERE ?1 IS NULL OR agent = ?1 ORDER BY agent"

@@ -1,38 +1,11 @@
-//! The deterministic data of the benchmark workloads (`WORKLOADS.md`, section 1):
+//! The deterministic data of the benchmark workloads (`WORKLOADS.md`, section 1),
+//! shared with the integration tests by `#[path]`:
 //! SplitMix64, the 5,000-word vocabulary and the generators built on it. Another
 //! language can rebuild the same bytes, so results join across implementations.
 
-/// The SplitMix64 generator of WORKLOADS.md.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A fresh generator with seed `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64-bit value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// `next_u64() % n` (the modulo bias is accepted).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// A float in `[0, 1)` from the top 53 bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
+#[path = "../../src/rng.rs"]
+mod rng;
+pub use rng::SplitMix64;
 
 /// The vocabulary (seed 1): 5,000 distinct lowercase words of 3 to 10 letters, in the
 /// order generated.
@@ -134,6 +107,7 @@ pub fn response_times(seed: u64, n: usize) -> Vec<f64> {
 pub const PRELOAD_EPOCH_MICROS: i64 = 1_735_689_600_000_000;
 
 #[cfg(test)]
+#[allow(dead_code, unused_imports)]
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
@@ -191,7 +165,7 @@ mod tests {
         );
         let times = response_times(901, 1000);
         assert!(times.iter().all(|t| (0.05..4.0).contains(t)));
-        let under = times.iter().filter(|&&t| t < 2.0).count();
+        let under = times.iter().filter(|t| **t < 2.0).count();
         assert!(
             (650..750).contains(&under),
             "about 70% under 2 s, got {under}"

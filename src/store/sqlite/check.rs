@@ -4,47 +4,24 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use super::connection::KNOWN_TABLES;
-use super::{APPLICATION_ID, SCHEMA_VERSION, Store};
 use rusqlite::Connection;
 
-use crate::error::{Error, Result, SqlContext};
-
-/// What `check` found. `problems` is empty when all is well.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckReport {
-    /// True when no problem was found.
-    pub ok: bool,
-    /// `PRAGMA integrity_check` output (`["ok"]` when healthy).
-    pub integrity: Vec<String>,
-    /// Rows reported by `PRAGMA foreign_key_check`.
-    pub foreign_key_violations: u64,
-    /// `PRAGMA user_version`.
-    pub schema_version: i64,
-    /// `PRAGMA journal_mode`.
-    pub journal_mode: String,
-    /// Rows per table.
-    pub row_counts: BTreeMap<String, u64>,
-    /// Every problem, one line each.
-    pub problems: Vec<String>,
-    /// Things worth knowing that are not problems (an interrupted prune), one line each.
-    pub notes: Vec<String>,
-    /// Pages in the file, and how many are free (space `compact` can give back).
-    pub pages: Option<super::PageUse>,
-}
+use super::connection::KNOWN_TABLES;
+use super::stmt::SqlContext;
+use super::{APPLICATION_ID, SCHEMA_VERSION, Sqlite};
+use crate::error::{Error, Result};
+use crate::store::CheckReport;
 
 /// A free fraction above this gets a note suggesting `agentstore compact`.
 const FREE_NOTE_FRACTION: f64 = 0.25;
 
-impl Store {
+impl Sqlite {
     /// Checks the whole file. Reads only; runs in one snapshot. A file so damaged that
     /// SQLite cannot finish a step is a problem in the report, not an error.
     ///
     /// # Errors
     /// SQLite errors, other than damage, that prevent the check from running.
-    pub fn check(&self) -> Result<CheckReport> {
+    pub(super) fn check_report(&self) -> Result<CheckReport> {
         self.snapshot(|c| {
             let mut report = CheckReport {
                 ok: false,
@@ -222,7 +199,7 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
         }
     }
 
-    let pages = super::PageUse::read(c)?;
+    let pages = super::compact::page_use(c)?;
     if pages.free_fraction() > FREE_NOTE_FRACTION {
         report.notes.push(format!(
             "{:.0}% of the file's pages are free ({} of {}); `agentstore compact` gives them back",
@@ -235,7 +212,7 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
     let problems = &mut report.problems;
 
     // Ranges and relations every row keeps (an import refuses the same).
-    for (_, sql) in super::invariants::CHECKS {
+    for (_, sql) in CHECKS {
         let mut stmt = c.prepare(sql).sql(sql)?;
         let mut rows = stmt.query([]).sql(sql)?;
         while let Some(r) = rows.next().sql(sql)? {
@@ -282,4 +259,74 @@ fn marks(c: &Connection, report: &mut CheckReport) -> Result<()> {
     report.schema_version = schema_version;
     report.journal_mode = journal_mode;
     Ok(())
+}
+
+/// The part of `check` that looks for rows outside these ranges: one query per
+/// relation, each naming the agent (or scope) and what is wrong. Each returns at most
+/// a few rows of `(name, detail)`.
+const CHECKS: &[(&str, &str)] = &[
+    (
+        "memory entry ids below 1",
+        "SELECT 'agent ' || quote(a.name), 'memory entry id ' || m.id || ' is below 1' FROM memory_entries m
+           JOIN agents a ON a.id = m.agent_id WHERE m.id < 1 LIMIT 5",
+    ),
+    (
+        "message counters out of range",
+        "SELECT 'agent ' || quote(a.name), 'message counter ' || c.message_count || ' is out of range'
+           FROM memory_counters c JOIN agents a ON a.id = c.agent_id
+          WHERE c.message_count < 0 OR c.message_count > 9007199254740992 LIMIT 5",
+    ),
+    (
+        "tool counters",
+        "SELECT 'agent ' || quote(a.name), 'tool ' || quote(t.tool) || ': ' ||
+                CASE WHEN t.cache_hits > t.total_calls THEN 'more cache hits than calls'
+                     WHEN t.errors > t.total_calls THEN 'more errors than calls'
+                     WHEN t.total_calls > 9007199254740992 THEN 'a call count out of range'
+                     ELSE 'total time out of range' END
+           FROM tool_counters t JOIN agents a ON a.id = t.agent_id
+          WHERE t.cache_hits > t.total_calls OR t.errors > t.total_calls
+             OR t.total_calls > 9007199254740992 OR t.total_time > 3.16224e11 LIMIT 5",
+    ),
+    (
+        "cached responses",
+        "SELECT 'agent ' || quote(a.name), 'cached response #' || r.id || ': ' ||
+                CASE WHEN r.message = '' THEN 'an empty message'
+                     WHEN r.response = '' THEN 'an empty response'
+                     WHEN r.last_used_at < r.created_at THEN 'last used before it was created'
+                     ELSE 'a hit count out of range' END
+           FROM response_cache r JOIN agents a ON a.id = r.agent_id
+          WHERE r.message = '' OR r.response = '' OR r.last_used_at < r.created_at
+             OR r.hits > 9007199254740992 LIMIT 5",
+    ),
+    (
+        "response times",
+        "SELECT 'agent ' || quote(a.name), 'response log row ' || l.id || ': a time of ' || l.duration || ' s is out of range'
+           FROM response_log l JOIN agents a ON a.id = l.agent_id
+          WHERE NOT (l.duration BETWEEN 0 AND 31622400) LIMIT 5",
+    ),
+    (
+        "target response times",
+        "SELECT 'agent ' || quote(a.name), 'target response time ' || a.target_response_time || ' s is out of range'
+           FROM agents a WHERE NOT (a.target_response_time BETWEEN 1e-6 AND 31622400) LIMIT 5",
+    ),
+    (
+        "cached tool results",
+        "SELECT 'tool scope ' || quote(t.scope), 'cached result of ' || quote(t.tool) || ' expires before it was created'
+           FROM tool_cache t WHERE t.expires_at < t.created_at LIMIT 5",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::CHECKS;
+    use crate::store::invariants::{MAX_COUNT, MAX_RESPONSE_SECONDS, MAX_TOTAL_SECONDS};
+
+    /// The SQL spells the limits out; they must be these constants.
+    #[test]
+    fn the_checks_use_the_constants() {
+        let all: String = CHECKS.iter().map(|(_, sql)| *sql).collect();
+        assert!(all.contains(&MAX_COUNT.to_string()));
+        assert!(all.contains(&format!("{}", MAX_RESPONSE_SECONDS as u64)));
+        assert!(all.contains(&format!("{MAX_TOTAL_SECONDS:e}")));
+    }
 }

@@ -7,10 +7,11 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::connection::{APPLICATION_ID, Identity, SCHEMA_VERSION, identify};
-use crate::error::{Result, SqlContext};
+use super::stmt::SqlContext;
+use crate::error::Result;
 
 /// The fresh schema, embedded from the repository root.
-pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
+pub const SCHEMA_SQL: &str = include_str!("../../../schema.sql");
 
 /// The steps from each version to the next: `STEPS[v - 1]` moves schema `v` to
 /// `v + 1` (index 0 is schema 1 itself, which only `schema.sql` creates). A step is

@@ -1,79 +1,42 @@
 //! Giving free pages back to the file system. A prune or purge frees pages inside the
 //! file; SQLite reuses them, but the file does not shrink. Files created by this
-//! version use `auto_vacuum = INCREMENTAL`, so [`Store::compact`] moves free pages off
+//! version use `auto_vacuum = INCREMENTAL`, so `Store::compact` moves free pages off
 //! the end of the file in short write transactions while agents keep running; a full
 //! `VACUUM` (which also turns incremental vacuum on for an older file) rewrites the
 //! whole file and holds the write lock while it does.
 
 use rusqlite::Connection;
-use serde::Serialize;
 
-use super::Store;
-use crate::error::{Result, SqlContext};
+use super::Sqlite;
+use super::stmt::SqlContext;
+use crate::error::Result;
+use crate::store::{CompactReport, PageUse};
 
 /// Pages an incremental step frees per write transaction: a few milliseconds of lock.
 const PAGES_PER_STEP: i64 = 2048;
 
-/// How the file's pages are used.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct PageUse {
-    /// Pages in the file.
-    pub pages: u64,
-    /// Of them, free (on the freelist).
-    pub free_pages: u64,
-    /// The page size in bytes.
-    pub page_size: u64,
-}
-
-impl PageUse {
-    /// Free pages as a fraction of all pages (0 for an empty file).
-    pub fn free_fraction(&self) -> f64 {
-        if self.pages == 0 {
-            0.0
-        } else {
-            self.free_pages as f64 / self.pages as f64
-        }
-    }
-
-    pub(crate) fn read(c: &Connection) -> Result<PageUse> {
-        const SQL: &str = "SELECT (SELECT page_count FROM pragma_page_count),
+/// How the file's pages are used, from SQLite's pragmas.
+pub(super) fn page_use(c: &Connection) -> Result<PageUse> {
+    const SQL: &str = "SELECT (SELECT page_count FROM pragma_page_count),
                 (SELECT freelist_count FROM pragma_freelist_count),
                 (SELECT page_size FROM pragma_page_size)";
-        c.query_row(SQL, [], |r| {
-            Ok(PageUse {
-                pages: r.get(0)?,
-                free_pages: r.get(1)?,
-                page_size: r.get(2)?,
-            })
+    c.query_row(SQL, [], |r| {
+        Ok(PageUse {
+            pages: r.get(0)?,
+            free_pages: r.get(1)?,
+            page_size: r.get(2)?,
         })
-        .sql(SQL)
-    }
+    })
+    .sql(SQL)
 }
 
-/// What a compaction did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CompactReport {
-    /// `incremental` or `full`.
-    pub mode: &'static str,
-    /// Pages before and after.
-    pub before: PageUse,
-    /// See `before`.
-    pub after: PageUse,
-    /// Bytes given back to the file system (the file's size change).
-    pub bytes_reclaimed: u64,
-    /// True when the file uses incremental vacuum (after a full one, it does).
-    pub incremental_vacuum: bool,
-    /// What the operator may want to know (an older file without incremental vacuum).
-    pub note: Option<String>,
-}
-
-impl Store {
+impl Sqlite {
     /// How the file's pages are used now.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn page_use(&self) -> Result<PageUse> {
-        self.read(PageUse::read)
+    pub(super) fn pages(&self) -> Result<PageUse> {
+        self.read(page_use)
     }
 
     /// Gives free pages back to the file system. Incremental (the default) works in
@@ -85,8 +48,8 @@ impl Store {
     /// # Errors
     /// SQLite errors; busy when another process holds the write lock past the busy
     /// timeout.
-    pub fn compact(&self, full: bool) -> Result<CompactReport> {
-        let before = self.page_use()?;
+    pub(super) fn compact_file(&self, full: bool) -> Result<CompactReport> {
+        let before = self.pages()?;
         let size_before = self.file_size();
         let mut incremental = self.read(auto_vacuum)? == 2;
         let mut note = None;
@@ -106,7 +69,7 @@ impl Store {
                 let left = self.write(|tx| {
                     tx.execute_batch(&format!("PRAGMA incremental_vacuum({PAGES_PER_STEP})"))
                         .sql("PRAGMA incremental_vacuum")?;
-                    PageUse::read(tx)
+                    page_use(tx)
                 })?;
                 if left.free_pages >= free {
                     break;
@@ -122,8 +85,8 @@ impl Store {
             );
         }
         // In WAL mode the file shrinks when the WAL is copied back.
-        self.checkpoint()?;
-        let after = self.page_use()?;
+        self.checkpoint_now()?;
+        let after = self.pages()?;
         Ok(CompactReport {
             mode: if full { "full" } else { "incremental" },
             before,
@@ -135,7 +98,7 @@ impl Store {
     }
 
     fn file_size(&self) -> u64 {
-        std::fs::metadata(&self.inner.path).map_or(0, |m| m.len())
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 }
 

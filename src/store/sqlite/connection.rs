@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::error::{Error, Result};
+use crate::store::Synchronous;
 
 /// `PRAGMA application_id` of an agentstore file: "AGST" in ASCII.
 pub const APPLICATION_ID: i32 = 0x4147_5354;
@@ -29,20 +30,6 @@ pub(crate) const KNOWN_TABLES: [&str; 10] = [
     "response_log",
     "response_time_buckets",
 ];
-
-/// Longest content (in UTF-8 bytes) accepted for one entry; larger input is refused
-/// before it reaches SQLite.
-pub const MAX_CONTENT_BYTES: usize = 1 << 20;
-
-/// Durability of a commit (`PRAGMA synchronous`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Synchronous {
-    /// Survives a crash of the process; the last commits may be lost on power loss.
-    #[default]
-    Normal,
-    /// Survives power loss too, at the cost of an fsync per commit.
-    Full,
-}
 
 /// What a file turned out to be when it was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,13 +116,13 @@ pub(crate) fn retry_while_busy<T>(
 
 /// An SQLITE_BUSY error for `statement`.
 pub(crate) fn busy_error(statement: &str) -> Error {
-    Error::Sql {
-        statement: statement.to_string(),
-        source: Box::new(rusqlite::Error::SqliteFailure(
+    super::stmt::wrap(
+        rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
             Some("other connections kept it from completing in time".into()),
-        )),
-    }
+        ),
+        statement,
+    )
 }
 
 /// Reads the file's marks. Only reads: safe on a file that is not ours.
@@ -195,10 +182,7 @@ fn read_error(e: rusqlite::Error, path: &Path, statement: &str) -> Error {
         Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly) if wal_without_shm(path) => {
             Error::WalUnreadable(path.to_path_buf())
         }
-        _ => Error::Sql {
-            statement: statement.to_string(),
-            source: Box::new(e),
-        },
+        _ => super::stmt::wrap(e, statement),
     }
 }
 

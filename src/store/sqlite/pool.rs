@@ -40,7 +40,8 @@ pub(crate) fn build(
         // `SELECT 1` before every call.
         .test_on_check_out(false)
         .connection_timeout(settings.busy_timeout + Duration::from_secs(5))
-        .build(manager)?;
+        .build(manager)
+        .map_err(|e| crate::error::Error::Pool(Box::new(e)))?;
     Ok((pool, live))
 }
 

@@ -18,7 +18,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::connection::{ConnectionSettings, configure, open_raw};
-use crate::error::{Result, SqlContext};
+use super::stmt::SqlContext;
+use crate::error::Result;
 
 /// Pages in the WAL (4 MiB of 4 KiB pages) at which a commit checkpoints: SQLite's
 /// default.
