@@ -394,7 +394,7 @@ impl Agent {
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty message, one over 1 MiB or an importance
     /// outside 0..1 (checked before anything runs); [`Error::GenerationFailed`] when the
-    /// LLM fails; SQLite errors.
+    /// LLM fails; database errors.
     pub async fn process_message_with(
         &self,
         message: &str,
@@ -430,7 +430,7 @@ impl Agent {
     /// The compressed context, as a prompt gets it.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub async fn context(&self, max_chars: u64) -> Result<CompressedContext> {
         let memory = self.memory.clone();
         blocking(move || memory.context(max_chars)).await
@@ -453,7 +453,7 @@ impl Agent {
     /// [`Responder::optimize_performance`]).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub async fn optimize_performance(&self) -> Result<Optimization> {
         self.responder.optimize_performance().await
     }
@@ -461,7 +461,7 @@ impl Agent {
     /// Memory, tool and response stats together (counters flushed first).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub async fn stats(&self) -> Result<AgentStats> {
         let tools = self.tools.stats().await?;
         let responses = self.responder.response_time_stats().await?;
@@ -478,7 +478,7 @@ impl Agent {
     /// Writes the batched counters (tool counters, response hits and log).
     ///
     /// # Errors
-    /// SQLite errors; the counters stay pending.
+    /// Database errors; the counters stay pending.
     pub async fn flush(&self) -> Result<()> {
         self.tools.flush().await?;
         self.responder.flush().await

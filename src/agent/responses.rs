@@ -311,7 +311,7 @@ impl Responder {
     ///
     /// # Errors
     /// [`Error::GenerationFailed`] when the generator fails (logged, nothing cached);
-    /// [`Error::InvalidArgument`] for a message over 1 MiB; SQLite errors.
+    /// [`Error::InvalidArgument`] for a message over 1 MiB; database errors.
     pub async fn process_message(&self, message: &str) -> Result<Reply> {
         let start = Instant::now();
         let inner = &*self.inner;
@@ -467,7 +467,7 @@ impl Responder {
     /// Writes the pending hits and log rows.
     ///
     /// # Errors
-    /// SQLite errors; they stay pending for the next flush.
+    /// Database errors; they stay pending for the next flush.
     pub async fn flush(&self) -> Result<()> {
         flush_now(&self.inner).await
     }
@@ -484,7 +484,7 @@ impl Responder {
     /// The response-time stats over the agent's log (after a flush), in SQL.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub async fn response_time_stats(&self) -> Result<ResponseTimeStats> {
         let inner = self.inner.clone();
         blocking(move || {
@@ -500,7 +500,7 @@ impl Responder {
     /// recently used).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub async fn optimize_performance(&self) -> Result<Optimization> {
         let inner = self.inner.clone();
         blocking(move || {

@@ -238,6 +238,33 @@ pub fn snippet(text: &str, max: usize) -> String {
     }
 }
 
+/// The agent's stats as a few readable lines.
+pub fn stats_text(stats: &agentstore::agent::AgentStats) -> String {
+    let m = &stats.memory;
+    let t = &stats.tools;
+    let responses = match &stats.responses {
+        agentstore::ResponseTimeStats::Data(r) => format!(
+            "responses: {} answered, p50 {}, p95 {}, {:.1}% under the {} target, {} cached",
+            r.total_responses,
+            seconds(r.p50_response_time),
+            seconds(r.p95_response_time),
+            r.target_achievement_rate,
+            seconds(r.target_response_time),
+            r.cache_entries,
+        ),
+        agentstore::ResponseTimeStats::NoData => "responses: none answered yet".to_string(),
+    };
+    format!(
+        "memory: {} entries, {:.3} MB\ntools: {} calls, {} hits ({:.1}%), {} cached\n{responses}",
+        m.total_entries,
+        m.total_memory_mb,
+        t.total_tool_calls,
+        t.total_cache_hits,
+        t.cache_hit_rate_pct,
+        t.cache_size,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,6 +217,16 @@ async fn an_agent_generates_through_the_http_client() -> TestResult {
     let err = agent.process_message("fail please").await.unwrap_err();
     assert!(err.to_string().contains("HTTP 503"), "{err}");
     assert!(!err.to_string().contains(KEY));
+    // The failure keeps the client's structured error: its status, and that a retry
+    // may help.
+    let agentstore::Error::GenerationFailed(failure) = &err else {
+        panic!("not a generation failure: {err:?}")
+    };
+    match failure.llm() {
+        Some(LlmError::Http { status, .. }) => assert_eq!(*status, 503),
+        other => panic!("not the HTTP error: {other:?}"),
+    }
+    assert!(failure.llm().is_some_and(LlmError::is_transient));
     let stats = agent.stats().await?;
     // Ada's fact + two exchanges of two entries; the failure added nothing.
     assert_eq!(stats.memory.total_entries, 5);
@@ -225,4 +235,20 @@ async fn an_agent_generates_through_the_http_client() -> TestResult {
     assert_eq!(json["responses"]["cache_entries"], 1);
     agent.close().await?;
     Ok(())
+}
+
+/// `OpenAiClient::new(...)?` works in a function returning `agentstore::Result`.
+#[test]
+fn a_client_error_converts_into_the_library_error() {
+    fn build(base_url: &str) -> agentstore::Result<OpenAiClient> {
+        let client = OpenAiClient::new(OpenAiConfig::default().with_base_url(base_url))?;
+        Ok(client)
+    }
+    assert!(build("http://127.0.0.1:9/v1").is_ok());
+    let err = build("not a url").unwrap_err();
+    assert!(
+        matches!(err, agentstore::Error::Llm(LlmError::Config(_))),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("configuration"), "{err}");
 }

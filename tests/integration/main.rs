@@ -9,6 +9,7 @@ mod agent;
 mod bad_input;
 mod cli;
 mod common;
+mod connect;
 mod context;
 mod crash;
 mod faults;

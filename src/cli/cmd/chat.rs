@@ -2,8 +2,10 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
+use agentstore::MAX_CONTENT_BYTES;
 use agentstore::agent::{Agent, AgentConfig};
-use agentstore::{MAX_CONTENT_BYTES, ResponseTimeStats};
+
+use crate::cli::output::stats_text;
 
 use crate::cli::Context;
 use crate::cli::cmd::llm::{LlmArgs, runtime};
@@ -182,31 +184,4 @@ fn print_block(json: bool, value: &serde_json::Value, text: &str) -> io::Result<
         writeln!(out, "{text}")?;
     }
     out.flush()
-}
-
-/// The agent's stats as a few readable lines.
-pub fn stats_text(stats: &agentstore::agent::AgentStats) -> String {
-    let m = &stats.memory;
-    let t = &stats.tools;
-    let responses = match &stats.responses {
-        ResponseTimeStats::Data(r) => format!(
-            "responses: {} answered, p50 {}, p95 {}, {:.1}% under the {} target, {} cached",
-            r.total_responses,
-            output::seconds(r.p50_response_time),
-            output::seconds(r.p95_response_time),
-            r.target_achievement_rate,
-            output::seconds(r.target_response_time),
-            r.cache_entries,
-        ),
-        ResponseTimeStats::NoData { .. } => "responses: none answered yet".to_string(),
-    };
-    format!(
-        "memory: {} entries, {:.3} MB\ntools: {} calls, {} hits ({:.1}%), {} cached\n{responses}",
-        m.total_entries,
-        m.total_memory_mb,
-        t.total_tool_calls,
-        t.total_cache_hits,
-        t.cache_hit_rate_pct,
-        t.cache_size,
-    )
 }

@@ -182,7 +182,7 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<Reply> {
                             e.id.to_string(),
                             output::utc(e.created_at),
                             format!("{:.3}", e.importance),
-                            output::bytes(e.size_bytes as u64),
+                            output::bytes(e.size_bytes),
                             output::snippet(&e.content, 60),
                         ])
                         .map_err(write_error)

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod check;
 pub mod compact;
 pub mod demo;
+pub mod demo_tools;
 pub mod init;
 pub mod llm;
 pub mod memory;

@@ -27,7 +27,7 @@ pub struct MemoryEntry {
     #[serde(serialize_with = "serialize_micros")]
     pub created_at: i64,
     /// UTF-8 byte length of `content`.
-    pub size_bytes: i64,
+    pub size_bytes: u64,
 }
 
 /// An entry to restore as it was (see [`Memory::import_entries`]).

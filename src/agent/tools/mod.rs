@@ -1,27 +1,25 @@
 //! Tools: the [`Tool`] trait, the [`ToolRegistry`], and [`Tools`], an agent's cached
-//! executor. A call looks its result up in the SQLite tool cache (a read), runs the
+//! executor. A call looks its result up in the store's tool cache (a read), runs the
 //! tool on a miss, stores a successful result with its TTL, and counts the call in
 //! memory; counters reach `tool_counters` in batches. Identical cacheable calls in
 //! flight at the same time in this process run once (single-flight).
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
-use super::batch::off_worker;
-use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
+mod flight;
+
+use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock, off_worker};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheKey, DEFAULT_TOOL_TTL, Store, ToolCache, ToolCounts, ToolStats,
 };
+use flight::{AbortOnDrop, Failure, Flight, panic_message, run_contained};
 
 /// What a tool returns when it fails. The executor reports it as
 /// [`Error::ToolFailed`] and never caches it.
@@ -310,24 +308,6 @@ impl std::fmt::Debug for Tools {
     }
 }
 
-/// What identical calls in flight share: the result, or why there is none.
-type Shared = std::result::Result<Value, Failure>;
-
-#[derive(Debug, Clone)]
-enum Failure {
-    Failed(String),
-    Panicked(String),
-    /// The result could not be stored; the message of the store's error.
-    Store(String),
-}
-
-/// Calls in flight in this process, by (store identity, cache key): two stores opened
-/// on one database share their flights. An entry lives while its call runs; everyone
-/// who joins it gets the one result.
-type FlightKey = (String, [u8; 32]);
-static IN_FLIGHT: LazyLock<Mutex<HashMap<FlightKey, Arc<OnceCell<Shared>>>>> =
-    LazyLock::new(Default::default);
-
 impl Tools {
     /// The executor of agent `agent` over `registry`. With `config.scope` set, stores
     /// it as the agent's scope (a write); otherwise only reads.
@@ -336,7 +316,7 @@ impl Tools {
     /// blocking call is acceptable, e.g. in `spawn_blocking`.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a bad scope; SQLite errors.
+    /// [`Error::InvalidArgument`] for a bad scope; database errors.
     pub fn open(
         store: &Store,
         agent: &AgentRecord,
@@ -397,7 +377,7 @@ impl Tools {
     ///
     /// # Errors
     /// [`Error::UnknownTool`]; [`Error::ToolFailed`] or [`Error::ToolPanicked`]
-    /// (nothing cached); SQLite errors from the lookup or the store.
+    /// (nothing cached); database errors from the lookup or the store.
     pub async fn execute_tool_cached(&self, name: &str, params: Value) -> Result<Value> {
         let start = Instant::now();
         let inner = &*self.inner;
@@ -590,7 +570,7 @@ impl Tools {
     /// Writes the counters accumulated in memory.
     ///
     /// # Errors
-    /// SQLite errors; the counters stay in memory for the next flush.
+    /// Database errors; the counters stay in memory for the next flush.
     pub async fn flush(&self) -> Result<()> {
         flush_now(&self.inner).await
     }
@@ -608,7 +588,7 @@ impl Tools {
     /// include every call made through it).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub async fn stats(&self) -> Result<ToolStats> {
         let inner = self.inner.clone();
         blocking(move || {
@@ -622,7 +602,7 @@ impl Tools {
     /// them in small batches anyway.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub async fn remove_expired(&self) -> Result<u64> {
         let results = self.inner.cache.store().tool_results();
         blocking(move || results.remove_expired()).await
@@ -649,99 +629,5 @@ impl Drop for Inner {
         off_worker(|| {
             let _ = self.flush();
         });
-    }
-}
-
-impl Failure {
-    fn into_error(self, tool: &str) -> Error {
-        let tool = tool.to_string();
-        match self {
-            Failure::Failed(message) => Error::ToolFailed { tool, message },
-            Failure::Panicked(message) => Error::ToolPanicked { tool, message },
-            Failure::Store(message) => Error::ToolFailed {
-                tool,
-                message: format!("its result could not be cached: {message}"),
-            },
-        }
-    }
-}
-
-/// Runs a tool, turning its error or its panic into a [`Failure`].
-async fn run_contained(tool: &dyn Tool, params: Value) -> std::result::Result<Value, Failure> {
-    match CatchUnwind(tool.execute(params)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure::Failed(e.to_string())),
-        Err(message) => Err(Failure::Panicked(message)),
-    }
-}
-
-/// A future that turns a panic while polling the inner future into an error.
-struct CatchUnwind<F>(F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = std::result::Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(payload_message(payload.as_ref()))),
-        }
-    }
-}
-
-fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
-    }
-}
-
-/// A place in a flight: joined on creation, left on drop (also when the call is
-/// cancelled). The last one out of a flight, or anyone once it has its result,
-/// removes the flight from the map, so the map holds only calls in progress.
-struct Flight {
-    key: FlightKey,
-    cell: Arc<OnceCell<Shared>>,
-}
-
-impl Flight {
-    fn join(key: FlightKey) -> Flight {
-        let cell = lock(&IN_FLIGHT).entry(key.clone()).or_default().clone();
-        Flight { key, cell }
-    }
-}
-
-impl Drop for Flight {
-    fn drop(&mut self) {
-        let mut flights = lock(&IN_FLIGHT);
-        let ours = flights
-            .get(&self.key)
-            .is_some_and(|c| Arc::ptr_eq(c, &self.cell));
-        // Two references: the map's and ours, so nobody else is waiting.
-        if ours && (self.cell.initialized() || Arc::strong_count(&self.cell) <= 2) {
-            flights.remove(&self.key);
-        }
-    }
-}
-
-fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(payload) => payload_message(payload.as_ref()),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// A task handle that aborts its task when dropped (e.g. when the batch's caller is
-/// cancelled), so no request outlives the batch.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
