@@ -1,17 +1,27 @@
 //! agentstore keeps a long-lived LLM agent's state in one SQLite file, so the agent
 //! can be killed, restarted, inspected and pruned without losing what it knew.
 //!
-//! The [`Store`] is plain synchronous Rust over an r2d2 pool of SQLite connections
-//! (WAL, `synchronous=NORMAL` by default, a busy timeout, `BEGIN IMMEDIATE` for every
-//! write). `schema.sql` at the repository root is the schema, embedded in the crate;
-//! its views are a public interface for any SQLite client.
+//! The [`Store`] is plain synchronous Rust. It holds an engine behind a crate-private
+//! seam of whole operations (an add with its cleanup, a lookup, one prune batch, an
+//! import), so that the engine can be an embedded file or, later, a server. Today's
+//! engine is SQLite: a pool of connections in WAL mode (`synchronous=NORMAL` by
+//! default, a busy timeout, `BEGIN IMMEDIATE` for every write). `schema.sql` at the
+//! repository root is its schema, embedded in the crate; its views are a public
+//! interface for any SQLite client. [`Store::open`] takes a file path and
+//! [`Store::connect`] a location (`agent.db`, `sqlite:agent.db`).
 //!
 //! Per agent the store keeps memory entries ([`Memory`]), cached tool results and
 //! tool counters ([`ToolCache`]), and cached responses with the response-time log
-//! ([`ResponseCache`]). The async layer in [`agent`] runs tools with caching,
-//! single-flight and parallel batches ([`agent::Tools`]) and answers messages from the
-//! response cache or a generator under a target time ([`agent::Responder`]); it keeps
-//! hot paths free of writes by counting in memory and flushing in batches.
+//! ([`ResponseCache`]); each handle is bound to its agent. The async layer in [`agent`]
+//! runs tools with caching, single-flight and parallel batches ([`agent::Tools`]) and
+//! answers messages from the response cache or a generator under a target time
+//! ([`agent::Responder`]); it keeps hot paths free of writes by counting in memory and
+//! flushing in batches, and runs store calls off its async workers unless the store
+//! says a read may run inline ([`Store::reads_inline`]).
+//!
+//! Features: `cli` (default) builds the `agentstore` binary; `openai` (default, and
+//! part of `cli`) adds `agent::OpenAiClient`. A library user who embeds the store
+//! can use `default-features = false`.
 //!
 //! ```
 //! use agentstore::{Store, StoreOptions};

@@ -428,14 +428,17 @@ impl Responder {
     /// [`blocking`].
     async fn lookup(&self, message: &str) -> Result<Option<CacheMatch>> {
         let inner = &self.inner;
-        let (cache, options) = (inner.cache.clone(), inner.config.fuzzy);
         let inline = match inner.reads_inline {
             true => inner.cache.try_lookup_exact(message),
             false => None,
         };
-        let message = message.to_string();
+        // A hit answered here allocates nothing more.
+        if let Some(Ok(Some(hit))) = inline {
+            return Ok(Some(hit));
+        }
+        let (cache, options, message) =
+            (inner.cache.clone(), inner.config.fuzzy, message.to_string());
         match inline {
-            Some(Ok(Some(hit))) => Ok(Some(hit)),
             // Read here already: only the fuzzy match is left.
             Some(Ok(None)) => blocking(move || cache.lookup_fuzzy(&message, options)).await,
             // Not inline (or an error worth a retry): both, off this thread.

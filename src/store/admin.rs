@@ -9,6 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Store;
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 
 /// What `check` found. `problems` is empty when all is well.

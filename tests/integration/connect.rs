@@ -17,7 +17,8 @@ use crate::common::{TempDb, TestResult};
 /// The binary with no `--db` given, so the test gives its own.
 fn bare() -> assert_cmd::Command {
     let mut c = assert_cmd::Command::cargo_bin("agentstore").expect("binary");
-    c.env_remove("AGENTSTORE_DB").env_remove("AGENTSTORE_BUSY_TIMEOUT");
+    c.env_remove("AGENTSTORE_DB")
+        .env_remove("AGENTSTORE_BUSY_TIMEOUT");
     c
 }
 

@@ -20,6 +20,7 @@ mod interrupted;
 mod llm;
 mod load;
 mod open;
+mod readme;
 mod responses;
 mod retention;
 mod sql;

@@ -1,5 +1,5 @@
 //! LLM clients: the [`LlmClient`] trait the agent generates with, an
-//! OpenAI-compatible HTTP client ([`OpenAiClient`]: OpenAI, Ollama, vLLM, llama.cpp's
+//! OpenAI-compatible HTTP client (`OpenAiClient`: OpenAI, Ollama, vLLM, llama.cpp's
 //! server, LiteLLM) and an offline, deterministic [`SimulatedClient`] for demos and
 //! tests.
 

@@ -68,7 +68,7 @@ pub struct TimeFigures {
     pub target_response_time: f64,
 }
 
-/// What [`ResponseCache::tune_target`] did.
+/// What [`ResponseCache::tune_target`](super::ResponseCache::tune_target) did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Tuning {
     /// The target before, in seconds.
