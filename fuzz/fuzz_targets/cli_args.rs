@@ -5,6 +5,9 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../../src/cli/mod.rs"]
 mod cli;
+#[allow(dead_code)]
+#[path = "../../src/rng.rs"]
+mod rng;
 
 use clap::Parser;
 

@@ -97,24 +97,16 @@ impl ToolOps for Sqlite {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        const UPSERT: &str = "INSERT INTO tool_cache \
-             (key, scope, tool, params, result, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (key) DO UPDATE SET result = excluded.result, \
-             created_at = excluded.created_at, expires_at = excluded.expires_at";
         self.write(|tx| {
-            exec(
+            upsert(
                 tx,
-                UPSERT,
-                params![
-                    &key.0[..],
-                    scope,
-                    tool,
-                    canonical_params,
-                    result,
-                    now,
-                    expires_at
-                ],
+                key,
+                scope,
+                tool,
+                canonical_params,
+                result,
+                now,
+                expires_at,
             )?;
             expire_batch(tx, now, EXPIRE_BATCH_ON_WRITE)?;
             Ok(())
@@ -199,6 +191,40 @@ fn expire_batch(tx: &Connection, now: i64, limit: i64) -> Result<usize> {
     exec(tx, EXPIRE, params![now, limit])
 }
 
+/// Stores a result under `key`, replacing the row with that key: one atomic upsert
+/// (two processes storing the same key at once both succeed).
+#[allow(clippy::too_many_arguments)]
+fn upsert(
+    tx: &Connection,
+    key: &CacheKey,
+    scope: &str,
+    tool: &str,
+    canonical_params: &str,
+    result: &str,
+    created_at: i64,
+    expires_at: i64,
+) -> Result<()> {
+    const UPSERT: &str = "INSERT INTO tool_cache \
+         (key, scope, tool, params, result, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (key) DO UPDATE SET result = excluded.result, \
+         created_at = excluded.created_at, expires_at = excluded.expires_at";
+    exec(
+        tx,
+        UPSERT,
+        params![
+            &key.0[..],
+            scope,
+            tool,
+            canonical_params,
+            result,
+            created_at,
+            expires_at
+        ],
+    )?;
+    Ok(())
+}
+
 /// Stores one imported result in the caller's transaction (see `store::transfer`),
 /// replacing a row with the same key (recomputed from the canonical params).
 pub(super) fn restore_result(
@@ -220,21 +246,8 @@ pub(super) fn restore_result(
         )));
     }
     let key = CacheKey::from_canonical(scope, tool, &canonical);
-    const UPSERT: &str = "INSERT OR REPLACE INTO tool_cache \
-         (key, scope, tool, params, result, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-    exec(
-        tx,
-        UPSERT,
-        params![
-            &key.0[..],
-            scope,
-            tool,
-            canonical,
-            result,
-            created_at,
-            expires_at
-        ],
+    upsert(
+        tx, &key, scope, tool, &canonical, &result, created_at, expires_at,
     )?;
     Ok(())
 }
