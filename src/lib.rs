@@ -45,6 +45,7 @@
 pub mod agent;
 pub mod clock;
 mod error;
+mod offload;
 mod rng;
 mod store;
 

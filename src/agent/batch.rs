@@ -33,19 +33,6 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
     }
 }
 
-/// Runs blocking code from a synchronous context that may be an async worker (a
-/// `Drop`): on a multi-threaded runtime `block_in_place` moves the worker's other
-/// tasks elsewhere first; on a current-thread runtime nothing can, and it runs here.
-pub(crate) fn off_worker<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
 /// Runs `f` on the blocking pool without waiting for it (here, outside a runtime).
 pub(crate) fn detach_blocking(f: impl FnOnce() + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
@@ -181,6 +168,11 @@ impl<T: Pending> Batch<T> {
         }
         s.timer = true;
         Due::After(self.interval - since)
+    }
+
+    /// Takes what is pending, for a last write elsewhere (an owner being dropped).
+    pub(crate) fn take(&self) -> T {
+        std::mem::take(&mut lock(&self.state).data)
     }
 
     /// Writes what is pending with `write`. On an error the data is kept for the next

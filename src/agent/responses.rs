@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::LlmError;
-use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock, off_worker};
+use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, MAX_CONTENT_BYTES, Optimization,
@@ -529,10 +529,22 @@ impl Flush for Inner {
 }
 
 impl Drop for Inner {
+    /// Best effort (`close()` reports errors), and never a write on an async worker
+    /// thread.
     fn drop(&mut self) {
-        // Best effort (`close()` reports errors), and off an async worker thread.
-        off_worker(|| {
-            let _ = self.flush();
+        let pending = self.pending.take();
+        let (cache, keep) = (self.cache.clone(), self.config.log_retention);
+        crate::offload::finish_off_worker(move || {
+            if !pending.is_empty() {
+                let hits: Vec<(i64, u64, i64)> = pending
+                    .hits
+                    .iter()
+                    .map(|(id, (n, at))| (*id, *n, *at))
+                    .collect();
+                let _ = cache.record(&hits, &pending.log, keep);
+            }
+            // New responses reach the word index here, off the answering path.
+            let _ = cache.index_pending();
         });
     }
 }

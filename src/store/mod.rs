@@ -244,23 +244,10 @@ struct Inner {
 }
 
 impl Drop for Inner {
-    /// Closing an engine waits for its connections (bounded): on an async worker thread
-    /// that wait moves off the worker.
+    /// Closing an engine waits for its connections (bounded): never on an async worker.
     fn drop(&mut self) {
-        let Some(engine) = self.engine.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(move || drop(engine));
-            }
-            Ok(_) => {
-                // A current-thread runtime cannot lend its thread: close on another.
-                let _ = std::thread::Builder::new()
-                    .name("agentstore-close".into())
-                    .spawn(move || drop(engine));
-            }
-            Err(_) => drop(engine),
+        if let Some(engine) = self.engine.take() {
+            crate::offload::finish_off_worker(move || drop(engine));
         }
     }
 }

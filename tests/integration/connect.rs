@@ -259,12 +259,26 @@ fn the_async_agent_lists_summarises_and_prunes_memory() -> TestResult {
             assert_eq!((dry.removed_entries, dry.dry_run), (1, true));
             agent.prune_memory(Prune::MinImportance(0.5), false).await?;
             assert_eq!(agent.memories(ListOrder::Time, 10).await?.len(), 1);
+            // An answer whose log row is still in memory: the drop writes it.
+            agent.process_message("hello there").await?;
             // The last handle of the store goes with the agent, on this worker.
             drop(agent);
             Ok::<_, agentstore::Error>(())
         })?;
+        // What the drops wrote was written before they returned.
+        drop(rt);
     }
     let check = Store::open(&db.path, StoreOptions::existing())?;
     assert_eq!(check.agents()?.len(), 2);
+    for agent in check.agents()? {
+        let stats = check.response_cache(&agent).time_stats()?;
+        let ResponseTimeStats::Data(figures) = stats else {
+            panic!(
+                "{}: the dropped agent's log row was not written",
+                agent.name
+            )
+        };
+        assert_eq!(figures.total_responses, 1, "{}", agent.name);
+    }
     Ok(())
 }

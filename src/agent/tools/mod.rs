@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 mod flight;
 
-use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock, off_worker};
+use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheKey, DEFAULT_TOOL_TTL, Store, ToolCache, ToolCounts, ToolStats,
@@ -623,11 +623,17 @@ impl Flush for Inner {
 }
 
 impl Drop for Inner {
+    /// Best effort (a clean shutdown calls `close()`, which reports errors), and never
+    /// a write on an async worker thread.
     fn drop(&mut self) {
-        // Best effort (a clean shutdown calls `close()`, which reports errors), and
-        // off an async worker thread.
-        off_worker(|| {
-            let _ = self.flush();
+        let pending = self.counters.take();
+        if pending.is_empty() {
+            return;
+        }
+        let cache = self.cache.clone();
+        crate::offload::finish_off_worker(move || {
+            let rows: Vec<(String, ToolCounts)> = pending.0.into_iter().collect();
+            let _ = cache.add_counts(&rows);
         });
     }
 }
