@@ -61,7 +61,7 @@ pub use store::{
     ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats,
     SCHEMA_SQL, SCHEMA_VERSION, SqliteOptions, StatsView, Store, StoreOptions, Synchronous,
     TimeFigures, ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, Tuning,
-    canonical_json, query_read_only, query_read_only_with, words,
+    canonical_json, query_read_only, query_read_only_with, report, words,
 };
 
 #[cfg(test)]

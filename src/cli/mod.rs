@@ -3,6 +3,7 @@
 //! `run` that returns data for [`output`] to render.
 
 pub mod cmd;
+pub mod html;
 pub mod outfile;
 pub mod output;
 pub mod parse;
@@ -140,6 +141,9 @@ pub enum Command {
     /// Give free pages back to the file system (after a prune or purge), while agents
     /// keep running; --full rewrites the file with VACUUM.
     Compact(cmd::compact::Args),
+    /// Write one self-contained HTML page with an agent's charts (memory, responses,
+    /// tools), or every agent's; --json prints the data it is drawn from.
+    Report(cmd::report::Args),
 }
 
 /// Runs the parsed command and renders its reply.
@@ -173,6 +177,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sql(a) => cmd::sql::run(&ctx, a)?,
         Command::Check(a) => cmd::check::run(&ctx, a)?,
         Command::Compact(a) => cmd::compact::run(&ctx, a)?,
+        Command::Report(a) => cmd::report::run(&ctx, a)?,
     };
     let Reply { output, problems } = reply;
     output.print(ctx.json, ctx.width)?;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::memory::{PrunePlan, PruneStart};
+use super::report::Aggregates;
 use super::responses::{ResponsePurge, TuneRule};
 use super::transfer::{ImportSink, Record};
 use super::{
@@ -21,7 +22,7 @@ use crate::error::Result;
 /// Everything an engine is: the five table groups, and what the layers above ask of
 /// the engine itself.
 pub(crate) trait Engine:
-    AgentOps + MemoryOps + ToolOps + ResponseOps + AdminOps + Send + Sync + 'static
+    AgentOps + MemoryOps + ToolOps + ResponseOps + AdminOps + ReportOps + Send + Sync + 'static
 {
     /// Names the database: two stores with the same identity share one database (the
     /// single-flight of tool calls is keyed by it).
@@ -230,4 +231,11 @@ pub(crate) trait AdminOps {
         timeout: Duration,
         sink: &mut dyn QuerySink,
     ) -> Result<u64>;
+}
+
+/// The report's aggregates (`agentstore report`), over every table group of an agent.
+pub(crate) trait ReportOps {
+    /// The chart data of `agent` at `now`, from one snapshot; `doomed` is how many
+    /// entries the next regular cleanup removes (they are counted per cell).
+    fn report_aggregates(&self, agent: &AgentRecord, now: i64, doomed: i64) -> Result<Aggregates>;
 }

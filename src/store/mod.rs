@@ -10,6 +10,7 @@ mod batch;
 mod engine;
 mod invariants;
 mod memory;
+pub mod report;
 mod responses;
 mod sqlite;
 mod tool_cache;

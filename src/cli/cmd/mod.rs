@@ -9,6 +9,7 @@ pub mod demo_tools;
 pub mod init;
 pub mod llm;
 pub mod memory;
+pub mod report;
 pub mod responses;
 pub mod sql;
 pub mod stats;

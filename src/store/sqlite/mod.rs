@@ -11,6 +11,7 @@ mod memory;
 mod migrate;
 mod pool;
 mod prune;
+mod report;
 mod responses;
 mod sql;
 mod stmt;

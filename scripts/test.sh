@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command (README): every suite, none skipped. Installs what the browser test
+# needs where it can (Debian's chromium, as root), then runs `cargo test` with
+# AGENTSTORE_REQUIRE_CHROMIUM set, so that test fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package) for the report's browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "chromium is not installed and cannot be installed here (not root, or no apt-get)" >&2
+    exit 1
+  fi
+fi
+
+export AGENTSTORE_REQUIRE_CHROMIUM=1
+cargo test "$@"
