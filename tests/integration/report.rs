@@ -205,6 +205,15 @@ fn the_page_parses_and_has_every_chart_with_marks() -> TestResult {
     Ok(())
 }
 
+/// The sum of `keys` over the objects of the array `v`.
+fn total(v: &Value, keys: &[&str]) -> u64 {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .flat_map(|b| keys.iter().map(move |k| b[*k].as_u64().expect("a count")))
+        .sum()
+}
+
 fn json_report(db: &TempDb, agent: &str) -> String {
     let out = agentstore(db)
         .args(["--json", "report", "--agent", agent])
@@ -249,46 +258,19 @@ fn the_figures_equal_what_the_stats_commands_print() -> TestResult {
     );
     assert_eq!(stats["response_stats"][0]["total_logged"], 400);
     // The histograms add up to the totals.
-    let entries: u64 = a["importance_histogram"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["count"].as_u64().unwrap())
-        .sum();
+    let entries = total(&a["importance_histogram"], &["count"]);
     assert_eq!(entries, memory["total_entries"].as_u64().unwrap());
-    let cells: u64 = a["importance_by_age"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["count"].as_u64().unwrap())
-        .sum();
+    let cells = total(&a["importance_by_age"], &["count"]);
     assert_eq!(cells, entries);
-    let timed: u64 = a["response_time_histogram"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["count"].as_u64().unwrap())
-        .sum();
+    let timed = total(&a["response_time_histogram"], &["count"]);
     assert_eq!(timed, responses["total_responses"].as_u64().unwrap());
-    let logged: u64 = a["outcomes_over_time"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            ["exact", "fuzzy", "generated", "fallback", "error"]
-                .iter()
-                .map(|k| b[k].as_u64().unwrap())
-                .sum::<u64>()
-        })
-        .sum();
+    let logged = total(
+        &a["outcomes_over_time"],
+        &["exact", "fuzzy", "generated", "fallback", "error"],
+    );
     assert_eq!(logged, 400, "every logged response, errors included");
     let c = &a["tool_cache"];
-    let live: u64 = c["expiring"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["count"].as_u64().unwrap())
-        .sum();
+    let live = total(&c["expiring"], &["count"]);
     assert_eq!(
         live + c["expired"].as_u64().unwrap(),
         c["size"].as_u64().unwrap()
