@@ -423,28 +423,52 @@ fn the_page_renders_in_headless_chromium() -> TestResult {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    // Not blank: many distinct colours, and the chart colour among them.
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot)?));
-    let mut reader = decoder.read_info()?;
-    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
-    let info = reader.next_frame(&mut buf)?;
-    let channels = info.color_type.samples();
-    let pixels = &buf[..info.buffer_size()];
-    let mut colours = std::collections::HashSet::new();
-    let mut background = 0usize;
-    for px in pixels.chunks(channels) {
-        colours.insert(px[..3].to_vec());
-        background += usize::from(px[..3] == [255, 255, 255] || px[..3] == [18, 21, 27]);
-    }
-    let total = pixels.len() / channels;
+    // Not blank: many distinct colours, and not mostly background.
+    let (pixels, width) = rgb_pixels(&shot)?;
+    let colours: std::collections::HashSet<&[u8; 3]> = pixels.iter().collect();
+    let background = pixels.iter().filter(|p| **p == [255, 255, 255]).count();
     assert!(
         colours.len() > 50,
         "{} colours: a blank page?",
         colours.len()
     );
     assert!(
-        background < total * 95 / 100,
-        "mostly background: {background}/{total}"
+        background < pixels.len() * 95 / 100,
+        "mostly background: {background}/{}",
+        pixels.len()
     );
+    assert_eq!(pixels[0], [255, 255, 255], "the light page's background");
+    // In dark mode the page is dark.
+    let dark = db.dir.path().join("dark.png");
+    let run = headless(&browser, &db.dir.path().join("profile-dark"))
+        .args(["--force-dark-mode", "--window-size=800,600"])
+        .arg(format!("--screenshot={}", dark.display()))
+        .arg(&url)
+        .output()?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (dark_pixels, _) = rgb_pixels(&dark)?;
+    assert_eq!(dark_pixels[0], [18, 21, 27], "the dark page's background");
+    assert!(width >= 1200);
     Ok(())
+}
+
+/// A decoded screenshot: RGB pixels, and the width.
+type Picture = (Vec<[u8; 3]>, u32);
+
+/// A PNG's pixels as RGB, and its width.
+fn rgb_pixels(path: &Path) -> Result<Picture, Box<dyn std::error::Error>> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("no size")?];
+    let info = reader.next_frame(&mut buf)?;
+    let channels = info.color_type.samples();
+    let rgb = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    Ok((rgb, info.width))
 }
