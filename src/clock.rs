@@ -83,6 +83,11 @@ pub(crate) fn deserialize_micros<'de, D: serde::Deserializer<'de>>(d: D) -> Resu
         })
 }
 
+/// A duration in whole microseconds, saturating at `i64::MAX`.
+pub(crate) fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// A duration as people write it, largest unit first: `2s`, `1m 30s`, `1h 5m`,
 /// `250ms`, `3days 4h` (humantime's spelling, which the CLI parses back).
 pub fn format_duration(d: Duration) -> String {

@@ -516,30 +516,19 @@ fn response_times(out: &mut String, a: &AgentReport) {
         count_fmt,
     );
     let (x0, x1, y0, y1) = (svg.x0(), svg.x1(), svg.y0(), svg.y1());
-    // The log axis spans the bins, the target and the percentiles.
+    // The log axis spans whole decades holding the bins, the target and the
+    // percentiles (times under 0.1 µs are drawn at 0.1 µs).
     let positive = |v: f64| v.max(1e-7);
-    let mut lo = f64::INFINITY;
-    let mut hi = 0.0f64;
-    for v in bins.iter().flat_map(|b| [b.lo, b.hi]).chain([
+    let values = bins.iter().flat_map(|b| [b.lo, b.hi]).chain([
         f.target_response_time,
         f.p95_response_time,
         f.min_response_time,
-    ]) {
-        if v > 0.0 {
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-    }
-    if !lo.is_finite() {
-        lo = 1e-6;
-    }
-    let (llo, lhi) = (
-        positive(lo).log10().floor(),
-        positive(hi)
-            .log10()
-            .ceil()
-            .max(positive(lo).log10().floor() + 1.0),
-    );
+    ]);
+    let (lo, hi) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+        (lo.min(positive(v)), hi.max(positive(v)))
+    });
+    let llo = lo.log10().floor();
+    let lhi = hi.log10().ceil().max(llo + 1.0);
     let x = |v: f64| x0 + (x1 - x0) * (positive(v).log10() - llo) / (lhi - llo);
     for b in bins {
         let h = (y0 - y1) * b.count as f64 / max;

@@ -156,13 +156,13 @@ impl StoreOptions {
 
     /// These options with another SQLite busy timeout (see [`SqliteOptions`]).
     pub fn with_busy_timeout(mut self, busy_timeout: Duration) -> Self {
-        self.sqlite.busy_timeout = busy_timeout;
+        self.sqlite = self.sqlite.with_busy_timeout(busy_timeout);
         self
     }
 
     /// These options with another SQLite pool size (see [`SqliteOptions`]).
     pub fn with_pool_size(mut self, pool_size: u32) -> Self {
-        self.sqlite.pool_size = pool_size.max(1);
+        self.sqlite = self.sqlite.with_pool_size(pool_size);
         self
     }
 
@@ -174,7 +174,7 @@ impl StoreOptions {
 
     /// These options with another SQLite durability (see [`SqliteOptions`]).
     pub fn with_synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.sqlite.synchronous = synchronous;
+        self.sqlite = self.sqlite.with_synchronous(synchronous);
         self
     }
 }

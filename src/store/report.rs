@@ -63,7 +63,8 @@ pub struct AgentReport {
     pub importance_by_age: Vec<AgeCell>,
     /// The age bins' width, in hours (`AGE_BINS` bins from 0 to the oldest entry).
     pub age_bin_hours: f64,
-    /// The most important entries (content clipped to 200 characters).
+    /// The most important entries (content clipped to 200 characters, as error
+    /// messages clip values: see [`crate::clip`]).
     pub top_entries: Vec<MemoryEntry>,
     /// What `responses stats` prints.
     pub responses: ResponseTimeStats,
@@ -216,7 +217,7 @@ impl Store {
             .list(super::ListOrder::Importance, TOP_ENTRIES)?
             .into_iter()
             .map(|mut e| {
-                e.content = clip_content(&e.content);
+                e.content = crate::clip(&e.content);
                 e
             })
             .collect();
@@ -271,14 +272,6 @@ impl Store {
             },
             tools,
         })
-    }
-}
-
-/// Content as the report shows it: at most 200 characters.
-fn clip_content(content: &str) -> String {
-    match content.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &content[..cut]),
-        None => content.to_string(),
     }
 }
 

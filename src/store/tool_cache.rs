@@ -276,8 +276,12 @@ fn parse_result(text: &str) -> Result<Value> {
     })
 }
 
-fn duration_micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+/// A tool call as [`ToolCache::call`] keys it.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub key: CacheKey,
+    tool: String,
+    canonical: String,
 }
 
 /// Checks a tool name before it reaches the database.
@@ -347,18 +351,39 @@ impl ToolCache {
     /// [`canonical_json`] refuses; database errors ([`Error::DiskFull`], ...), in
     /// which case nothing was stored.
     pub fn put(&self, tool: &str, params: &Value, result: &Value, ttl: Duration) -> Result<bool> {
+        self.put_call(&self.call(tool, params)?, result, ttl)
+    }
+
+    /// A call of `tool` with `params` in this scope: its canonical params and the key
+    /// derived from them, computed once for a lookup and the store that may follow.
+    pub(crate) fn call(&self, tool: &str, params: &Value) -> Result<Call> {
         validate_tool(tool)?;
         let canonical = canonical_json(params)?;
-        let key = CacheKey::from_canonical(&self.scope, tool, &canonical);
+        Ok(Call {
+            key: CacheKey::from_canonical(&self.scope, tool, &canonical),
+            tool: tool.to_string(),
+            canonical,
+        })
+    }
+
+    /// [`ToolCache::put`] of a call made by [`ToolCache::call`] (so the key is always
+    /// the one derived from the params).
+    pub(crate) fn put_call(&self, call: &Call, result: &Value, ttl: Duration) -> Result<bool> {
         let result = result.to_string();
         if result.len() > MAX_CONTENT_BYTES {
             return Ok(false);
         }
         let now = self.store.now_micros();
-        let expires = now.saturating_add(duration_micros(ttl));
-        self.store
-            .engine()
-            .tool_put(&key, &self.scope, tool, &canonical, &result, now, expires)?;
+        let expires = now.saturating_add(crate::clock::duration_micros(ttl));
+        self.store.engine().tool_put(
+            &call.key,
+            &self.scope,
+            &call.tool,
+            &call.canonical,
+            &result,
+            now,
+            expires,
+        )?;
         Ok(true)
     }
 

@@ -412,19 +412,14 @@ fn the_page_renders_in_headless_chromium() -> TestResult {
             "the browser's DOM lacks chart {chart}"
         );
     }
-    let shot = db.dir.path().join("shot.png");
-    let run = headless(&browser, &db.dir.path().join("profile-shot"))
-        .arg("--window-size=1200,1800")
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
-        .output()?;
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    // Not blank: many distinct colours, and not mostly background.
-    let (pixels, width) = rgb_pixels(&shot)?;
+    // Not blank: many distinct colours, not mostly background, a light background.
+    let pixels = screenshot(
+        &browser,
+        db.dir.path(),
+        "light",
+        &["--window-size=1200,1800"],
+        &url,
+    )?;
     let colours: std::collections::HashSet<&[u8; 3]> = pixels.iter().collect();
     let background = pixels.iter().filter(|p| **p == [255, 255, 255]).count();
     assert!(
@@ -439,36 +434,43 @@ fn the_page_renders_in_headless_chromium() -> TestResult {
     );
     assert_eq!(pixels[0], [255, 255, 255], "the light page's background");
     // In dark mode the page is dark.
-    let dark = db.dir.path().join("dark.png");
-    let run = headless(&browser, &db.dir.path().join("profile-dark"))
-        .args(["--force-dark-mode", "--window-size=800,600"])
-        .arg(format!("--screenshot={}", dark.display()))
-        .arg(&url)
+    let dark = screenshot(
+        &browser,
+        db.dir.path(),
+        "dark",
+        &["--force-dark-mode", "--window-size=800,600"],
+        &url,
+    )?;
+    assert_eq!(dark[0], [18, 21, 27], "the dark page's background");
+    Ok(())
+}
+
+/// A headless screenshot of `url` with `args` (a fresh profile each), as RGB pixels.
+fn screenshot(
+    browser: &Path,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+    url: &str,
+) -> Result<Vec<[u8; 3]>, Box<dyn std::error::Error>> {
+    let shot = dir.join(format!("{name}.png"));
+    let run = headless(browser, &dir.join(format!("profile-{name}")))
+        .args(args)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
         .output()?;
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let (dark_pixels, _) = rgb_pixels(&dark)?;
-    assert_eq!(dark_pixels[0], [18, 21, 27], "the dark page's background");
-    assert!(width >= 1200);
-    Ok(())
-}
-
-/// A decoded screenshot: RGB pixels, and the width.
-type Picture = (Vec<[u8; 3]>, u32);
-
-/// A PNG's pixels as RGB, and its width.
-fn rgb_pixels(path: &Path) -> Result<Picture, Box<dyn std::error::Error>> {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot)?));
     let mut reader = decoder.read_info()?;
     let mut buf = vec![0; reader.output_buffer_size().ok_or("no size")?];
     let info = reader.next_frame(&mut buf)?;
     let channels = info.color_type.samples();
-    let rgb = buf[..info.buffer_size()]
+    Ok(buf[..info.buffer_size()]
         .chunks(channels)
         .map(|p| [p[0], p[1], p[2]])
-        .collect();
-    Ok((rgb, info.width))
+        .collect())
 }

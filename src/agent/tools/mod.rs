@@ -395,14 +395,16 @@ impl Tools {
             return out;
         }
 
-        let key = match inner.cache.key(name, &params) {
-            Ok(key) => key,
+        // The canonical params and the key, once: for the lookup, the flight and the
+        // store after a miss.
+        let call = match inner.cache.call(name, &params) {
+            Ok(call) => call,
             Err(e) => {
                 self.record(name, start, false, true);
                 return Err(e);
             }
         };
-        match self.lookup(key).await {
+        match self.lookup(call.key).await {
             Ok(Some(hit)) => {
                 self.record(name, start, true, false);
                 return Ok(hit);
@@ -414,7 +416,7 @@ impl Tools {
             }
         }
 
-        let flight = Flight::join((inner.cache.store().identity().to_string(), key.0));
+        let flight = Flight::join((inner.cache.store().identity().to_string(), call.key.0));
         let mut leader_error = None;
         let mut ran = false;
         let (ran_ref, error_ref) = (&mut ran, &mut leader_error);
@@ -422,13 +424,11 @@ impl Tools {
             .cell
             .get_or_init(move || async move {
                 *ran_ref = true;
-                let stored_params = params.clone();
                 let result = run_contained(tool.as_ref(), params).await?;
                 let ttl = tool.ttl().unwrap_or(inner.config.default_ttl);
                 let cache = inner.cache.clone();
-                let tool_name = name.to_string();
                 let (put, result) = blocking(move || {
-                    let put = cache.put(&tool_name, &stored_params, &result, ttl);
+                    let put = cache.put_call(&call, &result, ttl);
                     (put, result)
                 })
                 .await;

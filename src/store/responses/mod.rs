@@ -497,5 +497,5 @@ impl ResponseCache {
 
 /// The cutoff of `OlderThan(d)` at `now`.
 pub(crate) fn older_than(d: Duration, now: i64) -> i64 {
-    now.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    now.saturating_sub(crate::clock::duration_micros(d))
 }

@@ -35,12 +35,6 @@ impl ReportOps for Sqlite {
             "SELECT min(CAST((at - ?2) * ?4 / (?3 - ?2 + 1) AS INTEGER), ?4 - 1) AS b,
                 outcome, count(*)
             FROM response_log WHERE agent_id = ?1 GROUP BY b, outcome";
-        const EXPIRIES: &str = "SELECT CASE WHEN expires_at <= ?2 THEN 0
-                WHEN expires_at <= ?2 + ?3 THEN 1 WHEN expires_at <= ?2 + ?4 THEN 2
-                WHEN expires_at <= ?2 + ?5 THEN 3 WHEN expires_at <= ?2 + ?6 THEN 4
-                WHEN expires_at <= ?2 + ?7 THEN 5 WHEN expires_at <= ?2 + ?8 THEN 6
-                ELSE 7 END AS b, count(*)
-            FROM tool_cache WHERE scope = ?1 GROUP BY b";
         let id = agent.id;
         self.snapshot(|c| {
             let mut agg = Aggregates {
@@ -110,23 +104,9 @@ impl ReportOps for Sqlite {
                     |r| Ok((r.get::<_, i64>(0)?.max(0) as u32, r.get(1)?, r.get(2)?)),
                 )?;
             }
-            let micros = |s: i64| s * 1_000_000;
-            let h = EXPIRY_HORIZONS;
-            for (b, n) in rows(
-                c,
-                EXPIRIES,
-                params![
-                    agent.tool_scope,
-                    now,
-                    micros(h[0].1),
-                    micros(h[1].1),
-                    micros(h[2].1),
-                    micros(h[3].1),
-                    micros(h[4].1),
-                    micros(h[5].1)
-                ],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u64>(1)?)),
-            )? {
+            for (b, n) in rows(c, &expiries_sql(), params![agent.tool_scope, now], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, u64>(1)?))
+            })? {
                 if let Some(slot) = agg.expiries.get_mut(b as usize) {
                     *slot += n;
                 }
@@ -134,4 +114,25 @@ impl ReportOps for Sqlite {
             Ok(agg)
         })
     }
+}
+
+/// The scope ?1's rows by expiry at ?2: 0 expired, then one bucket per horizon of
+/// [`EXPIRY_HORIZONS`] (the first that holds it), then later.
+fn expiries_sql() -> String {
+    let whens: String = EXPIRY_HORIZONS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, secs))| {
+            format!(
+                " WHEN expires_at <= ?2 + {} THEN {}",
+                secs * 1_000_000,
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        "SELECT CASE WHEN expires_at <= ?2 THEN 0{whens} ELSE {} END AS b, count(*) \
+         FROM tool_cache WHERE scope = ?1 GROUP BY b",
+        EXPIRY_HORIZONS.len() + 1
+    )
 }

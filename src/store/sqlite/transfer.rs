@@ -1,7 +1,7 @@
 //! Export and import on SQLite: the records of an export read from one snapshot, and
 //! an import's writes (`ImportSink`) in one bulk transaction.
 
-use rusqlite::{Connection, Params, Row};
+use rusqlite::{Connection, Row};
 use serde_json::Value;
 
 use super::Sqlite;
@@ -41,17 +41,6 @@ fn json_column(r: &Row<'_>, i: usize) -> rusqlite::Result<Value> {
     })
 }
 
-/// Hands one record per row of `sql` to `emit`.
-fn emit_rows(
-    c: &Connection,
-    sql: &str,
-    args: impl Params,
-    decode: impl Fn(&Row<'_>) -> rusqlite::Result<Record>,
-    emit: &mut dyn FnMut(Record) -> Result<()>,
-) -> Result<()> {
-    each_row(c, sql, args, decode, emit)
-}
-
 /// Every record of `agent` (or of all agents) from `c`, in export order.
 fn export_on(
     c: &Connection,
@@ -80,7 +69,7 @@ fn export_on(
             unreachable!("built above")
         };
         emit(record.clone())?;
-        emit_rows(
+        each_row(
             c,
             MEMORY,
             [id],
@@ -93,9 +82,9 @@ fn export_on(
                     content: r.get(3)?,
                 })
             },
-            emit,
+            &mut *emit,
         )?;
-        emit_rows(
+        each_row(
             c,
             COUNTERS,
             [id],
@@ -110,9 +99,9 @@ fn export_on(
                     total_time: counts.total_time,
                 })
             },
-            emit,
+            &mut *emit,
         )?;
-        emit_rows(
+        each_row(
             c,
             RESPONSES,
             [id],
@@ -126,9 +115,9 @@ fn export_on(
                     response: r.get(4)?,
                 })
             },
-            emit,
+            &mut *emit,
         )?;
-        emit_rows(
+        each_row(
             c,
             LOG,
             [id],
@@ -148,7 +137,7 @@ fn export_on(
                     outcome,
                 })
             },
-            emit,
+            &mut *emit,
         )?;
     }
     // One agent: its scope's results; all agents: every result, whatever scope.
@@ -156,7 +145,7 @@ fn export_on(
         let scopes: Vec<&String> = agents.iter().map(|(_, _, scope)| scope).collect();
         serde_json::to_string(&scopes).expect("strings serialise")
     });
-    emit_rows(
+    each_row(
         c,
         TOOL_CACHE,
         [scopes],
@@ -170,7 +159,7 @@ fn export_on(
                 result: json_column(r, 5)?,
             })
         },
-        emit,
+        &mut *emit,
     )
 }
 
