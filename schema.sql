@@ -1,7 +1,7 @@
--- agentstore schema, version 3.
+-- agentstore schema, version 4.
 --
 -- This file is the fresh schema: a new database gets exactly this, then
--- `PRAGMA user_version = 3` and our `PRAGMA application_id`. Older files are moved
+-- `PRAGMA user_version = 4` and our `PRAGMA application_id`. Older files are moved
 -- forward by the steps in src/store/migrate.rs. Times are integer microseconds since
 -- the Unix epoch (UTC). Every table is STRICT.
 
@@ -24,7 +24,9 @@ CREATE TABLE agents (
     -- the tool cache scope this agent reads and writes; NULL means its own name
     tool_scope           TEXT    CHECK (tool_scope IS NULL OR length(tool_scope) BETWEEN 1 AND 200),
     -- the response time target in seconds, tuned by optimize_performance()
-    target_response_time REAL    NOT NULL DEFAULT 2.0  CHECK (target_response_time > 0)
+    target_response_time REAL    NOT NULL DEFAULT 2.0  CHECK (target_response_time > 0),
+    -- the weight of relevance to the query in a context built for one (0..1 per query)
+    relevance_weight     REAL    NOT NULL DEFAULT 1.0  CHECK (relevance_weight >= 0)
 ) STRICT;
 
 -- One narrow row per agent with the counters that change on every write. Kept apart
@@ -50,6 +52,10 @@ END;
 -- instead of touching a row on every page, and the context walk reads the most
 -- important entries of an agent from adjacent pages. `id` is the agent's message
 -- number (memory_counters.message_count when the entry was added), unique per agent.
+-- `role` says who said it; `doc` numbers the entry across agents for the search
+-- index (agent_id * 2^40 + id: an agent's entries are one range of it, so a search
+-- of one agent is a rowid range of the index). The last two columns were added by
+-- schema 4, hence their place.
 CREATE TABLE memory_entries (
     agent_id    INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE
                         DEFERRABLE INITIALLY DEFERRED,
@@ -58,6 +64,9 @@ CREATE TABLE memory_entries (
     id          INTEGER NOT NULL,
     size_bytes  INTEGER NOT NULL CHECK (size_bytes >= 0),
     content     TEXT    NOT NULL,
+    role        TEXT    NOT NULL DEFAULT 'note'
+                        CHECK (role IN ('user', 'assistant', 'system', 'tool', 'note')),
+    doc         INTEGER GENERATED ALWAYS AS (agent_id * 1099511627776 + id) VIRTUAL,
     PRIMARY KEY (agent_id, importance, created_at, id)
 ) STRICT, WITHOUT ROWID;
 
@@ -65,15 +74,30 @@ CREATE TABLE memory_entries (
 -- recency, `memory list --order time`, and prune --older-than.
 CREATE INDEX memory_entries_by_time ON memory_entries (agent_id, created_at, id);
 
--- The per-agent counters. SQLite has no statement-level triggers, so these run once
--- per row; each is a primary-key update of one small row. The importance sum is reset
--- to exactly 0 with the last entry, so float drift cannot outlive an empty memory.
+-- Serves: one entry by id (`memory get`, `rate`, `forget`) and the search index's
+-- reads of the entries it matched (snippets).
+CREATE UNIQUE INDEX memory_entries_by_doc ON memory_entries (doc);
+
+-- The full-text index of memory: FTS5 over memory_entries (external content: the
+-- text is stored once, in memory_entries), its rowid the entry's `doc`. Unicode
+-- words, case- and diacritics-insensitive. Kept by the triggers below in the
+-- transaction of every insert and delete, cleanups, prunes and imports included.
+CREATE VIRTUAL TABLE memory_search USING fts5(
+    content, content = 'memory_entries', content_rowid = 'doc',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+
+-- The per-agent counters and the search index. SQLite has no statement-level
+-- triggers, so these run once per row; each counter update is a primary-key update
+-- of one small row. The importance sum is reset to exactly 0 with the last entry, so
+-- float drift cannot outlive an empty memory.
 CREATE TRIGGER memory_entries_count_insert AFTER INSERT ON memory_entries BEGIN
     UPDATE memory_counters
        SET entries        = entries + 1,
            bytes          = bytes + NEW.size_bytes,
            importance_sum = importance_sum + NEW.importance
      WHERE agent_id = NEW.agent_id;
+    INSERT INTO memory_search (rowid, content) VALUES (NEW.doc, NEW.content);
 END;
 
 CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries BEGIN
@@ -83,9 +107,11 @@ CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries BEGIN
            importance_sum = CASE WHEN entries = 1 THEN 0.0
                                  ELSE importance_sum - OLD.importance END
      WHERE agent_id = OLD.agent_id;
+    INSERT INTO memory_search (memory_search, rowid, content) VALUES ('delete', OLD.doc, OLD.content);
 END;
 
--- Entries are never updated in place; refuse it so the counters cannot drift.
+-- Entries are never updated in place (a new importance is a delete and an insert
+-- with the same id and time); refuse it so the counters and the index cannot drift.
 CREATE TRIGGER memory_entries_no_update BEFORE UPDATE ON memory_entries BEGIN
     SELECT RAISE(ABORT, 'memory entries are immutable; delete and add instead');
 END;
@@ -107,6 +133,18 @@ SELECT a.name                                                   AS agent,
        a.max_entries                                            AS max_entries,
        a.max_memory_mb                                          AS max_memory_mb
   FROM agents a JOIN memory_counters c ON c.agent_id = a.id;
+
+-- One row per agent and role with entries: how much of the memory each speaker holds.
+-- A scan of the agent's entries, unlike memory_stats.
+CREATE VIEW memory_by_role AS
+SELECT a.name              AS agent,
+       a.id                AS agent_id,
+       m.role              AS role,
+       count(*)            AS entries,
+       sum(m.size_bytes)   AS bytes,
+       avg(m.importance)   AS avg_importance
+  FROM memory_entries m JOIN agents a ON a.id = m.agent_id
+ GROUP BY a.id, m.role;
 
 -- A `memory prune` in progress, one row per agent: the rule as the CLI spells it, the
 -- last entry it removes (`importance` NULL: in time order (created_at, id), otherwise

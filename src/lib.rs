@@ -53,7 +53,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DbErrorKind, Error, ErrorKind, Result, clip};
 pub use store::{
     APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CacheMatch, CachedResponse,
-    CachedToolResult, CheckReport, CompactReport, CompressedContext, DEFAULT_TOOL_TTL,
+    CONTEXT_MATCHES, CachedToolResult, CheckReport, CompactReport, CompressedContext,
+    ContextEntry, DEFAULT_TOOL_TTL, ForgetReport, ForgetTarget, MAX_QUERY_BYTES, MAX_QUERY_TERMS,
+    Role, SearchHit, SearchOptions,
     EXPORT_FORMAT, EXPORT_VERSION, ExportReport, FuzzyOptions, ImportReport, ListOrder, Location,
     LoggedResponse, Lookup, MAX_CONTENT_BYTES, MAX_FUZZY_WORDS, MAX_IMPORT_LINE, MAX_NAME_CHARS,
     MAX_PARAMS_DEPTH, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, NoMatch,

@@ -29,6 +29,11 @@ pub struct MemorySettings {
     pub importance_weight: f64,
     /// Weight of recency in the context score.
     pub recency_weight: f64,
+    /// Weight of relevance to the query in the score of a context built for one
+    /// ([`Memory::context_for`](crate::Memory::context_for)); absent from exports
+    /// made before it existed, hence its default there.
+    #[serde(default = "default_relevance_weight")]
+    pub relevance_weight: f64,
     /// The emergency cleanup deletes down to this share of the byte budget.
     pub low_water: f64,
 }
@@ -43,9 +48,14 @@ impl Default for MemorySettings {
             importance_threshold: 0.5,
             importance_weight: 0.7,
             recency_weight: 0.3,
+            relevance_weight: default_relevance_weight(),
             low_water: 0.8,
         }
     }
+}
+
+fn default_relevance_weight() -> f64 {
+    1.0
 }
 
 /// Megabytes (MiB, as the original's `max_memory_mb`) to bytes.
@@ -107,6 +117,13 @@ impl MemorySettings {
         self
     }
 
+    /// These settings with the weight of relevance in the score of a context built for
+    /// a query.
+    pub fn with_relevance_weight(mut self, relevance_weight: f64) -> Self {
+        self.relevance_weight = relevance_weight;
+        self
+    }
+
     /// These settings with the share of the budget the emergency cleanup deletes down to.
     pub fn with_low_water(mut self, low_water: f64) -> Self {
         self.low_water = low_water;
@@ -144,6 +161,7 @@ impl MemorySettings {
         for (name, w) in [
             ("importance_weight", self.importance_weight),
             ("recency_weight", self.recency_weight),
+            ("relevance_weight", self.relevance_weight),
         ] {
             if !(w.is_finite() && w >= 0.0) {
                 return Err(Error::invalid(format!(

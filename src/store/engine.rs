@@ -7,15 +7,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::memory::{PrunePlan, PruneStart};
+use super::memory::{Forget, PrunePlan, PruneStart, Query};
 use super::report::Aggregates;
 use super::responses::{ResponsePurge, TuneRule};
 use super::transfer::{ImportSink, Record};
 use super::{
     AgentRecord, CacheFilter, CacheKey, CacheMatch, CachedResponse, CachedToolResult, CheckReport,
     CompactReport, CompressedContext, FuzzyOptions, ImportReport, ListOrder, LoggedResponse,
-    Lookup, MemoryEntry, MemorySettings, MemoryStats, NewEntry, PageUse, Prune, QueryResult,
-    QuerySink, ResponseOrder, ResponseTimeStats, StatsView, ToolCounts, Tuning,
+    ForgetReport, Lookup, MemoryEntry, MemorySettings, MemoryStats, NewEntry, PageUse, Prune,
+    QueryResult, QuerySink, ResponseOrder, ResponseTimeStats, Role, SearchHit, SearchOptions,
+    StatsView, ToolCounts, Tuning,
 };
 use crate::error::Result;
 
@@ -61,7 +62,7 @@ pub(crate) trait MemoryOps {
     fn memory_add(
         &self,
         agent_id: i64,
-        items: &[(&str, f64)],
+        items: &[(Role, &str, f64)],
         now: i64,
         bulk: bool,
     ) -> Result<Vec<i64>>;
@@ -79,8 +80,34 @@ pub(crate) trait MemoryOps {
         limit: u64,
         each: &mut dyn FnMut(MemoryEntry) -> Result<()>,
     ) -> Result<()>;
-    /// The compressed context, from one snapshot.
-    fn memory_context(&self, agent_id: i64, max_chars: u64) -> Result<CompressedContext>;
+    /// The compressed context, scored for relevance to `query` if given, from one
+    /// snapshot.
+    fn memory_context(
+        &self,
+        agent_id: i64,
+        max_chars: u64,
+        query: Option<&Query>,
+    ) -> Result<CompressedContext>;
+    /// One entry by id.
+    fn memory_get(&self, agent_id: i64, id: i64) -> Result<Option<MemoryEntry>>;
+    /// The best matches of a query with terms, best first.
+    fn memory_search(
+        &self,
+        agent_id: i64,
+        query: &Query,
+        options: &SearchOptions,
+    ) -> Result<Vec<SearchHit>>;
+    /// Sets one entry's importance; the entry as it now is.
+    fn memory_rate(&self, agent_id: i64, id: i64, importance: f64)
+    -> Result<Option<MemoryEntry>>;
+    /// Removes (or lists, `dry_run`) entries for good, in one transaction, scrubbing
+    /// what the engine can of the removed text from its files.
+    fn memory_forget(
+        &self,
+        agent_id: i64,
+        target: &Forget<'_>,
+        dry_run: bool,
+    ) -> Result<ForgetReport>;
     /// The plan a prune runs (the stored one when `key` names it), read from one
     /// snapshot; with `count`, also what it has left to remove.
     fn prune_start(

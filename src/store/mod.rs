@@ -27,7 +27,9 @@ pub use admin::{
 };
 pub use agents::{AgentRecord, MAX_NAME_CHARS, MemorySettings};
 pub use memory::{
-    CompressedContext, ListOrder, Memory, MemoryEntry, MemoryStats, NewEntry, Prune, PruneReport,
+    CONTEXT_MATCHES, CompressedContext, ContextEntry, ForgetReport, ForgetTarget, ListOrder,
+    MAX_QUERY_BYTES, MAX_QUERY_TERMS, Memory, MemoryEntry, MemoryStats, NewEntry, Prune,
+    PruneReport, Role, SearchHit, SearchOptions,
 };
 pub use responses::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, MAX_FUZZY_WORDS, NoMatch,

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::agents::RestoredAgent;
 use super::invariants;
-use super::{AgentRecord, LoggedResponse, MemorySettings, Outcome, Store, ToolCounts};
+use super::{AgentRecord, LoggedResponse, MemorySettings, Outcome, Role, Store, ToolCounts};
 use crate::clock::{deserialize_micros, serialize_micros};
 use crate::error::{DbErrorKind, Error, Result};
 
@@ -55,6 +55,9 @@ pub(crate) enum Record {
         )]
         created_at: i64,
         importance: f64,
+        /// Who said it (`note` in exports made before roles existed).
+        #[serde(default)]
+        role: Role,
         content: String,
     },
     /// An agent's tool counters.
@@ -189,8 +192,7 @@ pub(crate) trait ImportSink {
         &mut self,
         agent_id: i64,
         id: Option<i64>,
-        content: &str,
-        importance: f64,
+        entry: (Role, &str, f64),
         created_at: i64,
     ) -> Result<()>;
     /// Adds counters to an agent's.
@@ -445,6 +447,7 @@ impl<'c> Importer<'c> {
                 id,
                 created_at,
                 importance,
+                role,
                 content,
             } => {
                 let (agent_id, new) = self.agent(&agent)?;
@@ -464,8 +467,7 @@ impl<'c> Importer<'c> {
                 self.tx.restore_entry(
                     agent_id,
                     new.then_some(id),
-                    &content,
-                    importance,
+                    (role, &content, importance),
                     created_at,
                 )?;
                 self.report.memory_entries += 1;

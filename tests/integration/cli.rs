@@ -64,8 +64,9 @@ fn memory_add_prints_ids_and_list_has_the_json_shape() {
     let keys: Vec<&String> = items[0].as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["id", "content", "importance", "created_at", "size_bytes"]
+        ["id", "role", "content", "importance", "created_at", "size_bytes"]
     );
+    assert_eq!(items[0]["role"], "note");
     assert_eq!(items[0]["id"], 2, "newest first");
     let created = items[0]["created_at"].as_str().unwrap();
     assert!(
@@ -421,7 +422,12 @@ fn check_finds_duplicate_entry_ids() -> TestResult {
     let db = TempDb::new();
     add(&db, "bot", "0.5", "x");
     {
+        // The unique index on `doc` keeps this from happening; a damaged file (here,
+        // one that lost the index and the trigger) can still hold it.
         let c = rusqlite::Connection::open(&db.path)?;
+        c.execute_batch(
+            "DROP INDEX memory_entries_by_doc; DROP TRIGGER memory_entries_count_insert;",
+        )?;
         c.execute(
             "INSERT INTO memory_entries (agent_id, importance, created_at, id, size_bytes, content)
              SELECT agent_id, 0.25, created_at, id, size_bytes, content FROM memory_entries",
@@ -490,6 +496,7 @@ fn populated_file() -> TempDb {
                 .iter()
                 .enumerate()
                 .map(|(i, (c, imp))| agentstore::NewEntry {
+                role: Default::default(),
                     content: c.clone(),
                     importance: *imp,
                     created_at: i as i64,

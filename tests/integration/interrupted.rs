@@ -46,6 +46,7 @@ fn seeded(dir: &Path) -> PathBuf {
                 age += DAY / 5;
             }
             NewEntry {
+                role: Default::default(),
                 content: format!("entry {i} {}", "x".repeat(i % 97)),
                 importance: ((i * 7919) % 1000) as f64 / 1000.0,
                 created_at: now - age,

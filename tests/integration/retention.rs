@@ -109,7 +109,7 @@ proptest! {
         let memory = store.memory(&agent);
         let new: Vec<NewEntry> = entries
             .iter()
-            .map(|(c, imp, t)| NewEntry { content: c.clone(), importance: *imp, created_at: T0 + t })
+            .map(|(c, imp, t)| NewEntry { role: Default::default(), content: c.clone(), importance: *imp, created_at: T0 + t })
             .collect();
         memory.import_entries(&new).unwrap();
         let mut model: Vec<RefEntry> = new

@@ -5,20 +5,82 @@
 //! engine's.
 
 pub(crate) mod prune;
+pub(crate) mod search;
 
 use serde::Serialize;
 
 pub(crate) use prune::{PrunePlan, PruneStart};
+pub(crate) use search::Query;
+pub use search::{
+    CONTEXT_MATCHES, ForgetReport, ForgetTarget, MAX_QUERY_BYTES, MAX_QUERY_TERMS, SearchHit,
+    SearchOptions,
+};
 
 use super::{AgentRecord, MAX_CONTENT_BYTES, Store};
 use crate::clock::serialize_micros;
 use crate::error::{Error, Result};
+
+/// Who said a memory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The user's message.
+    User,
+    /// The agent's reply.
+    Assistant,
+    /// A system instruction.
+    System,
+    /// A tool's output.
+    Tool,
+    /// A fact or note added outside a conversation (what `memory add` stores).
+    #[default]
+    Note,
+}
+
+impl Role {
+    /// Every role, in the order of the schema's CHECK.
+    pub const ALL: [Role; 5] = [Role::User, Role::Assistant, Role::System, Role::Tool, Role::Note];
+
+    /// The name stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+            Role::Tool => "tool",
+            Role::Note => "note",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown role {s:?}; a role is one of user, assistant, system, tool, note"
+                ))
+            })
+    }
+}
 
 /// A stored memory entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemoryEntry {
     /// The agent's message number for this entry (unique per agent).
     pub id: i64,
+    /// Who said it.
+    pub role: Role,
     /// The text.
     pub content: String,
     /// Importance in `[0, 1]`.
@@ -33,6 +95,8 @@ pub struct MemoryEntry {
 /// An entry to restore as it was (see [`Memory::import_entries`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEntry {
+    /// Who said it.
+    pub role: Role,
     /// The text.
     pub content: String,
     /// Importance in `[0, 1]`.
@@ -111,6 +175,20 @@ pub struct CompressedContext {
     pub included: u64,
     /// Entries left out.
     pub truncated: u64,
+    /// The chosen entries, in the order of `text`, with who said each (a prompt
+    /// shows the roles; `text` has the contents alone).
+    pub entries: Vec<ContextEntry>,
+}
+
+/// One entry of a [`CompressedContext`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContextEntry {
+    /// The entry's id.
+    pub id: i64,
+    /// Who said it.
+    pub role: Role,
+    /// The text.
+    pub content: String,
 }
 
 /// One agent's memory. Cheap to clone.
@@ -183,12 +261,22 @@ impl Memory {
     /// [`Error::InvalidImportance`], [`Error::InvalidArgument`] for oversized content;
     /// database errors. Nothing is written when it fails.
     pub fn add(&self, content: &str, importance: f64) -> Result<i64> {
+        self.add_as(Role::Note, content, importance)
+    }
+
+    /// [`Memory::add`] of an entry said by `role`.
+    ///
+    /// # Errors
+    /// As [`Memory::add`].
+    pub fn add_as(&self, role: Role, content: &str, importance: f64) -> Result<i64> {
         validate_entry(content, importance)?;
         let now = self.store.now_micros();
-        let ids =
-            self.store
-                .engine()
-                .memory_add(self.agent_id, &[(content, importance)], now, false)?;
+        let ids = self.store.engine().memory_add(
+            self.agent_id,
+            &[(role, content, importance)],
+            now,
+            false,
+        )?;
         Ok(ids[0])
     }
 
@@ -198,14 +286,31 @@ impl Memory {
     /// # Errors
     /// As [`Memory::add`]; every item is validated before anything is written.
     pub fn add_many<S: AsRef<str>>(&self, items: &[(S, f64)]) -> Result<Vec<i64>> {
-        let items: Vec<(&str, f64)> = items.iter().map(|(c, i)| (c.as_ref(), *i)).collect();
-        for (content, importance) in &items {
+        let items: Vec<(Role, &str, f64)> = items
+            .iter()
+            .map(|(c, i)| (Role::Note, c.as_ref(), *i))
+            .collect();
+        self.add_items(&items)
+    }
+
+    /// [`Memory::add_many`] of entries with their roles: `(role, content, importance)`.
+    ///
+    /// # Errors
+    /// As [`Memory::add`]; every item is validated before anything is written.
+    pub fn add_many_as<S: AsRef<str>>(&self, items: &[(Role, S, f64)]) -> Result<Vec<i64>> {
+        let items: Vec<(Role, &str, f64)> =
+            items.iter().map(|(r, c, i)| (*r, c.as_ref(), *i)).collect();
+        self.add_items(&items)
+    }
+
+    fn add_items(&self, items: &[(Role, &str, f64)]) -> Result<Vec<i64>> {
+        for (_, content, importance) in items {
             validate_entry(content, *importance)?;
         }
         let now = self.store.now_micros();
         self.store
             .engine()
-            .memory_add(self.agent_id, &items, now, true)
+            .memory_add(self.agent_id, items, now, true)
     }
 
     /// Restores entries exactly as given (content, importance, creation time), in one
@@ -299,25 +404,118 @@ impl Memory {
     /// # Errors
     /// Database errors.
     pub fn context(&self, max_chars: u64) -> Result<CompressedContext> {
-        self.store.engine().memory_context(self.agent_id, max_chars)
+        self.store
+            .engine()
+            .memory_context(self.agent_id, max_chars, None)
     }
+
+    /// The compressed context for a prompt about `query`: [`Memory::context`] with a
+    /// third term in the score, `relevance_weight * relevance`, where relevance is the
+    /// entry's search score over the best score of the query's top
+    /// [`CONTEXT_MATCHES`] matches (0..1; 1 for the best match) and 0 for every other
+    /// entry. A query with no words (or an empty one) gives exactly
+    /// [`Memory::context`]. Only the first [`MAX_QUERY_BYTES`] of `query` are used.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn context_for(&self, query: &str, max_chars: u64) -> Result<CompressedContext> {
+        let query = Query::of_message(query);
+        let query = (!query.terms.is_empty()).then_some(&query);
+        self.store
+            .engine()
+            .memory_context(self.agent_id, max_chars, query)
+    }
+
+    /// The entry `id`, if the agent has it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn get(&self, id: i64) -> Result<Option<MemoryEntry>> {
+        self.store.engine().memory_get(self.agent_id, id)
+    }
+
+    /// Full-text search of the agent's entries, best first (ties: newest first). Plain
+    /// words match any of them: an entry with more of the query's words, and rarer
+    /// ones, ranks higher. `retr*` matches words that start with `retr`, `"rate limit"`
+    /// the words one after the other. Case and diacritics are ignored. Any text is a
+    /// valid query; characters that are no word are ignored.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty query or one over [`MAX_QUERY_BYTES`];
+    /// database errors.
+    pub fn search(&self, query: &str, options: &SearchOptions) -> Result<Vec<SearchHit>> {
+        let query = Query::user(query)?;
+        if query.terms.is_empty() || options.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.store
+            .engine()
+            .memory_search(self.agent_id, &query, options)
+    }
+
+    /// Sets the importance of entry `id`, keeping its id, role, text and creation
+    /// time. Returns the entry as it now is, or `None` if the agent has no such entry.
+    ///
+    /// # Errors
+    /// [`Error::InvalidImportance`]; database errors.
+    pub fn rate(&self, id: i64, importance: f64) -> Result<Option<MemoryEntry>> {
+        validate_importance(importance)?;
+        self.store.engine().memory_rate(self.agent_id, id, importance)
+    }
+
+    /// Removes the entries `target` names, or on a dry run lists them, in one
+    /// transaction. Forgotten means gone from the files: on SQLite the deleted rows
+    /// and index entries are overwritten with zeros (`secure_delete`, FTS5's
+    /// `secure-delete`) and the WAL is checkpointed and truncated before it returns
+    /// ([`ForgetReport::scrubbed`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for no ids, an id the agent does not have (nothing
+    /// is removed then), or a bad query (as [`Memory::search`]); database errors.
+    pub fn forget(&self, target: &ForgetTarget, dry_run: bool) -> Result<ForgetReport> {
+        let target = match target {
+            ForgetTarget::Ids(ids) if ids.is_empty() => {
+                return Err(Error::invalid("no entry ids to forget"));
+            }
+            ForgetTarget::Ids(ids) => Forget::Ids(ids),
+            ForgetTarget::Matching(text) => Forget::Matching(Query::user(text)?),
+        };
+        if let Forget::Matching(q) = &target
+            && q.terms.is_empty()
+        {
+            return Ok(ForgetReport {
+                entries: Vec::new(),
+                dry_run,
+                scrubbed: false,
+            });
+        }
+        self.store
+            .engine()
+            .memory_forget(self.agent_id, &target, dry_run)
+    }
+}
+
+/// A validated [`ForgetTarget`], as an engine gets it.
+pub(crate) enum Forget<'a> {
+    Ids(&'a [i64]),
+    Matching(Query),
 }
 
 /// The text of a compressed context: the chosen entries' contents in chronological
 /// order, then the note of how many were left out.
-pub(crate) fn context_text(chosen: Vec<String>, total: u64) -> CompressedContext {
+pub(crate) fn context_text(chosen: Vec<ContextEntry>, total: u64) -> CompressedContext {
     let included = chosen.len() as u64;
-    let mut lines = chosen;
+    let mut lines: Vec<&str> = chosen.iter().map(|e| e.content.as_str()).collect();
     let truncated = total - included;
+    let note = format!("[... {truncated} earlier messages truncated for length ...]");
     if truncated > 0 {
-        lines.push(format!(
-            "[... {truncated} earlier messages truncated for length ...]"
-        ));
+        lines.push(&note);
     }
     CompressedContext {
         text: lines.join("\n"),
         included,
         truncated,
+        entries: chosen,
     }
 }
 

@@ -13,8 +13,8 @@ use crate::store::{AgentRecord, MemorySettings};
 /// The columns of an [`AgentRecord`], from `agents a JOIN memory_counters c`.
 const AGENT_COLUMNS: &str = "a.id, a.name, a.created_at, c.message_count, c.entries, c.bytes, \
      a.max_memory_mb, a.max_entries, a.cleanup_interval, a.keep_fraction, \
-     a.importance_threshold, a.importance_weight, a.recency_weight, a.low_water, \
-     coalesce(a.tool_scope, a.name) AS scope, a.target_response_time \
+     a.importance_threshold, a.importance_weight, a.recency_weight, a.relevance_weight, \
+     a.low_water, coalesce(a.tool_scope, a.name) AS scope, a.target_response_time \
      FROM agents a JOIN memory_counters c ON c.agent_id = a.id";
 
 /// The one decoder of the memory settings, by the `agents` column names.
@@ -27,6 +27,7 @@ pub(super) fn settings_from_row(r: &Row<'_>) -> rusqlite::Result<MemorySettings>
         importance_threshold: r.get("importance_threshold")?,
         importance_weight: r.get("importance_weight")?,
         recency_weight: r.get("recency_weight")?,
+        relevance_weight: r.get("relevance_weight")?,
         low_water: r.get("low_water")?,
     })
 }
@@ -74,7 +75,8 @@ impl AgentOps for Sqlite {
     fn set_memory_settings(&self, name: &str, s: &MemorySettings) -> Result<bool> {
         const UPDATE: &str = "UPDATE agents SET max_memory_mb = ?2, max_entries = ?3, \
              cleanup_interval = ?4, keep_fraction = ?5, importance_threshold = ?6, \
-             importance_weight = ?7, recency_weight = ?8, low_water = ?9 WHERE name = ?1";
+             importance_weight = ?7, recency_weight = ?8, low_water = ?9, \
+             relevance_weight = ?10 WHERE name = ?1";
         let changed = self.write(|tx| {
             exec(
                 tx,
@@ -88,7 +90,8 @@ impl AgentOps for Sqlite {
                     s.importance_threshold,
                     s.importance_weight,
                     s.recency_weight,
-                    s.low_water
+                    s.low_water,
+                    s.relevance_weight
                 ],
             )
         })?;
@@ -112,8 +115,8 @@ pub(super) fn restore_agent(tx: &Connection, a: &RestoredAgent<'_>) -> Result<i6
     let message_count = a.validate()?;
     const INSERT: &str = "INSERT INTO agents (name, created_at, max_memory_mb, max_entries, \
          cleanup_interval, keep_fraction, importance_threshold, importance_weight, \
-         recency_weight, low_water, tool_scope, target_response_time) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id";
+         recency_weight, low_water, tool_scope, target_response_time, relevance_weight) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id";
     const COUNT: &str = "UPDATE memory_counters SET message_count = ?2 WHERE agent_id = ?1";
     let s = a.settings;
     let id: i64 = row(
@@ -131,7 +134,8 @@ pub(super) fn restore_agent(tx: &Connection, a: &RestoredAgent<'_>) -> Result<i6
             s.recency_weight,
             s.low_water,
             a.tool_scope,
-            a.target_response_time
+            a.target_response_time,
+            s.relevance_weight
         ],
         |r| r.get(0),
     )?;

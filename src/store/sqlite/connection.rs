@@ -15,13 +15,14 @@ use crate::store::Synchronous;
 pub const APPLICATION_ID: i32 = 0x4147_5354;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The tables a file at [`SCHEMA_VERSION`] must have.
-pub(crate) const KNOWN_TABLES: [&str; 10] = [
+pub(crate) const KNOWN_TABLES: [&str; 11] = [
     "agents",
     "memory_counters",
     "memory_entries",
+    "memory_search",
     "memory_prunes",
     "tool_cache",
     "tool_counters",
@@ -300,6 +301,10 @@ pub(crate) fn configure(conn: &Connection, s: ConnectionSettings) -> rusqlite::R
     // 16 MiB page cache per connection (default 2 MiB): a 100,000-entry agent is about
     // 25 MiB of pages, and cleanups and context walks touch a good part of it.
     conn.pragma_update(None, "cache_size", -16 * 1024)?;
+    // Deleted content is overwritten with zeros wherever that costs no extra I/O (the
+    // page is written anyway), so a row moved or deleted earlier leaves no copy in its
+    // page for a later forget to miss; a forget turns it fully on (sqlite/mod.rs).
+    conn.pragma_update(None, "secure_delete", "FAST")?;
     // Sorts and temporary b-trees in memory, never in a temp file beside the database.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // A commit that takes the WAL past this many pages checkpoints it (SQLite's

@@ -17,7 +17,54 @@ pub const SCHEMA_SQL: &str = include_str!("../../../schema.sql");
 /// `v + 1` (index 0 is schema 1 itself, which only `schema.sql` creates). A step is
 /// never edited once it has shipped; a test migrates a schema-1 file and compares it
 /// with a fresh one.
-const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2, TO_3];
+const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2, TO_3, TO_4];
+
+/// Schema 4: who said each memory entry (existing entries become `note`: nothing in a
+/// schema-3 file tells the agent's lines from an operator's), the full-text index of
+/// memory (built from the entries here) and its triggers, the relevance weight, and
+/// the per-role view.
+const TO_4: &str = "
+ALTER TABLE agents ADD COLUMN relevance_weight REAL NOT NULL DEFAULT 1.0
+    CHECK (relevance_weight >= 0);
+ALTER TABLE memory_entries ADD COLUMN role TEXT NOT NULL DEFAULT 'note'
+    CHECK (role IN ('user', 'assistant', 'system', 'tool', 'note'));
+ALTER TABLE memory_entries ADD COLUMN
+    doc INTEGER GENERATED ALWAYS AS (agent_id * 1099511627776 + id) VIRTUAL;
+CREATE UNIQUE INDEX memory_entries_by_doc ON memory_entries (doc);
+CREATE VIRTUAL TABLE memory_search USING fts5(
+    content, content = 'memory_entries', content_rowid = 'doc',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+INSERT INTO memory_search (memory_search) VALUES ('rebuild');
+DROP TRIGGER memory_entries_count_insert;
+CREATE TRIGGER memory_entries_count_insert AFTER INSERT ON memory_entries BEGIN
+    UPDATE memory_counters
+       SET entries        = entries + 1,
+           bytes          = bytes + NEW.size_bytes,
+           importance_sum = importance_sum + NEW.importance
+     WHERE agent_id = NEW.agent_id;
+    INSERT INTO memory_search (rowid, content) VALUES (NEW.doc, NEW.content);
+END;
+DROP TRIGGER memory_entries_count_delete;
+CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries BEGIN
+    UPDATE memory_counters
+       SET entries        = entries - 1,
+           bytes          = bytes - OLD.size_bytes,
+           importance_sum = CASE WHEN entries = 1 THEN 0.0
+                                 ELSE importance_sum - OLD.importance END
+     WHERE agent_id = OLD.agent_id;
+    INSERT INTO memory_search (memory_search, rowid, content) VALUES ('delete', OLD.doc, OLD.content);
+END;
+CREATE VIEW memory_by_role AS
+SELECT a.name              AS agent,
+       a.id                AS agent_id,
+       m.role              AS role,
+       count(*)            AS entries,
+       sum(m.size_bytes)   AS bytes,
+       avg(m.importance)   AS avg_importance
+  FROM memory_entries m JOIN agents a ON a.id = m.agent_id
+ GROUP BY a.id, m.role;
+";
 
 /// Schema 3: the plans of batched memory prunes, so that a killed prune can be finished.
 const TO_3: &str = "

@@ -11,6 +11,7 @@ mod memory;
 mod migrate;
 mod pool;
 mod prune;
+mod recall;
 mod report;
 mod responses;
 mod sql;
@@ -203,6 +204,49 @@ impl Sqlite {
 }
 
 impl Sqlite {
+    /// [`Sqlite::write_bulk`] for a transaction that removes text for good (a forget):
+    /// with `secure_delete` ON, so every page it frees or changes is overwritten with
+    /// zeros where the text was, freelist pages included; then, when the file has
+    /// incremental vacuum, the free pages are given back to the file system (older
+    /// free pages may hold copies from before, when the text was moved); then the
+    /// WAL, which still holds the old page images, is checkpointed and truncated.
+    /// Returns `f`'s result and whether that last step finished (a reader in another
+    /// process can keep it from doing so until the busy timeout).
+    fn write_forgetting<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<(T, bool)> {
+        const ON: &str = "PRAGMA secure_delete = ON";
+        const FAST: &str = "PRAGMA secure_delete = FAST";
+        const VACUUM: &str = "PRAGMA incremental_vacuum";
+        const TRUNCATE: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
+        let out = {
+            let _turn = self.write_turn();
+            let conn = self.conn()?;
+            conn.execute_batch(ON).sql(ON)?;
+            let done = WriteTx::run(&conn, self.settings.busy_timeout, |c| {
+                let out = f(c)?;
+                let incremental: i64 = stmt::row(c, "PRAGMA auto_vacuum", [], |r| r.get(0))?;
+                if incremental == 2 {
+                    c.execute_batch(VACUUM).sql(VACUUM)?;
+                }
+                Ok(out)
+            });
+            let restored = conn.execute_batch(FAST).sql(FAST);
+            let out = done?;
+            restored?;
+            out
+        };
+        let scrubbed = connection::retry_while_busy(self.settings.busy_timeout, || {
+            let (busy, log, copied): (i64, i64, i64) = self.read(|c| {
+                stmt::row(c, TRUNCATE, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })?;
+            match busy {
+                0 if log == copied => Ok(()),
+                _ => Err(connection::busy_error(TRUNCATE)),
+            }
+        })
+        .is_ok();
+        Ok((out, scrubbed))
+    }
+
     /// Copies the whole WAL into the database file and truncates the WAL, waiting (up
     /// to the busy timeout) for other connections.
     fn checkpoint_now(&self) -> Result<()> {

@@ -13,15 +13,15 @@ use super::tool_cache::{counts_from_row, restore_counts, restore_result};
 use crate::error::Result;
 use crate::store::agents::RestoredAgent;
 use crate::store::transfer::{ImportSink, Record, RestoredResponse};
-use crate::store::{AgentRecord, ImportReport, LoggedResponse, ToolCounts};
+use crate::store::{AgentRecord, ImportReport, LoggedResponse, Role, ToolCounts};
 
 const AGENTS: &str = "SELECT a.id, a.name, a.created_at, c.message_count, a.tool_scope, \
      a.target_response_time, a.max_memory_mb, a.max_entries, a.cleanup_interval, \
      a.keep_fraction, a.importance_threshold, a.importance_weight, a.recency_weight, \
-     a.low_water, coalesce(a.tool_scope, a.name) AS scope \
+     a.relevance_weight, a.low_water, coalesce(a.tool_scope, a.name) AS scope \
      FROM agents a JOIN memory_counters c ON c.agent_id = a.id \
      WHERE ?1 IS NULL OR a.name = ?1 ORDER BY a.name";
-const MEMORY: &str = "SELECT id, created_at, importance, content FROM memory_entries \
+const MEMORY: &str = "SELECT id, created_at, importance, role, content FROM memory_entries \
      WHERE agent_id = ?1 ORDER BY created_at, id";
 const COUNTERS: &str = "SELECT tool, total_calls, cache_hits, errors, total_time \
      FROM tool_counters WHERE agent_id = ?1 ORDER BY tool";
@@ -79,7 +79,8 @@ fn export_on(
                     id: r.get(0)?,
                     created_at: r.get(1)?,
                     importance: r.get(2)?,
-                    content: r.get(3)?,
+                    role: super::memory::role_from(r, 3)?,
+                    content: r.get(4)?,
                 })
             },
             &mut *emit,
@@ -179,11 +180,10 @@ impl ImportSink for Restore<'_> {
         &mut self,
         agent_id: i64,
         id: Option<i64>,
-        content: &str,
-        importance: f64,
+        entry: (Role, &str, f64),
         created_at: i64,
     ) -> Result<()> {
-        restore_entry(self.0, agent_id, id, content, importance, created_at)
+        restore_entry(self.0, agent_id, id, entry, created_at)
     }
 
     fn restore_counts(&mut self, agent_id: i64, tool: &str, counts: &ToolCounts) -> Result<()> {
