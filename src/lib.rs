@@ -52,18 +52,17 @@ mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DbErrorKind, Error, ErrorKind, Result, clip};
 pub use store::{
-    APPLICATION_ID, AgentRecord, CacheFilter, CacheKey, CacheMatch, CachedResponse,
-    CONTEXT_MATCHES, CachedToolResult, CheckReport, CompactReport, CompressedContext,
-    ContextEntry, DEFAULT_TOOL_TTL, ForgetReport, ForgetTarget, MAX_QUERY_BYTES, MAX_QUERY_TERMS,
-    Role, SearchHit, SearchOptions,
-    EXPORT_FORMAT, EXPORT_VERSION, ExportReport, FuzzyOptions, ImportReport, ListOrder, Location,
-    LoggedResponse, Lookup, MAX_CONTENT_BYTES, MAX_FUZZY_WORDS, MAX_IMPORT_LINE, MAX_NAME_CHARS,
-    MAX_PARAMS_DEPTH, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, NoMatch,
+    APPLICATION_ID, AgentRecord, CONTEXT_MATCHES, CacheFilter, CacheKey, CacheMatch,
+    CachedResponse, CachedToolResult, CheckReport, CompactReport, CompressedContext, ContextEntry,
+    DEFAULT_TOOL_TTL, EXPORT_FORMAT, EXPORT_VERSION, ExportReport, ForgetReport, ForgetTarget,
+    FuzzyOptions, ImportReport, ListOrder, Location, LoggedResponse, Lookup, MAX_CONTENT_BYTES,
+    MAX_FUZZY_WORDS, MAX_IMPORT_LINE, MAX_NAME_CHARS, MAX_PARAMS_DEPTH, MAX_QUERY_BYTES,
+    MAX_QUERY_TERMS, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry, NoMatch,
     Optimization, Outcome, PageUse, Prune, PruneReport, PurgeReport, QueryResult, QuerySink,
-    ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats,
-    SCHEMA_SQL, SCHEMA_VERSION, SqliteOptions, StatsView, Store, StoreOptions, Synchronous,
-    TimeFigures, ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, Tuning,
-    canonical_json, query_read_only, query_read_only_with, report, words,
+    ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport, ResponseTimeStats, Role,
+    SCHEMA_SQL, SCHEMA_VERSION, SearchHit, SearchOptions, SqliteOptions, StatsView, Store,
+    StoreOptions, Synchronous, TimeFigures, ToolCache, ToolCallStats, ToolCounts, ToolResults,
+    ToolStats, Tuning, canonical_json, query_read_only, query_read_only_with, report, words,
 };
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub fn preloaded_store(path: &Path, pairs: &[(String, f64)]) -> (Store, agentsto
         .iter()
         .enumerate()
         .map(|(i, (c, imp))| NewEntry {
-                role: Default::default(),
+            role: Default::default(),
             content: c.clone(),
             importance: *imp,
             created_at: PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,

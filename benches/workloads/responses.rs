@@ -209,7 +209,7 @@ fn scan(cached: &[String], query: &str, options: FuzzyOptions) -> Option<usize> 
         let s = jaccard(q.len(), c.len(), shared_words(&q, &c));
         if s > options.threshold
             && s > best_similarity
-            && !(options.negation_guard && differ_in_meaning(&q, &c))
+            && !(options.negation_guard && differ_in_meaning(query, message))
         {
             best_similarity = s;
             best = Some(i);

@@ -145,6 +145,16 @@ impl Store {
         self.engine().check()
     }
 
+    /// Rebuilds the memory search index from the memory entries, in one transaction.
+    /// Returns the number of entries indexed. `check` reports an index that does not
+    /// match the entries; this repairs it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn reindex_memory(&self) -> Result<u64> {
+        self.engine().reindex()
+    }
+
     /// The rows of `view`, for one agent or all (by agent name, then tool).
     ///
     /// # Errors

@@ -13,8 +13,8 @@ use super::responses::{ResponsePurge, TuneRule};
 use super::transfer::{ImportSink, Record};
 use super::{
     AgentRecord, CacheFilter, CacheKey, CacheMatch, CachedResponse, CachedToolResult, CheckReport,
-    CompactReport, CompressedContext, FuzzyOptions, ImportReport, ListOrder, LoggedResponse,
-    ForgetReport, Lookup, MemoryEntry, MemorySettings, MemoryStats, NewEntry, PageUse, Prune,
+    CompactReport, CompressedContext, ForgetReport, FuzzyOptions, ImportReport, ListOrder,
+    LoggedResponse, Lookup, MemoryEntry, MemorySettings, MemoryStats, NewEntry, PageUse, Prune,
     QueryResult, QuerySink, ResponseOrder, ResponseTimeStats, Role, SearchHit, SearchOptions,
     StatsView, ToolCounts, Tuning,
 };
@@ -98,8 +98,7 @@ pub(crate) trait MemoryOps {
         options: &SearchOptions,
     ) -> Result<Vec<SearchHit>>;
     /// Sets one entry's importance; the entry as it now is.
-    fn memory_rate(&self, agent_id: i64, id: i64, importance: f64)
-    -> Result<Option<MemoryEntry>>;
+    fn memory_rate(&self, agent_id: i64, id: i64, importance: f64) -> Result<Option<MemoryEntry>>;
     /// Removes (or lists, `dry_run`) entries for good, in one transaction, scrubbing
     /// what the engine can of the removed text from its files.
     fn memory_forget(
@@ -251,6 +250,8 @@ pub(crate) trait AdminOps {
     fn compact(&self, full: bool) -> Result<CompactReport>;
     /// Copies the log into the database (a no-op where there is none).
     fn checkpoint(&self) -> Result<()>;
+    /// Rebuilds the memory search index from the entries; the entries indexed.
+    fn reindex(&self) -> Result<u64>;
     /// One read-only statement in the engine's sandbox; the rows it handed over.
     fn query_read_only(
         &self,

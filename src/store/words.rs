@@ -44,49 +44,51 @@ pub fn length_bounds(query_words: usize, threshold: f64) -> (i64, i64) {
     (lo.max(1), hi)
 }
 
-/// True when the two word sets differ by a negation or a number: a word that is in
-/// one set and not the other is `not`, `no`, `never`, ends in `n't` (or `n’t`), or
-/// contains a digit (after trimming punctuation around it). Such a pair is never a
-/// fuzzy match: "is the server running" and "is the server not running" share 5 of
-/// 6 words but mean the opposite.
-pub fn differ_in_meaning(a: &[String], b: &[String]) -> bool {
-    symmetric_difference(a, b).any(is_negation_or_number)
+/// True when two messages differ in a number or a negation: the numbers and
+/// negations of each, in the order they appear, are not the same sequence. Such a
+/// pair is never a fuzzy match: "is the server running" and "is the server not
+/// running" share 4 of 5 words but mean the opposite; "transfer 5 dollars to account
+/// 7" and "transfer 7 dollars to account 5" have the same words. A number is a word
+/// with a digit, compared without the punctuation around it and without thousands
+/// separators ("1,000" and "1000" are one number); a negation is `not`, `no`,
+/// `never` or a word ending in `n't` (or `n’t`), all alike.
+pub fn differ_in_meaning(a: &str, b: &str) -> bool {
+    meaning_marks(a).ne(meaning_marks(b))
 }
 
-fn is_negation_or_number(word: &str) -> bool {
-    if word.chars().any(char::is_numeric) {
-        return true;
-    }
-    let w = word.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’');
-    matches!(w, "not" | "no" | "never") || w.ends_with("n't") || w.ends_with("n’t")
-}
-
-/// The words in exactly one of two sorted, deduplicated lists.
-fn symmetric_difference<'a>(a: &'a [String], b: &'a [String]) -> impl Iterator<Item = &'a str> {
-    let (mut i, mut j) = (0, 0);
-    std::iter::from_fn(move || {
-        loop {
-            match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) if x == y => {
-                    i += 1;
-                    j += 1;
-                }
-                (Some(x), Some(y)) if x < y => {
-                    i += 1;
-                    return Some(x.as_str());
-                }
-                (_, Some(y)) => {
-                    j += 1;
-                    return Some(y.as_str());
-                }
-                (Some(x), None) => {
-                    i += 1;
-                    return Some(x.as_str());
-                }
-                (None, None) => return None,
+/// The numbers (normalised) and negations (as `not`) of `message`, in order, split
+/// into words as [`word_set`] does.
+fn meaning_marks(message: &str) -> impl Iterator<Item = String> + '_ {
+    message
+        .split(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+        .filter_map(|word| {
+            let w = word.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’');
+            if w.chars().any(char::is_numeric) {
+                let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+                return Some(without_thousands_separators(&w.to_lowercase()));
             }
-        }
-    })
+            let w = w.to_lowercase();
+            let negation = matches!(w.as_str(), "not" | "no" | "never")
+                || w.ends_with("n't")
+                || w.ends_with("n’t");
+            negation.then(|| "not".to_string())
+        })
+}
+
+/// `1,000,000` as `1000000`; anything else as it is.
+fn without_thousands_separators(number: &str) -> String {
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let groups: Vec<&str> = int.split(',').collect();
+    let grouped = groups.len() > 1
+        && (1..=3).contains(&groups[0].len())
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_digit()))
+        && groups[1..].iter().all(|g| g.len() == 3)
+        && frac.chars().all(|c| c.is_ascii_digit());
+    if grouped {
+        number.replace(',', "")
+    } else {
+        number.to_string()
+    }
 }
 
 /// The number of words two sorted, deduplicated lists share.
@@ -128,21 +130,41 @@ mod tests {
         let shared = shared_words(&a, &b);
         assert_eq!(shared, 4);
         assert!((jaccard(a.len(), b.len(), shared) - 0.8).abs() < 1e-12);
-        assert!(differ_in_meaning(&a, &b));
         assert!(differ_in_meaning(
-            &set("open port 8080"),
-            &set("open port 8081")
+            "is the server running",
+            "is the server not running"
         ));
-        assert!(differ_in_meaning(
-            &set("it works"),
-            &set("it doesn't works")
-        ));
-        assert!(differ_in_meaning(&set("it works"), &set("it works, never")));
+        assert!(differ_in_meaning("open port 8080", "open port 8081"));
+        assert!(differ_in_meaning("it works", "it doesn't works"));
+        assert!(differ_in_meaning("it works", "it works, never"));
         assert!(!differ_in_meaning(
-            &set("is the server up"),
-            &set("is the server running")
+            "is the server up",
+            "is the server running"
         ));
         assert_eq!(jaccard(0, 0, 0), 0.0);
+    }
+
+    #[test]
+    fn the_guard_sees_order_repeats_and_separators() {
+        // A swap leaves the word set as it was; the order of the numbers differs.
+        let (a, b) = (
+            "transfer 5 dollars to account 7",
+            "transfer 7 dollars to account 5",
+        );
+        assert_eq!(set(a), set(b));
+        assert!(differ_in_meaning(a, b));
+        assert!(differ_in_meaning("add 5 5 7", "add 5 7 7"));
+        assert!(differ_in_meaning("add 5 7", "add 5 5 7"));
+        // One number written two ways is one number; two different ones are not.
+        assert!(!differ_in_meaning("pay 1,000 now", "pay 1000 now"));
+        assert!(!differ_in_meaning("pay $1,000.50.", "pay 1000.50"));
+        assert!(differ_in_meaning("pay 1,000 now", "pay 1,001 now"));
+        assert!(differ_in_meaning("pay 1,00 now", "pay 100 now"));
+        // Negations count and keep their place among the numbers.
+        assert!(!differ_in_meaning("it isn't 5", "it is not 5"));
+        assert!(differ_in_meaning("not 5 but 7", "5 but not 7"));
+        assert!(differ_in_meaning("no, not that", "not that"));
+        assert!(!differ_in_meaning("Is The Server Up", "is the server up?"));
     }
 
     #[test]

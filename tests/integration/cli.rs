@@ -64,7 +64,14 @@ fn memory_add_prints_ids_and_list_has_the_json_shape() {
     let keys: Vec<&String> = items[0].as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["id", "role", "content", "importance", "created_at", "size_bytes"]
+        [
+            "id",
+            "role",
+            "content",
+            "importance",
+            "created_at",
+            "size_bytes"
+        ]
     );
     assert_eq!(items[0]["role"], "note");
     assert_eq!(items[0]["id"], 2, "newest first");
@@ -496,7 +503,7 @@ fn populated_file() -> TempDb {
                 .iter()
                 .enumerate()
                 .map(|(i, (c, imp))| agentstore::NewEntry {
-                role: Default::default(),
+                    role: Default::default(),
                     content: c.clone(),
                     importance: *imp,
                     created_at: i as i64,

@@ -20,7 +20,7 @@ fn load(
     let new: Vec<NewEntry> = entries
         .iter()
         .map(|(c, imp, t)| NewEntry {
-                role: Default::default(),
+            role: Default::default(),
             content: c.clone(),
             importance: *imp,
             created_at: T0 + t,

@@ -46,7 +46,7 @@ fn brute_force(
         let s = jaccard(q.len(), c.len(), shared_words(&q, &c));
         if s > o.threshold
             && s > best_similarity
-            && !(o.negation_guard && differ_in_meaning(&q, &c))
+            && !(o.negation_guard && differ_in_meaning(query, &message))
         {
             best_similarity = s;
             best = Some((id, response));

@@ -39,7 +39,13 @@ pub enum Role {
 
 impl Role {
     /// Every role, in the order of the schema's CHECK.
-    pub const ALL: [Role; 5] = [Role::User, Role::Assistant, Role::System, Role::Tool, Role::Note];
+    pub const ALL: [Role; 5] = [
+        Role::User,
+        Role::Assistant,
+        Role::System,
+        Role::Tool,
+        Role::Note,
+    ];
 
     /// The name stored and printed.
     pub fn as_str(self) -> &'static str {
@@ -460,7 +466,9 @@ impl Memory {
     /// [`Error::InvalidImportance`]; database errors.
     pub fn rate(&self, id: i64, importance: f64) -> Result<Option<MemoryEntry>> {
         validate_importance(importance)?;
-        self.store.engine().memory_rate(self.agent_id, id, importance)
+        self.store
+            .engine()
+            .memory_rate(self.agent_id, id, importance)
     }
 
     /// Removes the entries `target` names, or on a dry run lists them, in one

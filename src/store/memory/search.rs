@@ -93,7 +93,9 @@ impl Query {
     /// [`MAX_QUERY_BYTES`].
     pub(crate) fn user(text: &str) -> Result<Query> {
         if text.trim().is_empty() {
-            return Err(Error::invalid("the query is empty; give some words to search for"));
+            return Err(Error::invalid(
+                "the query is empty; give some words to search for",
+            ));
         }
         if text.len() > MAX_QUERY_BYTES {
             return Err(Error::invalid(format!(
@@ -238,7 +240,10 @@ mod tests {
             Query::parse(r#"a"b" c"#).to_fts5(false),
             r#""a" OR "b" OR "c""#
         );
-        assert_eq!(Query::parse(r#"say "hi"#).to_fts5(true), r#""say" AND "hi""#);
+        assert_eq!(
+            Query::parse(r#"say "hi"#).to_fts5(true),
+            r#""say" AND "hi""#
+        );
     }
 
     proptest! {

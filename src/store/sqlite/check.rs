@@ -233,7 +233,41 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
         ));
     }
 
+    // The memory search index against the entries: every entry indexed once (one
+    // docsize row per indexed document, by rowid), nothing else indexed.
+    const SEARCH: &str = "SELECT
+            (SELECT count(*) FROM memory_entries m
+              WHERE NOT EXISTS (SELECT 1 FROM memory_search_docsize d WHERE d.id = m.doc)),
+            (SELECT count(*) FROM memory_search_docsize d
+              WHERE NOT EXISTS (SELECT 1 FROM memory_entries m WHERE m.doc = d.id))";
+    let (missing, extra): (i64, i64) = c
+        .query_row(SEARCH, [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .sql(SEARCH)?;
+    if missing > 0 {
+        problems.push(format!(
+            "the memory search index lacks {missing} entries (`agentstore check --repair` rebuilds it)"
+        ));
+    }
+    if extra > 0 {
+        problems.push(format!(
+            "the memory search index holds {extra} entries that are not in memory \
+             (`agentstore check --repair` rebuilds it)"
+        ));
+    }
+
     Ok(())
+}
+
+impl Sqlite {
+    /// Rebuilds the memory search index from the entries, in one transaction.
+    pub(super) fn reindex(&self) -> Result<u64> {
+        const REBUILD: &str = "INSERT INTO memory_search (memory_search) VALUES ('rebuild')";
+        const COUNT: &str = "SELECT count(*) FROM memory_entries";
+        self.write_bulk(|tx| {
+            super::stmt::exec(tx, REBUILD, [])?;
+            super::stmt::row(tx, COUNT, [], |r| r.get(0))
+        })
+    }
 }
 
 /// The schema marks, from the file header: readable even when other pages are damaged.

@@ -336,12 +336,7 @@ impl MemoryOps for Sqlite {
         self.snapshot(|c| super::recall::search(c, agent_id, query, options))
     }
 
-    fn memory_rate(
-        &self,
-        agent_id: i64,
-        id: i64,
-        importance: f64,
-    ) -> Result<Option<MemoryEntry>> {
+    fn memory_rate(&self, agent_id: i64, id: i64, importance: f64) -> Result<Option<MemoryEntry>> {
         self.write(|tx| super::recall::rate(tx, agent_id, id, importance))
     }
 

@@ -235,9 +235,8 @@ impl Sqlite {
             out
         };
         let scrubbed = connection::retry_while_busy(self.settings.busy_timeout, || {
-            let (busy, log, copied): (i64, i64, i64) = self.read(|c| {
-                stmt::row(c, TRUNCATE, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            })?;
+            let (busy, log, copied): (i64, i64, i64) = self
+                .read(|c| stmt::row(c, TRUNCATE, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))?;
             match busy {
                 0 if log == copied => Ok(()),
                 _ => Err(connection::busy_error(TRUNCATE)),
@@ -297,6 +296,10 @@ impl AdminOps for Sqlite {
 
     fn checkpoint(&self) -> Result<()> {
         self.checkpoint_now()
+    }
+
+    fn reindex(&self) -> Result<u64> {
+        self.reindex()
     }
 
     fn query_read_only(

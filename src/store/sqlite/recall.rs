@@ -80,28 +80,28 @@ pub(super) fn search(
           WHERE memory_search MATCH ?1 AND memory_search.rowid = ?2"
     );
     let top = top_matches(c, agent_id, query, options)?;
-        let fts = query.to_fts5(false);
-        let mut stmt = c.prepare_cached(HIT).sql(HIT)?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (d, score) in top {
-            let hit = stmt
-                .query_row(params![fts, d], |r| {
-                    let e = entry_from_row(r)?;
-                    Ok(SearchHit {
-                        id: e.id,
-                        role: e.role,
-                        content: e.content,
-                        importance: e.importance,
-                        created_at: e.created_at,
-                        score,
-                        snippet: r.get(6)?,
-                    })
+    let fts = query.to_fts5(false);
+    let mut stmt = c.prepare_cached(HIT).sql(HIT)?;
+    let mut hits = Vec::with_capacity(top.len());
+    for (d, score) in top {
+        let hit = stmt
+            .query_row(params![fts, d], |r| {
+                let e = entry_from_row(r)?;
+                Ok(SearchHit {
+                    id: e.id,
+                    role: e.role,
+                    content: e.content,
+                    importance: e.importance,
+                    created_at: e.created_at,
+                    score,
+                    snippet: r.get(6)?,
                 })
-                .optional()
-                .sql(HIT)?;
-            hits.extend(hit);
-        }
-        Ok(hits)
+            })
+            .optional()
+            .sql(HIT)?;
+        hits.extend(hit);
+    }
+    Ok(hits)
 }
 
 /// The entry as it is after `importance` replaced its own: a delete and an insert
@@ -113,12 +113,17 @@ pub(super) fn rate(
     id: i64,
     importance: f64,
 ) -> Result<Option<MemoryEntry>> {
-    const TAKE: &str = "DELETE FROM memory_entries WHERE doc = ?1 RETURNING content, created_at, role";
+    const TAKE: &str =
+        "DELETE FROM memory_entries WHERE doc = ?1 RETURNING content, created_at, role";
     let Some(d) = doc(agent_id, id) else {
         return Ok(None);
     };
     let Some((content, created_at, role)) = opt_row(tx, TAKE, [d], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, role_from(r, 2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            role_from(r, 2)?,
+        ))
     })?
     else {
         return Ok(None);
@@ -142,7 +147,11 @@ pub(super) fn rate(
 }
 
 /// The entries `target` names, by id; an id the agent does not have is an error.
-pub(super) fn doomed(c: &Connection, agent_id: i64, target: &Forget<'_>) -> Result<Vec<MemoryEntry>> {
+pub(super) fn doomed(
+    c: &Connection,
+    agent_id: i64,
+    target: &Forget<'_>,
+) -> Result<Vec<MemoryEntry>> {
     const MATCHING: &str = concat!(
         "SELECT ",
         entry_columns!(),
@@ -152,7 +161,12 @@ pub(super) fn doomed(c: &Connection, agent_id: i64, target: &Forget<'_>) -> Resu
     match target {
         Forget::Matching(query) => {
             let (lo, hi) = docs(agent_id);
-            rows(c, MATCHING, params![query.to_fts5(true), lo, hi], entry_from_row)
+            rows(
+                c,
+                MATCHING,
+                params![query.to_fts5(true), lo, hi],
+                entry_from_row,
+            )
         }
         Forget::Ids(ids) => {
             let mut ids = ids.to_vec();
@@ -177,8 +191,13 @@ pub(super) fn doomed(c: &Connection, agent_id: i64, target: &Forget<'_>) -> Resu
 /// Deletes the entries `target` names, with FTS5's `secure-delete` on for these
 /// deletes, so their terms are removed from the index's pages rather than masked by
 /// delete markers. Runs inside `Sqlite::write_forgetting`.
-pub(super) fn forget(tx: &Connection, agent_id: i64, target: &Forget<'_>) -> Result<Vec<MemoryEntry>> {
-    const SECURE: &str = "INSERT INTO memory_search (memory_search, rank) VALUES ('secure-delete', ?1)";
+pub(super) fn forget(
+    tx: &Connection,
+    agent_id: i64,
+    target: &Forget<'_>,
+) -> Result<Vec<MemoryEntry>> {
+    const SECURE: &str =
+        "INSERT INTO memory_search (memory_search, rank) VALUES ('secure-delete', ?1)";
     const DELETE: &str = "DELETE FROM memory_entries WHERE doc = ?1";
     let entries = doomed(tx, agent_id, target)?;
     if entries.is_empty() {

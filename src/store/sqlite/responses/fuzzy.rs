@@ -234,7 +234,7 @@ fn waiting_candidates(c: &Connection, agent_id: i64, query: &Query) -> Result<Ve
 fn first_unguarded(
     c: &Connection,
     agent_id: i64,
-    query: &Query,
+    message: &str,
     mut candidates: Vec<(f64, i64)>,
     options: FuzzyOptions,
 ) -> Result<Lookup> {
@@ -251,7 +251,7 @@ fn first_unguarded(
         else {
             continue; // a posting whose row was deleted outside agentstore
         };
-        if options.negation_guard && differ_in_meaning(&query.words, &word_set(&cached)) {
+        if options.negation_guard && differ_in_meaning(message, &cached) {
             guarded.get_or_insert(NoMatch::Guarded {
                 id,
                 similarity,
@@ -297,7 +297,7 @@ fn fuzzy(c: &Connection, agent_id: i64, message: &str, options: FuzzyOptions) ->
         })
         .collect();
     candidates.extend(waiting_candidates(c, agent_id, &query)?);
-    first_unguarded(c, agent_id, &query, candidates, options)
+    first_unguarded(c, agent_id, message, candidates, options)
 }
 
 #[cfg(test)]
