@@ -18,8 +18,8 @@ pub use llm::{ChatMessage, Latency, LlmClient, LlmError, Role, SimulatedClient};
 #[cfg(feature = "openai")]
 pub use llm::{OpenAiClient, OpenAiConfig};
 pub use responses::{
-    FALLBACK_LONG, FALLBACK_OTHER, FALLBACK_QUESTION, FnGenerator, GenerationError, Reply,
-    Responder, ResponseConfig, ResponseGenerator, fallback_reply, generator_fn,
+    FALLBACK_LONG, FALLBACK_OTHER, FALLBACK_QUESTION, FnGenerator, GenerationError, LateAnswer,
+    Reply, Responder, ResponseConfig, ResponseGenerator, fallback_reply, generator_fn,
 };
 pub use tools::{
     NEVER_CACHED, ParallelOptions, Tool, ToolConfig, ToolError, ToolOutcome, ToolRegistry,
@@ -27,9 +27,10 @@ pub use tools::{
 };
 
 use crate::error::{Error, Result};
+use crate::store::Role as MemoryRole;
 use crate::store::{
     AgentRecord, CompressedContext, ListOrder, MAX_CONTENT_BYTES, Memory, MemoryEntry,
-    MemorySettings, MemoryStats, Prune, PruneReport, ResponseTimeStats, Store, ToolStats,
+    MemorySettings, MemoryStats, Outcome, Prune, PruneReport, ResponseTimeStats, Store, ToolStats,
 };
 use batch::blocking;
 
@@ -97,6 +98,10 @@ pub struct AgentConfig {
     pub context_chars: u64,
     /// The system prompt; the compressed context follows it.
     pub system_prompt: String,
+    /// Whether the context of a prompt is chosen for relevance to the incoming
+    /// message as well as for importance and recency ([`Memory::context_for`]; on by
+    /// default). Off, it is [`Memory::context`].
+    pub relevant_context: bool,
 }
 
 /// Builder methods: `AgentConfig::default()` (or a constructor), then `with_*`.
@@ -131,6 +136,12 @@ impl AgentConfig {
         self
     }
 
+    /// This configuration choosing the context for relevance to the message, or not.
+    pub fn with_relevant_context(mut self, relevant_context: bool) -> Self {
+        self.relevant_context = relevant_context;
+        self
+    }
+
     /// This configuration with another `system_prompt`.
     pub fn with_system_prompt(mut self, system_prompt: impl Into<String>) -> Self {
         self.system_prompt = system_prompt.into();
@@ -155,6 +166,7 @@ impl AgentConfig {
             importance: Importance::default(),
             context_chars: 2000,
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
+            relevant_context: true,
         }
     }
 
@@ -201,23 +213,52 @@ struct LlmGenerator {
     llm: Arc<dyn LlmClient>,
     system_prompt: String,
     context_chars: u64,
+    relevant_context: bool,
 }
 
+/// The header above the remembered lines of a prompt.
+pub const CONTEXT_HEADER: &str = "What you remember, oldest first (chosen for importance, \
+     recency and relevance to this message; each line says who said it):";
+
 impl LlmGenerator {
-    /// The prompt for `message`: the system prompt, then what the agent remembers.
+    /// The prompt for `message`: the system prompt, then what the agent remembers, one
+    /// `role: text` line per entry in chronological order.
     async fn prompt(&self, message: &str) -> Result<Vec<ChatMessage>> {
         let (memory, chars) = (self.memory.clone(), self.context_chars);
-        let context = blocking(move || memory.context(chars)).await?;
-        let mut system = self.system_prompt.clone();
-        if !context.text.is_empty() {
-            system.push_str("\n\nWhat you remember, most relevant first:\n");
-            system.push_str(&context.text);
-        }
+        let query = self.relevant_context.then(|| message.to_string());
+        let context = blocking(move || match query {
+            Some(query) => memory.context_for(&query, chars),
+            None => memory.context(chars),
+        })
+        .await?;
         Ok(vec![
-            ChatMessage::system(system),
+            ChatMessage::system(prompt_text(&self.system_prompt, &context)),
             ChatMessage::user(message),
         ])
     }
+}
+
+/// The system prompt with the remembered lines under [`CONTEXT_HEADER`].
+pub fn prompt_text(system_prompt: &str, context: &CompressedContext) -> String {
+    let mut system = system_prompt.to_string();
+    if context.entries.is_empty() {
+        return system;
+    }
+    system.push_str("\n\n");
+    system.push_str(CONTEXT_HEADER);
+    for e in &context.entries {
+        system.push('\n');
+        system.push_str(e.role.as_str());
+        system.push_str(": ");
+        system.push_str(&e.content);
+    }
+    if context.truncated > 0 {
+        system.push_str(&format!(
+            "\n[... {} earlier messages truncated for length ...]",
+            context.truncated
+        ));
+    }
+    system
 }
 
 #[async_trait::async_trait]
@@ -304,6 +345,7 @@ impl Agent {
             llm: config.llm.clone(),
             system_prompt: config.system_prompt,
             context_chars: config.context_chars,
+            relevant_context: config.relevant_context,
         };
         let responder =
             Responder::with_generator(store, &record, Arc::new(generator), config.responses)?;
@@ -387,9 +429,12 @@ impl Agent {
     }
 
     /// [`Agent::process_message`] with the importance of this exchange's entries. The
-    /// message and the reply are added in one transaction after the answer; a reply
-    /// over the entry size limit (1 MiB) is answered but not remembered. A failed
-    /// generation adds nothing.
+    /// message (role `user`) and the reply (`assistant`) are added in one transaction
+    /// after the answer; a reply over the entry size limit (1 MiB) is answered but not
+    /// remembered. A fallback reply is never remembered: the message is added alone,
+    /// and the generation's own response follows it into memory if it finishes within
+    /// the grace period ([`Responder::settle`] waits for that). A failed generation
+    /// adds nothing.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty message, one over 1 MiB or an importance
@@ -408,13 +453,38 @@ impl Agent {
                 return Err(Error::InvalidImportance(value));
             }
         }
-        let reply = self.responder.process_message(message).await?;
-        let mut exchange = vec![(message.to_string(), importance.user)];
-        if reply.response.len() <= MAX_CONTENT_BYTES && !reply.response.is_empty() {
-            exchange.push((reply.response.clone(), importance.reply));
+        // A fallback is not the agent's answer: memory gets the real one if the
+        // generation finishes in its grace period, after the user's message is in.
+        let (stored, user_is_in) = tokio::sync::oneshot::channel::<()>();
+        let memory = self.memory.clone();
+        let late: LateAnswer = Box::new(move |response: String| {
+            Box::pin(async move {
+                if user_is_in.await.is_ok() && response.len() <= MAX_CONTENT_BYTES {
+                    let _ = blocking(move || {
+                        memory.add_as(MemoryRole::Assistant, &response, importance.reply)
+                    })
+                    .await;
+                }
+            })
+        });
+        let reply = self
+            .responder
+            .process_message_then(message, Some(late))
+            .await?;
+        let mut exchange = vec![(MemoryRole::User, message.to_string(), importance.user)];
+        if reply.outcome != Outcome::Fallback
+            && reply.response.len() <= MAX_CONTENT_BYTES
+            && !reply.response.is_empty()
+        {
+            exchange.push((
+                MemoryRole::Assistant,
+                reply.response.clone(),
+                importance.reply,
+            ));
         }
         let memory = self.memory.clone();
-        blocking(move || memory.add_many(&exchange)).await?;
+        blocking(move || memory.add_many_as(&exchange)).await?;
+        let _ = stored.send(());
         Ok(reply)
     }
 

@@ -196,6 +196,12 @@ impl Default for ResponseConfig {
     }
 }
 
+/// What to do with the response of a generation that missed its target, once it has
+/// been cached (see [`Responder::process_message_then`]). Never called if the
+/// generation fails or outlasts the grace period.
+pub type LateAnswer =
+    Box<dyn FnOnce(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
 /// The answer to one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reply {
@@ -313,6 +319,21 @@ impl Responder {
     /// [`Error::GenerationFailed`] when the generator fails (logged, nothing cached);
     /// [`Error::InvalidArgument`] for a message over 1 MiB; database errors.
     pub async fn process_message(&self, message: &str) -> Result<Reply> {
+        self.process_message_then(message, None).await
+    }
+
+    /// [`Responder::process_message`], calling `late` with the real response when the
+    /// answer was a fallback and the generation then finished within the grace period
+    /// (after its response is cached). The agent adds that response to memory this
+    /// way, never the fallback.
+    ///
+    /// # Errors
+    /// As [`Responder::process_message`].
+    pub async fn process_message_then(
+        &self,
+        message: &str,
+        late: Option<LateAnswer>,
+    ) -> Result<Reply> {
         let start = Instant::now();
         let inner = &*self.inner;
         if message.len() > MAX_CONTENT_BYTES {
@@ -373,7 +394,7 @@ impl Responder {
                 Err(Error::GenerationFailed(failure))
             }
             Err(_) => {
-                self.finish_in_background(message, generation, target);
+                self.finish_in_background(message, generation, target, late);
                 self.note(None, start, Outcome::Fallback);
                 Ok(Reply {
                     response: fallback_reply(message).to_string(),
@@ -392,6 +413,7 @@ impl Responder {
         message: &str,
         mut generation: tokio::task::JoinHandle<std::result::Result<String, GenerationError>>,
         spent: Duration,
+        late: Option<LateAnswer>,
     ) {
         let left = self.inner.config.grace_period.saturating_sub(spent);
         let cache = self.inner.cache.clone();
@@ -399,7 +421,11 @@ impl Responder {
         let task = tokio::spawn(async move {
             match tokio::time::timeout(left, &mut generation).await {
                 Ok(Ok(Ok(response))) if cacheable(&message, &response) => {
-                    let _ = blocking(move || cache.put(&message, &response)).await;
+                    let kept = response.clone();
+                    let cached = blocking(move || cache.put(&message, &response)).await;
+                    if let (Ok(_), Some(late)) = (cached, late) {
+                        late(kept).await;
+                    }
                 }
                 Ok(_) => {}
                 Err(_) => generation.abort(),

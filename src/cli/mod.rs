@@ -104,16 +104,22 @@ pub enum Command {
   agentstore --json agents list"
     )]
     Agents(cmd::agents::Command),
-    /// Add, list, inspect and prune an agent's memory entries.
+    /// Add, list, search, inspect, correct, forget and prune an agent's memory entries.
     #[command(
         subcommand,
         after_help = "Examples:
   agentstore memory add --agent bot --importance 0.9 'the user prefers metric units'
   agentstore memory list --agent bot --order importance --limit 10
-  agentstore memory context --agent bot --max-chars 1000
+  agentstore memory search --agent bot 'metric units'
+  agentstore memory context --agent bot --max-chars 1000 --query 'which units?'
+  agentstore memory rate --agent bot 42 --importance 0.2
+  agentstore memory forget --agent bot --matching 'home address' --dry-run
   agentstore memory prune --agent bot --older-than 30d --dry-run"
     )]
     Memory(cmd::memory::Command),
+    /// Forget what matches a query in an agent's memory, cached responses and cached
+    /// tool results, scrubbed from the file.
+    Forget(cmd::forget::Args),
     /// Tool call stats and the tool-result cache: list and purge cached results.
     #[command(
         subcommand,
@@ -135,8 +141,9 @@ pub enum Command {
     Responses(cmd::responses::Command),
     /// Run one read-only SQL query and print its rows.
     Sql(cmd::sql::Args),
-    /// Check the file: integrity, schema version, row counts and the trigger-kept
-    /// counters. Exits 3 when it finds a problem.
+    /// Check the file: integrity, schema version, row counts, the trigger-kept
+    /// counters and the memory search index. Exits 3 when it finds a problem;
+    /// --repair rebuilds the search index first.
     Check(cmd::check::Args),
     /// Give free pages back to the file system (after a prune or purge), while agents
     /// keep running; --full rewrites the file with VACUUM.
@@ -176,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Responses(c) => cmd::responses::run(&ctx, c)?,
         Command::Sql(a) => cmd::sql::run(&ctx, a)?,
         Command::Check(a) => cmd::check::run(&ctx, a)?,
+        Command::Forget(a) => cmd::forget::run(&ctx, a)?,
         Command::Compact(a) => cmd::compact::run(&ctx, a)?,
         Command::Report(a) => cmd::report::run(&ctx, a)?,
     };

@@ -10,6 +10,14 @@ pub fn unit_interval(s: &str) -> Result<f64, String> {
     }
 }
 
+/// An entry id: a whole number from 1.
+pub fn positive_id(s: &str) -> Result<i64, String> {
+    match s.trim().parse::<i64>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err("must be an entry id, a whole number from 1".into()),
+    }
+}
+
 /// A duration such as `90m`, `12h` or `7d`; zero is refused.
 pub fn duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s.trim()) {

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::forget::{ForgetEverywhereReport, Needles};
 use super::memory::{Forget, PrunePlan, PruneStart, Query};
 use super::report::Aggregates;
 use super::responses::{ResponsePurge, TuneRule};
@@ -252,6 +253,17 @@ pub(crate) trait AdminOps {
     fn checkpoint(&self) -> Result<()>;
     /// Rebuilds the memory search index from the entries; the entries indexed.
     fn reindex(&self) -> Result<u64>;
+    /// Removes (or lists, `dry_run`) what matches `query` in an agent's memory, and
+    /// what contains `needles` in its cached responses and its scope's tool results,
+    /// in one transaction, scrubbing the files as `memory_forget` does.
+    fn forget_everywhere(
+        &self,
+        agent_id: i64,
+        scope: &str,
+        query: &Query,
+        needles: &Needles,
+        dry_run: bool,
+    ) -> Result<ForgetEverywhereReport>;
     /// One read-only statement in the engine's sandbox; the rows it handed over.
     fn query_read_only(
         &self,

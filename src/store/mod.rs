@@ -8,6 +8,7 @@ mod admin;
 mod agents;
 mod batch;
 mod engine;
+mod forget;
 mod invariants;
 mod memory;
 pub mod report;
@@ -26,6 +27,7 @@ pub use admin::{
     query_read_only_with,
 };
 pub use agents::{AgentRecord, MAX_NAME_CHARS, MemorySettings};
+pub use forget::ForgetEverywhereReport;
 pub use memory::{
     CONTEXT_MATCHES, CompressedContext, ContextEntry, ForgetReport, ForgetTarget, ListOrder,
     MAX_QUERY_BYTES, MAX_QUERY_TERMS, Memory, MemoryEntry, MemoryStats, NewEntry, Prune,

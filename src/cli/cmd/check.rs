@@ -7,15 +7,31 @@ use crate::cli::output::{Output, Reply};
 use crate::cli::table;
 
 /// Run SQLite's integrity and foreign-key checks, read the schema version, count rows,
-/// and compare the trigger-kept counters with the real counts. Exits 0 when all is
-/// well, 3 when a problem was found (each listed), 1 when the file cannot be checked.
+/// compare the trigger-kept counters with the real counts and the memory search index
+/// with the entries. Exits 0 when all is well, 3 when a problem was found (each
+/// listed), 1 when the file cannot be checked.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  agentstore check && echo healthy")]
-pub struct Args {}
+#[command(
+    after_help = "Examples:\n  agentstore check && echo healthy\n  agentstore check --repair"
+)]
+pub struct Args {
+    /// Rebuild the memory search index from the entries first (what `memory
+    /// reindex` does), then check.
+    #[arg(long)]
+    pub repair: bool,
+}
 
 /// Runs `check`.
-pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
-    let store = ctx.open_existing()?;
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
+    let store = if args.repair {
+        ctx.open_for_write()?
+    } else {
+        ctx.open_existing()?
+    };
+    let repaired = match args.repair {
+        true => Some(store.reindex_memory()?),
+        false => None,
+    };
     let report = store.check()?;
     let mut fields = vec![
         ("integrity".to_string(), report.integrity.join("; ")),
@@ -43,6 +59,12 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
     for (table, n) in &report.row_counts {
         fields.push((format!("rows in {table}"), n.to_string()));
     }
+    if let Some(n) = repaired {
+        fields.push((
+            "repaired".to_string(),
+            format!("rebuilt the memory search index ({n} entries)"),
+        ));
+    }
     if report.ok {
         fields.push(("problems".to_string(), "none".to_string()));
     }
@@ -59,7 +81,13 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
         problems: !report.ok,
         output: Output::Text {
             text,
-            json: to_value(&report)?,
+            json: {
+                let mut json = to_value(&report)?;
+                if let Some(n) = repaired {
+                    json["reindexed_entries"] = n.into();
+                }
+                json
+            },
         },
     })
 }

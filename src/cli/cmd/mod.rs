@@ -6,6 +6,7 @@ pub mod check;
 pub mod compact;
 pub mod demo;
 pub mod demo_tools;
+pub mod forget;
 pub mod init;
 pub mod llm;
 pub mod memory;

@@ -7,6 +7,7 @@ mod check;
 mod checkpoint;
 mod compact;
 mod connection;
+mod forget;
 mod memory;
 mod migrate;
 mod pool;
@@ -300,6 +301,17 @@ impl AdminOps for Sqlite {
 
     fn reindex(&self) -> Result<u64> {
         self.reindex()
+    }
+
+    fn forget_everywhere(
+        &self,
+        agent_id: i64,
+        scope: &str,
+        query: &crate::store::memory::Query,
+        needles: &crate::store::forget::Needles,
+        dry_run: bool,
+    ) -> Result<crate::store::ForgetEverywhereReport> {
+        self.forget_all(agent_id, scope, query, needles, dry_run)
     }
 
     fn query_read_only(

@@ -73,9 +73,8 @@ pub(super) fn search(
     // The snippet needs the match's cursor, so it is asked for each hit alone (a rowid
     // lookup in the index) rather than for every match before the ranking.
     const HIT: &str = concat!(
-        "SELECT ",
-        entry_columns!(),
-        ", snippet(memory_search, 0, '[', ']', '…', 12)
+        "SELECT m.id, m.content, m.importance, m.created_at, m.size_bytes, m.role,
+                snippet(memory_search, 0, '[', ']', '…', 12)
            FROM memory_search JOIN memory_entries m ON m.doc = memory_search.rowid
           WHERE memory_search MATCH ?1 AND memory_search.rowid = ?2"
     );

@@ -52,7 +52,7 @@ fn get_on(c: &Connection, key: &CacheKey, now: i64) -> Result<Option<String>> {
 
 /// The one decoder of a [`CachedToolResult`], from `key, scope, tool, params,
 /// result, created_at, expires_at`.
-fn result_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedToolResult> {
+pub(super) fn result_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedToolResult> {
     let key: Vec<u8> = r.get(0)?;
     let params: String = r.get(3)?;
     let result: String = r.get(4)?;

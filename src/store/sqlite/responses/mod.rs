@@ -30,7 +30,9 @@ const INDEX_BATCH: i64 = 2000;
 
 /// The one decoder of a [`CachedResponse`], from `id, message, response, hits,
 /// created_at, last_used_at`.
-fn response_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedResponse> {
+pub(in crate::store::sqlite) fn response_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<CachedResponse> {
     Ok(CachedResponse {
         id: r.get(0)?,
         message: r.get(1)?,
@@ -257,7 +259,11 @@ fn index_row(tx: &Connection, agent_id: i64, id: i64, message: &str) -> Result<(
 
 /// Deletes cached rows and their postings (found from the message's words, by primary
 /// key).
-fn delete_rows(tx: &Connection, agent_id: i64, victims: &[(i64, String)]) -> Result<()> {
+pub(in crate::store::sqlite) fn delete_rows(
+    tx: &Connection,
+    agent_id: i64,
+    victims: &[(i64, String)],
+) -> Result<()> {
     const POSTING: &str = "DELETE FROM response_words \
          WHERE agent_id = ?1 AND word = ?2 AND word_count = ?3 AND response_id = ?4";
     const ROW: &str = "DELETE FROM response_cache WHERE id = ?1";
