@@ -21,6 +21,7 @@ mod llm;
 mod load;
 mod open;
 mod readme;
+mod recall;
 mod report;
 mod responses;
 mod retention;

@@ -72,12 +72,10 @@ pub(super) fn search(
 ) -> Result<Vec<SearchHit>> {
     // The snippet needs the match's cursor, so it is asked for each hit alone (a rowid
     // lookup in the index) rather than for every match before the ranking.
-    const HIT: &str = concat!(
-        "SELECT m.id, m.content, m.importance, m.created_at, m.size_bytes, m.role,
+    const HIT: &str = "SELECT m.id, m.content, m.importance, m.created_at, m.size_bytes, m.role,
                 snippet(memory_search, 0, '[', ']', '…', 12)
            FROM memory_search JOIN memory_entries m ON m.doc = memory_search.rowid
-          WHERE memory_search MATCH ?1 AND memory_search.rowid = ?2"
-    );
+          WHERE memory_search MATCH ?1 AND memory_search.rowid = ?2";
     let top = top_matches(c, agent_id, query, options)?;
     let fts = query.to_fts5(false);
     let mut stmt = c.prepare_cached(HIT).sql(HIT)?;
