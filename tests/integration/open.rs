@@ -306,6 +306,13 @@ fn a_schema_1_file_is_migrated_to_the_fresh_schema_and_keeps_its_data() -> TestR
     assert_eq!(agent.target_response_time, 2.0);
     let report = store.check()?;
     assert!(report.ok, "{:?}", report.problems);
+    // Schema 4 indexed the old entry for search and made it a note.
+    let hits = store
+        .memory(&agent)
+        .search("hello", &agentstore::SearchOptions::default())?;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].role, agentstore::Role::Note);
+    assert_eq!(agent.settings.relevance_weight, 1.0);
     drop(store);
 
     let fresh = TempDb::new();

@@ -556,3 +556,471 @@ async fn a_late_answer_past_the_grace_period_leaves_only_the_question() -> TestR
     );
     Ok(())
 }
+
+#[test]
+fn an_acknowledged_forget_survives_a_kill_9() -> TestResult {
+    use std::io::BufRead;
+    for round in 0..crate::common::soak() * 3 {
+        let db = TempDb::new();
+        let marker = format!("zqxkillmarker{round}");
+        let mut child = std::process::Command::new(crate::common::example_binary("forget_writer"))
+            .arg(&db.path)
+            .arg(&marker)
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+        // Killed while it writes on: what the forget acknowledged must hold.
+        std::thread::sleep(Duration::from_millis(20 * round));
+        child.kill()?;
+        child.wait()?;
+        assert_eq!(line.trim(), "forgotten 5 true", "{line}");
+        assert_eq!(files_contain(&db, marker.as_bytes()), Vec::<String>::new());
+        let store = Store::open(&db.path, StoreOptions::default())?;
+        assert!(store.check()?.ok);
+        let agent = store.existing_agent("bot")?;
+        let left = store
+            .memory(&agent)
+            .search(&marker, &SearchOptions::default())?;
+        assert!(left.is_empty());
+        assert!(store.memory(&agent).stats()?.total_entries >= 1995);
+    }
+    Ok(())
+}
+
+// --- the CLI, as a user runs it ---
+
+fn cli_add(db: &TempDb, args: &[&str]) {
+    crate::common::agentstore(db)
+        .args(["memory", "add", "--agent", "bot"])
+        .args(args)
+        .assert()
+        .success();
+}
+
+/// Runs the CLI and returns (exit code, stderr).
+fn cli_fails(db: &TempDb, args: &[&str]) -> (i32, String) {
+    let out = crate::common::agentstore(db).args(args).assert().failure();
+    let o = out.get_output();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn memory_search_get_rate_and_forget_from_the_cli() {
+    use crate::common::json_of;
+    let db = TempDb::new();
+    cli_add(&db, &["--role", "user", "my home address is 5 Elm Road"]);
+    cli_add(
+        &db,
+        &["--importance", "0.9", "the user prefers metric units"],
+    );
+    cli_add(
+        &db,
+        &["--role", "assistant", "noted: metric units from now on"],
+    );
+    crate::common::agentstore(&db)
+        .args([
+            "memory",
+            "add",
+            "--agent",
+            "other",
+            "metric units elsewhere",
+        ])
+        .assert()
+        .success();
+
+    let hits = json_of(&db, &["memory", "search", "--agent", "bot", "metric units"]);
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 2);
+    let keys: Vec<&String> = hits[0].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "role",
+            "content",
+            "importance",
+            "created_at",
+            "score",
+            "snippet"
+        ]
+    );
+    assert!(hits[0]["score"].as_f64().unwrap() >= hits[1]["score"].as_f64().unwrap());
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("[metric]"));
+    let user = json_of(
+        &db,
+        &[
+            "memory",
+            "search",
+            "--agent",
+            "bot",
+            "--role",
+            "assistant",
+            "--limit",
+            "5",
+            "metric",
+        ],
+    );
+    assert_eq!(user.as_array().unwrap().len(), 1);
+    assert_eq!(user[0]["role"], "assistant");
+    let text = crate::common::agentstore(&db)
+        .args(["memory", "search", "--agent", "bot", "metric"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains("snippet") && text.contains("[metric]"),
+        "{text}"
+    );
+    let none = crate::common::agentstore(&db)
+        .args(["memory", "search", "--agent", "bot", "zebra"])
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&none.get_output().stdout).contains("no entry matches"));
+
+    let one = json_of(&db, &["memory", "get", "--agent", "bot", "1"]);
+    assert_eq!(one["role"], "user");
+    assert_eq!(one["content"], "my home address is 5 Elm Road");
+    let rated = json_of(
+        &db,
+        &[
+            "memory",
+            "rate",
+            "--agent",
+            "bot",
+            "1",
+            "--importance",
+            "0.1",
+        ],
+    );
+    assert_eq!(
+        (rated["id"].as_i64(), rated["importance"].as_f64()),
+        (Some(1), Some(0.1))
+    );
+    assert_eq!(rated["created_at"], one["created_at"]);
+
+    let context = json_of(
+        &db,
+        &[
+            "memory",
+            "context",
+            "--agent",
+            "bot",
+            "--query",
+            "home address",
+            "--max-chars",
+            "30",
+        ],
+    );
+    assert!(
+        context["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("my home address is 5 Elm Road\n"),
+        "{context}"
+    );
+    assert_eq!(context["entries"][0]["role"], "user");
+
+    let dry = json_of(
+        &db,
+        &[
+            "memory",
+            "forget",
+            "--agent",
+            "bot",
+            "--matching",
+            "elm road",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["entries"][0]["id"], 1);
+    let gone = json_of(&db, &["memory", "forget", "--agent", "bot", "1", "3"]);
+    assert_eq!(gone["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(gone["scrubbed"], true);
+    let (code, err) = cli_fails(&db, &["memory", "get", "--agent", "bot", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no memory entry 1"), "{err}");
+    let nothing = json_of(
+        &db,
+        &["memory", "forget", "--agent", "bot", "--matching", "zebra"],
+    );
+    assert_eq!(nothing["entries"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn recall_commands_refuse_bad_input_with_exit_2_and_change_nothing() {
+    let db = TempDb::new();
+    cli_add(&db, &["an entry"]);
+    crate::common::agentstore(&db)
+        .args(["memory", "add", "--agent", "other", "theirs"])
+        .assert()
+        .success();
+    let export = || {
+        let out = crate::common::agentstore(&db)
+            .arg("export")
+            .assert()
+            .success();
+        out.get_output().stdout.clone()
+    };
+    let before = export();
+    // 100 KiB: over the query limit, under the 128 KiB Linux allows one argument.
+    let big = "word ".repeat(20 * 1024);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["memory", "search", "--agent", "bot", ""],
+        vec!["memory", "search", "--agent", "bot", &big],
+        vec![
+            "memory", "search", "--agent", "bot", "--role", "wizard", "x",
+        ],
+        vec!["memory", "add", "--agent", "bot", "--role", "wizard", "x"],
+        vec!["memory", "get", "--agent", "bot", "0"],
+        vec!["memory", "get", "--agent", "bot", "abc"],
+        vec![
+            "memory",
+            "rate",
+            "--agent",
+            "bot",
+            "1",
+            "--importance",
+            "NaN",
+        ],
+        vec!["memory", "rate", "--agent", "bot", "1", "--importance", "7"],
+        vec![
+            "memory",
+            "rate",
+            "--agent",
+            "bot",
+            "2",
+            "--importance",
+            "0.5",
+        ],
+        vec!["memory", "forget", "--agent", "bot", "2"],
+        vec!["memory", "forget", "--agent", "bot"],
+        vec!["memory", "forget", "--agent", "bot", "--matching", "   "],
+        vec!["forget", "--agent", "bot", "--matching", ""],
+        vec![
+            "memory",
+            "forget",
+            "--agent",
+            "bot",
+            "1",
+            "--matching",
+            "entry",
+        ],
+    ];
+    for args in cases {
+        let (code, err) = cli_fails(&db, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // An id of another agent is not this agent's (the other agent's entry is id 1 too,
+    // so use the bot's view of id 1 after the other agent adds id 2).
+    crate::common::agentstore(&db)
+        .args(["memory", "add", "--agent", "other", "second of theirs"])
+        .assert()
+        .success();
+    assert_eq!(
+        cli_fails(&db, &["memory", "get", "--agent", "bot", "2"]).0,
+        2
+    );
+    let after = export();
+    let lines = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| l.contains("\"an entry\""))
+            .count()
+    };
+    assert_eq!(lines(&before), 1);
+    assert_eq!(lines(&after), 1, "bot's entry is unchanged");
+}
+
+#[test]
+fn forget_everywhere_and_check_repair_from_the_cli() {
+    use crate::common::{agentstore, json_of};
+    let db = TempDb::new();
+    cli_add(&db, &["the user's passport number is X123"]);
+    cli_add(&db, &["nothing to see"]);
+    {
+        let store = Store::open(&db.path, StoreOptions::default()).unwrap();
+        let agent = store.existing_agent("bot").unwrap();
+        store
+            .response_cache(&agent)
+            .put("what is my passport number?", "it is X123")
+            .unwrap();
+        store
+            .tool_cache(&agent)
+            .put(
+                "docs",
+                &serde_json::json!({"find": "passport"}),
+                &serde_json::json!({"number": "X123"}),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+    }
+    let dry = json_of(
+        &db,
+        &[
+            "forget",
+            "--agent",
+            "bot",
+            "--matching",
+            "passport",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry["memory_entries"].as_array().unwrap().len(), 1);
+    assert_eq!(dry["responses"].as_array().unwrap().len(), 1);
+    assert_eq!(dry["tool_results"].as_array().unwrap().len(), 1);
+    let out = agentstore(&db)
+        .args(["forget", "--agent", "bot", "--matching", "passport"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.starts_with("forgot 1 memory entries, 1 cached responses, 1 cached tool results"),
+        "{text}"
+    );
+    let again = json_of(
+        &db,
+        &[
+            "forget",
+            "--agent",
+            "bot",
+            "--matching",
+            "passport",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(again["responses"].as_array().unwrap().len(), 0);
+    assert!(
+        std::fs::read(&db.path)
+            .unwrap()
+            .windows(4)
+            .all(|w| w != b"X123")
+    );
+
+    // A damaged search index: an indexed text that is no entry, and an entry missing.
+    {
+        let c = rusqlite::Connection::open(&db.path).unwrap();
+        c.execute_batch(
+            "INSERT INTO memory_search (rowid, content) VALUES (424242, 'ghost');
+             DELETE FROM memory_search_docsize WHERE id = (SELECT doc FROM memory_entries LIMIT 1);",
+        )
+        .unwrap();
+    }
+    let out = agentstore(&db).arg("check").assert().code(3);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("the memory search index lacks 1 entries"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the memory search index holds 1 entries that are not in memory"),
+        "{text}"
+    );
+    let repaired = json_of(&db, &["check", "--repair"]);
+    assert_eq!(repaired["ok"], true, "{repaired}");
+    assert_eq!(repaired["reindexed_entries"], 1);
+    let hits = json_of(&db, &["memory", "search", "--agent", "bot", "nothing"]);
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    let reindexed = json_of(&db, &["memory", "reindex"]);
+    assert_eq!(reindexed["indexed_entries"], 1);
+}
+
+#[test]
+fn roles_and_the_relevance_weight_survive_export_and_import() -> TestResult {
+    let (a, b) = (TempDb::new(), TempDb::new());
+    let source = Store::open(&a.path, StoreOptions::default())?;
+    let agent = source.agent("bot")?;
+    source.set_memory_settings("bot", &MemorySettings::default().with_relevance_weight(2.5))?;
+    let m = source.memory(&agent);
+    m.add_many_as(&[
+        (Role::System, "be brief", 0.9),
+        (Role::User, "hello there", 0.5),
+        (Role::Assistant, "hi", 0.4),
+        (Role::Tool, "{\"temp\": 21}", 0.3),
+    ])?;
+    let mut export = Vec::new();
+    source.export(None, &mut export)?;
+    let text = String::from_utf8(export.clone())?;
+    assert!(text.contains("\"role\":\"assistant\""), "{text}");
+
+    let target = Store::open(&b.path, StoreOptions::default())?;
+    target.import(&mut export.as_slice(), None)?;
+    let copy = target.existing_agent("bot")?;
+    assert_eq!(copy.settings.relevance_weight, 2.5);
+    let roles: Vec<Role> = target
+        .memory(&copy)
+        .list(ListOrder::Time, 10)?
+        .iter()
+        .rev()
+        .map(|e| e.role)
+        .collect();
+    assert_eq!(
+        roles,
+        [Role::System, Role::User, Role::Assistant, Role::Tool]
+    );
+    let hits = target
+        .memory(&copy)
+        .search("hello", &SearchOptions::default())?;
+    assert_eq!(hits.len(), 1, "imported entries are indexed");
+    let mut again = Vec::new();
+    target.export(None, &mut again)?;
+    assert_eq!(String::from_utf8(again)?, text);
+
+    // An export made before roles existed imports its entries as notes.
+    let old = text
+        .lines()
+        .map(|l| {
+            l.replace(",\"role\":\"user\"", "")
+                .replace(",\"relevance_weight\":2.5", "")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = TempDb::new();
+    let third = Store::open(&c.path, StoreOptions::default())?;
+    third.import(&mut old.as_bytes(), None)?;
+    let agent = third.existing_agent("bot")?;
+    assert_eq!(agent.settings.relevance_weight, 1.0);
+    let hello = third
+        .memory(&agent)
+        .search("hello", &SearchOptions::default())?;
+    assert_eq!(hello[0].role, Role::Note);
+    Ok(())
+}
+
+#[test]
+fn the_fuzzy_guard_blocks_swapped_repeated_and_changed_numbers() -> TestResult {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    let cache = store.response_cache(&agent);
+    cache.put(
+        "please transfer 5 dollars to account 7 today",
+        "done: 5 to 7",
+    )?;
+    cache.put("please add 5 5 7 to the running total now", "17")?;
+    cache.put(
+        "please pay 1,000 dollars to the landlord today",
+        "paid 1000",
+    )?;
+    let options = agentstore::FuzzyOptions::default().with_threshold(0.5);
+    let guarded = |message: &str| -> bool {
+        let lookup = cache.lookup_explained(message, options).unwrap();
+        assert!(lookup.found.is_none() || !matches!(lookup.no_match, Some(_)));
+        matches!(lookup.no_match, Some(agentstore::NoMatch::Guarded { .. }))
+    };
+    assert!(guarded("please transfer 7 dollars to account 5 today"));
+    assert!(guarded("please add 5 7 7 to the running total now"));
+    assert!(guarded("please pay 1,001 dollars to the landlord today"));
+    // One number written two ways is the same number: a fuzzy hit.
+    let hit = cache
+        .lookup("please pay 1000 dollars to the landlord today", options)?
+        .expect("a fuzzy match");
+    assert_eq!(hit.response, "paid 1000");
+    Ok(())
+}
