@@ -3,7 +3,9 @@
 //! two README markers.
 
 // README begin
-use agentstore::{FuzzyOptions, ListOrder, Prune, Store, StoreOptions};
+use agentstore::{
+    ForgetTarget, FuzzyOptions, ListOrder, Prune, Role, SearchOptions, Store, StoreOptions,
+};
 use serde_json::json;
 // README end
 
@@ -22,6 +24,11 @@ fn main() -> agentstore::Result<()> {
     let recent = memory.list(ListOrder::Time, 20)?;
     let day = std::time::Duration::from_secs(86400);
     let report = memory.prune(Prune::OlderThan(day), true)?; // a dry run
+    memory.add_as(Role::User, "my home address is 5 Elm Road", 0.5)?; // who said it
+    let hits = memory.search("metric units", &SearchOptions::default())?; // BM25, best first
+    let relevant = memory.context_for("which units?", 2000)?; // relevance to the query too
+    memory.rate(id, 1.0)?; // a new importance, same entry
+    let forgotten = memory.forget(&ForgetTarget::Matching("home address".into()), false)?;
 
     let tools = store.tool_cache(&agent); // the agent's scope
     tools.put(
@@ -37,6 +44,9 @@ fn main() -> agentstore::Result<()> {
     let hit = responses.lookup("what is the capital of france?", FuzzyOptions::default())?;
     // README end
     assert!(id > 0 && stats.total_entries == 3 && context.included == 3);
+    assert_eq!(hits[0].id, id);
+    assert_eq!(relevant.entries[0].id, id);
+    assert_eq!(forgotten.entries.len(), 1);
     assert_eq!((recent.len(), report.removed_entries), (3, 0));
     assert_eq!(cached, Some(json!({"celsius": 3})));
     assert_eq!(hit.map(|m| m.response), Some("Paris".to_string()));

@@ -26,7 +26,7 @@ use crate::data::vocab;
 use serde_json::{Value, json};
 
 use harness::{Bench, median, parse_args};
-use memory::{w1, w2, w3, w4};
+use memory::{w1, w2, w3, w4, w12};
 use responses::{w7, w8, w9};
 use tools::{w5, w6};
 
@@ -85,7 +85,7 @@ fn main() {
     };
     let machine_start = machine();
     type Workload = fn(&mut Bench);
-    let workloads: [(&str, Workload); 10] = [
+    let workloads: [(&str, Workload); 11] = [
         ("W1", w1),
         ("W2", w2),
         ("W3", w3),
@@ -96,6 +96,7 @@ fn main() {
         ("W8", w8),
         ("W9", w9),
         ("W10", restart::w10),
+        ("W12", w12),
     ];
     for (name, run) in workloads {
         if b.wants(name) {

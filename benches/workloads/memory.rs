@@ -397,10 +397,117 @@ pub fn w3(b: &mut Bench) {
             summarize(&bare),
             json!({}),
         );
+        // With a query (two words of a random entry, as an agent's incoming message
+        // shares some words with what it remembers): the walk merged with the search.
+        let queries = two_word_queries(pairs, 909, 22);
+        let mut next = queries.iter().cycle();
+        let with_query = reps(2, 20, || {
+            let q = next.next().expect("cycle");
+            text = memory.context_for(q, 2000).expect("context").text;
+        });
+        b.row(
+            "W3_compressed_context",
+            "agentstore",
+            "context_for_query_2000",
+            p.clone(),
+            summarize(&with_query),
+            json!({ "query_words": 2 }),
+        );
         ratios.insert(format!("N={n}"), json!({ "context_median_us": median(&ours),
-                                                "context_median_vs_bare": median(&ours) / median(&bare) }));
+                                                "context_median_vs_bare": median(&ours) / median(&bare),
+                                                "context_for_query_median_us": median(&with_query) }));
     }
     b.summary("W3_compressed_context", Value::Object(ratios));
+}
+
+/// `count` queries of two words, each pair from one random entry of `pairs`.
+fn two_word_queries(pairs: &[(String, f64)], seed: u64, count: usize) -> Vec<String> {
+    let mut r = crate::data::SplitMix64::new(seed);
+    (0..count)
+        .map(|_| {
+            let words: Vec<&str> = pairs[r.below(pairs.len() as u64) as usize]
+                .0
+                .split(' ')
+                .collect();
+            let a = words[r.below(words.len() as u64) as usize];
+            let b = words[r.below(words.len() as u64) as usize];
+            format!("{a} {b}")
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- W12 memory search
+
+/// W12: full-text search of memory, a two-word query, top 10, at 10k and 100k
+/// entries, against a bare FTS5 table of the same contents (same tokenizer, BM25,
+/// `ORDER BY rank LIMIT 10`, no snippet, no join).
+pub fn w12(b: &mut Bench) {
+    let sizes: &[usize] = if b.config.quick {
+        &[10_000]
+    } else {
+        &[10_000, 100_000]
+    };
+    let all = memory_pairs(201, *sizes.iter().max().unwrap_or(&10_000), &b.vocab);
+    let mut ratios = serde_json::Map::new();
+    for &n in sizes {
+        let pairs = &all[..n];
+        let p = json!({ "N": n, "limit": 10 });
+        let (_store, memory) = preloaded_store(&b.db_path(), pairs);
+        let queries = two_word_queries(pairs, 1201, 52);
+        let options = agentstore::SearchOptions::default().with_limit(10);
+        let mut next = queries.iter().cycle();
+        let mut hits = 0usize;
+        let ours = reps(2, 50, || {
+            let q = next.next().expect("cycle");
+            hits += memory.search(q, &options).expect("search").len();
+        });
+        assert!(hits > 0, "W12 N={n}: the queries found nothing");
+        b.row(
+            "W12_memory_search",
+            "agentstore",
+            "search_2_words_top_10",
+            p.clone(),
+            summarize(&ours),
+            json!({ "hits_per_query": hits as f64 / 52.0 }),
+        );
+
+        let c = Connection::open(b.db_path()).expect("bare open");
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE VIRTUAL TABLE t USING fts5(content, tokenize = 'unicode61 remove_diacritics 2');",
+        )
+        .expect("bare schema");
+        {
+            let tx = c.unchecked_transaction().expect("tx");
+            for (content, _) in pairs {
+                tx.execute("INSERT INTO t (content) VALUES (?1)", [content])
+                    .expect("bare insert");
+            }
+            tx.commit().expect("commit");
+        }
+        let mut next = queries.iter().cycle();
+        let bare = reps(2, 50, || {
+            let q = next.next().expect("cycle").replace(' ', " OR ");
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT rowid, bm25(t) FROM t WHERE t MATCH ?1 ORDER BY rank LIMIT 10",
+                )
+                .expect("prepare");
+            let mut rows = stmt.query([q]).expect("query");
+            while rows.next().expect("row").is_some() {}
+        });
+        b.row(
+            "W12_memory_search",
+            "bare_sqlite",
+            "fts5_top_10",
+            p.clone(),
+            summarize(&bare),
+            json!({}),
+        );
+        ratios.insert(format!("N={n}"), json!({ "search_median_us": median(&ours),
+                                                "search_median_vs_bare": median(&ours) / median(&bare) }));
+    }
+    b.summary("W12_memory_search", Value::Object(ratios));
 }
 
 // ---------------------------------------------------------------- W4 memory_stats
