@@ -1024,3 +1024,34 @@ fn the_fuzzy_guard_blocks_swapped_repeated_and_changed_numbers() -> TestResult {
     assert_eq!(hit.response, "paid 1000");
     Ok(())
 }
+
+#[test]
+fn search_since_keeps_only_recent_entries() -> TestResult {
+    let db = TempDb::new();
+    {
+        let store = Store::open(&db.path, StoreOptions::default())?;
+        let agent = store.agent("bot")?;
+        let old = NewEntry {
+            role: Role::Note,
+            content: "tide tables from long ago".into(),
+            importance: 0.5,
+            created_at: T0,
+        };
+        store.memory(&agent).import_entries(&[old])?;
+        store.memory(&agent).add("tide tables for today", 0.5)?;
+    }
+    let recent = crate::common::json_of(
+        &db,
+        &["memory", "search", "--agent", "bot", "--since", "1h", "tide"],
+    );
+    let ids: Vec<i64> = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [2]);
+    let all = crate::common::json_of(&db, &["memory", "search", "--agent", "bot", "tide"]);
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    Ok(())
+}
