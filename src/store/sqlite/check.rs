@@ -235,11 +235,17 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
 
     // The memory search index against the entries: every entry indexed once (one
     // docsize row per indexed document, by rowid), nothing else indexed.
+    // Entries waiting in memory_unindexed count as indexed, and indexed entries
+    // waiting in memory_deindex as gone (see schema.sql).
     const SEARCH: &str = "SELECT
             (SELECT count(*) FROM memory_entries m
-              WHERE NOT EXISTS (SELECT 1 FROM memory_search_docsize d WHERE d.id = m.doc)),
+              WHERE NOT EXISTS (SELECT 1 FROM memory_search_docsize d WHERE d.id = m.doc)
+                AND NOT EXISTS (SELECT 1 FROM memory_unindexed u WHERE u.doc = m.doc)),
             (SELECT count(*) FROM memory_search_docsize d
-              WHERE NOT EXISTS (SELECT 1 FROM memory_entries m WHERE m.doc = d.id))";
+              WHERE NOT EXISTS (SELECT 1 FROM memory_entries m WHERE m.doc = d.id)
+                AND NOT EXISTS (SELECT 1 FROM memory_deindex x WHERE x.doc = d.id))
+          + (SELECT count(*) FROM memory_unindexed u
+              WHERE NOT EXISTS (SELECT 1 FROM memory_entries m WHERE m.doc = u.doc))";
     let (missing, extra): (i64, i64) = c
         .query_row(SEARCH, [], |r| Ok((r.get(0)?, r.get(1)?)))
         .sql(SEARCH)?;
@@ -264,6 +270,8 @@ impl Sqlite {
         const REBUILD: &str = "INSERT INTO memory_search (memory_search) VALUES ('rebuild')";
         const COUNT: &str = "SELECT count(*) FROM memory_entries";
         self.write_bulk(|tx| {
+            super::stmt::exec(tx, "DELETE FROM memory_deindex", [])?;
+            super::stmt::exec(tx, "DELETE FROM memory_unindexed", [])?;
             super::stmt::exec(tx, REBUILD, [])?;
             super::stmt::row(tx, COUNT, [], |r| r.get(0))
         })

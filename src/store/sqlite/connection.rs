@@ -18,11 +18,13 @@ pub const APPLICATION_ID: i32 = 0x4147_5354;
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// The tables a file at [`SCHEMA_VERSION`] must have.
-pub(crate) const KNOWN_TABLES: [&str; 11] = [
+pub(crate) const KNOWN_TABLES: [&str; 13] = [
     "agents",
     "memory_counters",
     "memory_entries",
     "memory_search",
+    "memory_unindexed",
+    "memory_deindex",
     "memory_prunes",
     "tool_cache",
     "tool_counters",

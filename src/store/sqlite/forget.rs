@@ -77,10 +77,12 @@ impl Sqlite {
             scrubbed,
         };
         if dry_run {
+            self.sync_search_for_read()?;
             let d = self.snapshot(|c| doomed(c, agent_id, scope, query, needles))?;
             return Ok(report(d, false));
         }
         let (d, scrubbed) = self.write_forgetting(|tx| {
+            recall::sync_search(tx)?;
             let d = doomed(tx, agent_id, scope, query, needles)?;
             let ids: Vec<i64> = d.memory.iter().map(|e| e.id).collect();
             if !ids.is_empty() {

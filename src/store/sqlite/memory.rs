@@ -320,6 +320,9 @@ impl MemoryOps for Sqlite {
         max_chars: u64,
         query: Option<&Query>,
     ) -> Result<CompressedContext> {
+        if query.is_some() {
+            self.sync_search_for_read()?;
+        }
         self.snapshot(|c| compressed_context(c, agent_id, max_chars, query))
     }
 
@@ -333,6 +336,7 @@ impl MemoryOps for Sqlite {
         query: &Query,
         options: &SearchOptions,
     ) -> Result<Vec<SearchHit>> {
+        self.sync_search_for_read()?;
         self.snapshot(|c| super::recall::search(c, agent_id, query, options))
     }
 
@@ -347,6 +351,7 @@ impl MemoryOps for Sqlite {
         dry_run: bool,
     ) -> Result<ForgetReport> {
         if dry_run {
+            self.sync_search_for_read()?;
             let entries = self.snapshot(|c| super::recall::doomed(c, agent_id, target))?;
             return Ok(ForgetReport {
                 entries,

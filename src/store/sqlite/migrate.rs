@@ -36,6 +36,8 @@ CREATE VIRTUAL TABLE memory_search USING fts5(
     tokenize = 'unicode61 remove_diacritics 2'
 );
 INSERT INTO memory_search (memory_search) VALUES ('rebuild');
+CREATE TABLE memory_unindexed (doc INTEGER PRIMARY KEY) STRICT;
+CREATE TABLE memory_deindex (doc INTEGER PRIMARY KEY, content TEXT NOT NULL) STRICT;
 DROP TRIGGER memory_entries_count_insert;
 CREATE TRIGGER memory_entries_count_insert AFTER INSERT ON memory_entries BEGIN
     UPDATE memory_counters
@@ -43,7 +45,7 @@ CREATE TRIGGER memory_entries_count_insert AFTER INSERT ON memory_entries BEGIN
            bytes          = bytes + NEW.size_bytes,
            importance_sum = importance_sum + NEW.importance
      WHERE agent_id = NEW.agent_id;
-    INSERT INTO memory_search (rowid, content) VALUES (NEW.doc, NEW.content);
+    INSERT INTO memory_unindexed (doc) VALUES (NEW.doc);
 END;
 DROP TRIGGER memory_entries_count_delete;
 CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries BEGIN
@@ -53,7 +55,9 @@ CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries BEGIN
            importance_sum = CASE WHEN entries = 1 THEN 0.0
                                  ELSE importance_sum - OLD.importance END
      WHERE agent_id = OLD.agent_id;
-    INSERT INTO memory_search (memory_search, rowid, content) VALUES ('delete', OLD.doc, OLD.content);
+    INSERT INTO memory_deindex (doc, content) SELECT OLD.doc, OLD.content
+     WHERE NOT EXISTS (SELECT 1 FROM memory_unindexed WHERE doc = OLD.doc);
+    DELETE FROM memory_unindexed WHERE doc = OLD.doc;
 END;
 CREATE VIEW memory_by_role AS
 SELECT a.name              AS agent,

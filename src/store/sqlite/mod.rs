@@ -247,6 +247,15 @@ impl Sqlite {
         Ok((out, scrubbed))
     }
 
+    /// Indexes what waits for the memory search index (a write, only when something
+    /// waits), so that a read of the index that follows sees every entry.
+    fn sync_search_for_read(&self) -> Result<()> {
+        if self.read(recall::search_pending)? {
+            self.write(recall::sync_search)?;
+        }
+        Ok(())
+    }
+
     /// Copies the whole WAL into the database file and truncates the WAL, waiting (up
     /// to the busy timeout) for other connections.
     fn checkpoint_now(&self) -> Result<()> {
@@ -366,6 +375,9 @@ impl<'c> WriteTx<'c> {
     ) -> Result<T> {
         let tx = WriteTx::begin(conn, busy_timeout)?;
         let out = f(conn)?;
+        // The memory search index's queues are emptied in the transaction that filled
+        // them when due (see schema.sql).
+        recall::sync_search_if_due(conn)?;
         tx.commit()?;
         Ok(out)
     }

@@ -11,6 +11,43 @@ use crate::error::{Error, Result};
 use crate::store::memory::{Forget, Query};
 use crate::store::{MemoryEntry, SearchHit, SearchOptions};
 
+/// Entries that may wait for the search index before a write indexes them.
+const UNINDEXED_MAX: i64 = 64;
+
+/// Empties the search index's queues into it with four set statements (one FTS5
+/// flush each way): deleted entries out (in rowid order), added entries in.
+pub(super) fn sync_search(tx: &Connection) -> Result<()> {
+    const OUT: &str = "INSERT INTO memory_search (memory_search, rowid, content)
+        SELECT 'delete', doc, content FROM memory_deindex ORDER BY doc";
+    const IN: &str = "INSERT INTO memory_search (rowid, content)
+        SELECT m.doc, m.content FROM memory_unindexed u JOIN memory_entries m ON m.doc = u.doc
+         ORDER BY u.doc";
+    exec(tx, OUT, [])?;
+    exec(tx, "DELETE FROM memory_deindex", [])?;
+    exec(tx, IN, [])?;
+    exec(tx, "DELETE FROM memory_unindexed", [])?;
+    Ok(())
+}
+
+/// [`sync_search`] when an entry that was indexed was deleted, or when
+/// [`UNINDEXED_MAX`] entries wait: the end of every write transaction asks.
+pub(super) fn sync_search_if_due(tx: &Connection) -> Result<()> {
+    const DUE: &str = "SELECT EXISTS (SELECT 1 FROM memory_deindex)
+        OR (SELECT count(*) FROM memory_unindexed) >= ?1";
+    if super::stmt::row(tx, DUE, [UNINDEXED_MAX], |r| r.get::<_, bool>(0))? {
+        sync_search(tx)?;
+    }
+    Ok(())
+}
+
+/// Whether anything waits for the search index (a reader of the index then has it
+/// synced first).
+pub(super) fn search_pending(c: &Connection) -> Result<bool> {
+    const PENDING: &str = "SELECT EXISTS (SELECT 1 FROM memory_unindexed)
+        OR EXISTS (SELECT 1 FROM memory_deindex)";
+    super::stmt::row(c, PENDING, [], |r| r.get(0))
+}
+
 /// The first and last `doc` agent `agent_id` can have.
 fn docs(agent_id: i64) -> (i64, i64) {
     let lo = agent_id << 40;
@@ -196,16 +233,20 @@ pub(super) fn forget(
     const SECURE: &str =
         "INSERT INTO memory_search (memory_search, rank) VALUES ('secure-delete', ?1)";
     const DELETE: &str = "DELETE FROM memory_entries WHERE doc = ?1";
+    sync_search(tx)?;
     let entries = doomed(tx, agent_id, target)?;
     if entries.is_empty() {
         return Ok(entries);
     }
-    exec(tx, SECURE, [1])?;
     for e in &entries {
         if let Some(d) = doc(agent_id, e.id) {
             exec(tx, DELETE, [d])?;
         }
     }
+    // The deleted entries leave the index now, with secure-delete on, so that no
+    // queue or index page keeps their text.
+    exec(tx, SECURE, [1])?;
+    sync_search(tx)?;
     exec(tx, SECURE, [0])?;
     Ok(entries)
 }
