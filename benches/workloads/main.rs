@@ -108,7 +108,7 @@ fn main() {
         "started_utc": started.to_rfc3339(),
         "total_runtime_s": clock.elapsed().as_secs_f64(),
         "config": { "quick": b.config.quick, "workloads": b.config.workloads },
-        "seeds": { "W1": 101, "W2-W4": 201, "W5": [501, 502], "W7": [701, 702, 705], "W8": [801, 802, 803, 804], "W9": 901, "W10": [701, 702], "vocab": 1 },
+        "seeds": { "W1": 101, "W2-W4": 201, "W5": [501, 502], "W7": [701, 702, 705], "W8": [801, 802, 803, 804], "W9": 901, "W10": [701, 702], "W12": [201, 1201], "vocab": 1 },
         "machine": machine_start,
         "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "workloads": Value::Object(b.rows.clone()),

@@ -1042,7 +1042,9 @@ fn search_since_keeps_only_recent_entries() -> TestResult {
     }
     let recent = crate::common::json_of(
         &db,
-        &["memory", "search", "--agent", "bot", "--since", "1h", "tide"],
+        &[
+            "memory", "search", "--agent", "bot", "--since", "1h", "tide",
+        ],
     );
     let ids: Vec<i64> = recent
         .as_array()

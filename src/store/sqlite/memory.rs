@@ -485,7 +485,7 @@ fn compressed_context(
     const RANKED: &str = "SELECT created_at, id, content,
             ?2 * importance + ?3 * (CASE WHEN ?5 = 0 THEN 1.0
                  ELSE 1.0 - CAST(?4 - created_at AS REAL) / CAST(?5 AS REAL) END) AS score,
-            role, agent_id * 1099511627776 + id
+            role
        FROM memory_entries
       WHERE agent_id = ?1 AND importance >= ?6
       ORDER BY score DESC, created_at DESC, id DESC";
