@@ -69,6 +69,14 @@ fn corpus() -> impl Strategy<
     )
 }
 
+/// A new store with the agent `bot`.
+fn bot() -> (TempDb, Store, agentstore::AgentRecord) {
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default()).expect("open");
+    let agent = store.agent("bot").expect("agent");
+    (db, store, agent)
+}
+
 fn store_with(db: &TempDb, agents: &[(&str, &[Vec<&str>])]) -> Store {
     let store = Store::open(&db.path, StoreOptions::default()).expect("open");
     for (name, docs) in agents {
@@ -211,9 +219,7 @@ proptest! {
 
 #[test]
 fn queries_are_any_text_and_match_prefixes_phrases_and_accents() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let agent = store.agent("bot")?;
+    let (_db, store, agent) = bot();
     let m = store.memory(&agent);
     m.add("the rate limit was exceeded while retrying", 0.5)?;
     m.add("limit the rate of retries", 0.5)?;
@@ -260,9 +266,7 @@ fn queries_are_any_text_and_match_prefixes_phrases_and_accents() -> TestResult {
 
 #[test]
 fn rate_keeps_the_entry_and_the_counters_right() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let agent = store.agent("bot")?;
+    let (_db, store, agent) = bot();
     let m = store.memory(&agent);
     m.add_as(Role::User, "first", 0.2)?;
     m.add("second", 0.4)?;
@@ -287,9 +291,7 @@ fn rate_keeps_the_entry_and_the_counters_right() -> TestResult {
 
 #[test]
 fn forget_removes_exactly_what_it_lists_and_refuses_unknown_ids() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let agent = store.agent("bot")?;
+    let (_db, store, agent) = bot();
     let other = store.agent("other")?;
     let m = store.memory(&agent);
     for text in [
@@ -346,9 +348,7 @@ fn files_contain(db: &TempDb, marker: &[u8]) -> Vec<String> {
 
 #[test]
 fn forgotten_text_is_gone_from_every_file() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let agent = store.agent("bot")?;
+    let (db, store, agent) = bot();
     let roomy = MemorySettings::default()
         .with_max_entries(100_000)
         .with_cleanup_interval(0)
@@ -995,9 +995,7 @@ fn roles_and_the_relevance_weight_survive_export_and_import() -> TestResult {
 
 #[test]
 fn the_fuzzy_guard_blocks_swapped_repeated_and_changed_numbers() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let agent = store.agent("bot")?;
+    let (_db, store, agent) = bot();
     let cache = store.response_cache(&agent);
     cache.put(
         "please transfer 5 dollars to account 7 today",

@@ -62,7 +62,7 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<Reply> {
     }
     let removed = report.memory_entries.len() + report.responses.len() + report.tool_results.len();
     if !report.dry_run && removed > 0 && !report.scrubbed {
-        text += "\nnote: another process kept the WAL from being truncated; the text stays in it until the next checkpoint";
+        text += crate::cli::cmd::memory::WAL_NOTE;
     }
     Ok(Output::Text {
         text,

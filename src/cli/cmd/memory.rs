@@ -523,6 +523,9 @@ fn entry_fields(e: &agentstore::MemoryEntry) -> Vec<(String, String)> {
     ]
 }
 
+/// The line a forget adds when another process kept it from emptying the WAL.
+pub const WAL_NOTE: &str = "\nnote: another process kept the WAL from being truncated; the text stays in it until the next checkpoint";
+
 /// What a forget did (or would do), one line per entry after the summary.
 pub fn forget_text(report: &agentstore::ForgetReport) -> String {
     let verb = if report.dry_run {
@@ -540,7 +543,7 @@ pub fn forget_text(report: &agentstore::ForgetReport) -> String {
         );
     }
     if !report.dry_run && !report.entries.is_empty() && !report.scrubbed {
-        text += "\nnote: another process kept the WAL from being truncated; the text stays in it until the next checkpoint";
+        text += WAL_NOTE;
     }
     text
 }
