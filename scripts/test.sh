@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README): every suite, none skipped. Installs what the browser test
 # needs where it can (Debian's chromium, as root), then runs `cargo test` with
-# AGENTSTORE_REQUIRE_CHROMIUM set, so that test fails instead of skipping.
+# AGENTSTORE_REQUIRE_CHROMIUM set, so that test fails instead of skipping; then the
+# Python suite: a virtual environment in target/pyenv with the pinned test
+# dependencies, the package built from ./python, and pytest (real LangChain and
+# LangGraph). A machine without Python 3.9+ fails here rather than skipping it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +21,12 @@ fi
 
 export AGENTSTORE_REQUIRE_CHROMIUM=1
 cargo test "$@"
+
+echo "== the Python package (python/): build, install, pytest"
+PYTHON=${PYTHON:-python3}
+command -v "$PYTHON" >/dev/null 2>&1 || { echo "$PYTHON is needed for the Python suite" >&2; exit 1; }
+venv=target/pyenv
+[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r python/requirements-test.txt
+"$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps ./python
+"$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests

@@ -132,12 +132,17 @@ class ToolCache:
         self._t = native
 
     def get(self, tool: str, params: Any) -> Optional[Any]:
-        """The unexpired cached result, or None."""
+        """The unexpired cached result, or None (always for a tool in ``NEVER_CACHED``)."""
+        if tool in NEVER_CACHED:
+            return None
         hit = self._t.get(tool, _canonical(params))
         return None if hit is None else json.loads(hit)
 
     def put(self, tool: str, params: Any, result: Any, ttl: float = 300.0) -> bool:
-        """Caches ``result`` for ``ttl`` seconds (False for a never-cached tool)."""
+        """Caches ``result`` for ``ttl`` seconds (False, and nothing stored, for a tool in
+        ``NEVER_CACHED``)."""
+        if tool in NEVER_CACHED:
+            return False
         return self._t.put(tool, _canonical(params), _canonical(result), float(ttl))
 
     def purge(self, tool: Optional[str] = None, *, expired_only: bool = False, dry_run: bool = False) -> Dict[str, Any]:
@@ -243,10 +248,9 @@ class Store:
                 @functools.wraps(func)
                 async def run_async(*args: Any, **kwargs: Any) -> Any:
                     p = params(args, kwargs)
-                    if tool not in NEVER_CACHED:
-                        hit = await cache.aget(tool, p)
-                        if hit is not None:
-                            return hit
+                    hit = await cache.aget(tool, p)
+                    if hit is not None:
+                        return hit
                     result = await func(*args, **kwargs)
                     await cache.aput(tool, p, result, ttl)
                     return result
@@ -256,10 +260,9 @@ class Store:
             @functools.wraps(func)
             def run(*args: Any, **kwargs: Any) -> Any:
                 p = params(args, kwargs)
-                if tool not in NEVER_CACHED:
-                    hit = cache.get(tool, p)
-                    if hit is not None:
-                        return hit
+                hit = cache.get(tool, p)
+                if hit is not None:
+                    return hit
                 result = func(*args, **kwargs)
                 cache.put(tool, p, result, ttl)
                 return result

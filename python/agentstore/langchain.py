@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import warnings
 from typing import Any, Optional, Sequence
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -61,7 +62,11 @@ class AgentstoreCache(BaseCache):
             text = r.lookup_exact(prompt)
         if text is None:
             return None
-        return [loads(g) for g in json.loads(text)]
+        # The file is trusted as LangChain's own SQLite cache trusts its file: the
+        # classes of langchain_core (generations and their messages) are revived.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [loads(g, allowed_objects="core") for g in json.loads(text)]
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Caches the generations for ``prompt`` under ``llm_string``."""

@@ -14,11 +14,36 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use serde_json::Value;
 
-create_exception!(_native, AgentstoreError, PyException, "Base class of agentstore's errors.");
-create_exception!(_native, InvalidArgument, AgentstoreError, "A bad value (the CLI's exit code 2).");
-create_exception!(_native, NotFound, AgentstoreError, "No such database, agent or entry.");
-create_exception!(_native, Busy, AgentstoreError, "Another process held the lock past the busy timeout.");
-create_exception!(_native, Damaged, AgentstoreError, "The database file is damaged or not agentstore's.");
+create_exception!(
+    _native,
+    AgentstoreError,
+    PyException,
+    "Base class of agentstore's errors."
+);
+create_exception!(
+    _native,
+    InvalidArgument,
+    AgentstoreError,
+    "A bad value (the CLI's exit code 2)."
+);
+create_exception!(
+    _native,
+    NotFound,
+    AgentstoreError,
+    "No such database, agent or entry."
+);
+create_exception!(
+    _native,
+    Busy,
+    AgentstoreError,
+    "Another process held the lock past the busy timeout."
+);
+create_exception!(
+    _native,
+    Damaged,
+    AgentstoreError,
+    "The database file is damaged or not agentstore's."
+);
 
 /// The exception for a store error, with the CLI's message.
 fn py_err(e: Error) -> PyErr {
@@ -26,7 +51,10 @@ fn py_err(e: Error) -> PyErr {
     if e.is_busy() {
         Busy::new_err(msg)
     } else if e.is_damage()
-        || matches!(e, Error::NotADatabase(_) | Error::Corrupt { .. } | Error::ForeignDatabase { .. })
+        || matches!(
+            e,
+            Error::NotADatabase(_) | Error::Corrupt { .. } | Error::ForeignDatabase { .. }
+        )
     {
         Damaged::new_err(msg)
     } else if matches!(e, Error::NotFound(_) | Error::UnknownAgent(_)) {
@@ -56,8 +84,11 @@ fn parse_json(text: &str, what: &str) -> PyResult<Value> {
 }
 
 fn seconds(s: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| invalid(format!("{what} must be a finite number of seconds >= 0, got {s}")))
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        invalid(format!(
+            "{what} must be a finite number of seconds >= 0, got {s}"
+        ))
+    })
 }
 
 fn role(name: &str) -> PyResult<Role> {
@@ -84,13 +115,24 @@ impl NativeStore {
 impl NativeStore {
     #[new]
     #[pyo3(signature = (location, create = true, busy_timeout = None))]
-    fn new(py: Python<'_>, location: String, create: bool, busy_timeout: Option<f64>) -> PyResult<Self> {
-        let mut options = if create { StoreOptions::default() } else { StoreOptions::existing() };
+    fn new(
+        py: Python<'_>,
+        location: String,
+        create: bool,
+        busy_timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let mut options = if create {
+            StoreOptions::default()
+        } else {
+            StoreOptions::existing()
+        };
         if let Some(t) = busy_timeout {
             options = options.with_busy_timeout(seconds(t, "busy_timeout")?);
         }
         let store = off(py, || Store::connect(&location, options))?;
-        Ok(NativeStore { store: std::sync::Mutex::new(Some(store)) })
+        Ok(NativeStore {
+            store: std::sync::Mutex::new(Some(store)),
+        })
     }
 
     /// Closes the store (its pooled connections, once no handle uses them).
@@ -130,8 +172,16 @@ impl NativeStore {
     /// Removes every cached tool result of `tool` in every scope; how many.
     fn purge_tool(&self, py: Python<'_>, tool: String) -> PyResult<u64> {
         let store = self.get()?;
-        let filter = CacheFilter { tool: Some(tool), ..CacheFilter::default() };
-        off(py, || store.tool_results().purge(&filter, false).map(|r| r.removed))
+        let filter = CacheFilter {
+            tool: Some(tool),
+            ..CacheFilter::default()
+        };
+        off(py, || {
+            store
+                .tool_results()
+                .purge(&filter, false)
+                .map(|r| r.removed)
+        })
     }
 }
 
@@ -161,7 +211,11 @@ impl NativeMemory {
         let order = match order {
             "time" => ListOrder::Time,
             "importance" => ListOrder::Importance,
-            other => return Err(invalid(format!("order must be \"time\" or \"importance\", got {other:?}"))),
+            other => {
+                return Err(invalid(format!(
+                    "order must be \"time\" or \"importance\", got {other:?}"
+                )));
+            }
         };
         json(&off(py, || self.memory.list(order, limit))?)
     }
@@ -171,7 +225,12 @@ impl NativeMemory {
     }
 
     #[pyo3(signature = (max_chars, query = None))]
-    fn context_json(&self, py: Python<'_>, max_chars: u64, query: Option<String>) -> PyResult<String> {
+    fn context_json(
+        &self,
+        py: Python<'_>,
+        max_chars: u64,
+        query: Option<String>,
+    ) -> PyResult<String> {
         let c = off(py, || match &query {
             Some(q) => self.memory.context_for(q, max_chars),
             None => self.memory.context(max_chars),
@@ -194,13 +253,23 @@ impl NativeMemory {
             (None, Some(i), None, None) => Prune::MinImportance(i),
             (None, None, Some(s), None) => Prune::OlderThan(seconds(s, "older_than")?),
             (None, None, None, Some(b)) => Prune::MaxBytes(b),
-            _ => return Err(invalid("give exactly one of keep_fraction, min_importance, older_than, max_bytes")),
+            _ => {
+                return Err(invalid(
+                    "give exactly one of keep_fraction, min_importance, older_than, max_bytes",
+                ));
+            }
         };
         json(&off(py, || self.memory.prune(rule, dry_run))?)
     }
 
     #[pyo3(signature = (query, limit = 10, role = None))]
-    fn search_json(&self, py: Python<'_>, query: String, limit: u64, role: Option<String>) -> PyResult<String> {
+    fn search_json(
+        &self,
+        py: Python<'_>,
+        query: String,
+        limit: u64,
+        role: Option<String>,
+    ) -> PyResult<String> {
         let mut options = SearchOptions::default().with_limit(limit);
         if let Some(r) = role {
             options = options.with_role(self::role(&r)?);
@@ -217,7 +286,13 @@ impl NativeMemory {
     }
 
     #[pyo3(signature = (ids = None, matching = None, dry_run = false))]
-    fn forget_json(&self, py: Python<'_>, ids: Option<Vec<i64>>, matching: Option<String>, dry_run: bool) -> PyResult<String> {
+    fn forget_json(
+        &self,
+        py: Python<'_>,
+        ids: Option<Vec<i64>>,
+        matching: Option<String>,
+        dry_run: bool,
+    ) -> PyResult<String> {
         let target = match (ids, matching) {
             (Some(ids), None) => ForgetTarget::Ids(ids),
             (None, Some(q)) => ForgetTarget::Matching(q),
@@ -243,7 +318,14 @@ impl NativeToolCache {
         Ok(hit.map(|v| v.to_string()))
     }
 
-    fn put(&self, py: Python<'_>, tool: String, params: &str, result: &str, ttl: f64) -> PyResult<bool> {
+    fn put(
+        &self,
+        py: Python<'_>,
+        tool: String,
+        params: &str,
+        result: &str,
+        ttl: f64,
+    ) -> PyResult<bool> {
         let params = parse_json(params, "params")?;
         let result = parse_json(result, "result")?;
         let ttl = seconds(ttl, "ttl")?;
@@ -251,9 +333,21 @@ impl NativeToolCache {
     }
 
     #[pyo3(signature = (tool = None, expired_only = false, dry_run = false))]
-    fn purge_json(&self, py: Python<'_>, tool: Option<String>, expired_only: bool, dry_run: bool) -> PyResult<String> {
-        let filter = CacheFilter { scope: Some(self.cache.scope().to_string()), tool, expired_only };
-        json(&off(py, || self.store.tool_results().purge(&filter, dry_run))?)
+    fn purge_json(
+        &self,
+        py: Python<'_>,
+        tool: Option<String>,
+        expired_only: bool,
+        dry_run: bool,
+    ) -> PyResult<String> {
+        let filter = CacheFilter {
+            scope: Some(self.cache.scope().to_string()),
+            tool,
+            expired_only,
+        };
+        json(&off(py, || {
+            self.store.tool_results().purge(&filter, dry_run)
+        })?)
     }
 
     fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
@@ -275,7 +369,14 @@ impl NativeResponses {
     }
 
     #[pyo3(signature = (message, fuzzy = false, threshold = None, guard = true))]
-    fn lookup_json(&self, py: Python<'_>, message: String, fuzzy: bool, threshold: Option<f64>, guard: bool) -> PyResult<String> {
+    fn lookup_json(
+        &self,
+        py: Python<'_>,
+        message: String,
+        fuzzy: bool,
+        threshold: Option<f64>,
+        guard: bool,
+    ) -> PyResult<String> {
         let hit = if fuzzy {
             let mut options = FuzzyOptions::default().with_negation_guard(guard);
             if let Some(t) = threshold {
@@ -293,7 +394,11 @@ impl NativeResponses {
     }
 
     fn purge_all(&self, py: Python<'_>) -> PyResult<u64> {
-        off(py, || self.cache.purge(ResponsePurge::All, false).map(|r| r.removed))
+        off(py, || {
+            self.cache
+                .purge(ResponsePurge::All, false)
+                .map(|r| r.removed)
+        })
     }
 
     fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
