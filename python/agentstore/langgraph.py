@@ -26,8 +26,17 @@ from . import Store
 FOREVER = 100 * 365 * 24 * 3600.0
 
 
+_TOOLS: dict = {}
+
+
 def _tool(ns: Namespace) -> str:
-    return "langgraph:" + json.dumps(list(ns), ensure_ascii=False, separators=(",", ":"))
+    """The tool name of a namespace (memoised: a graph has a few)."""
+    name = _TOOLS.get(ns)
+    if name is None:
+        name = "langgraph:" + json.dumps(list(ns), ensure_ascii=False, separators=(",", ":"))
+        if len(_TOOLS) < 4096:
+            _TOOLS[ns] = name
+    return name
 
 
 class AgentstoreNodeCache(BaseCache[ValueT]):
@@ -48,7 +57,7 @@ class AgentstoreNodeCache(BaseCache[ValueT]):
         """The unexpired cached values of ``keys``."""
         out: dict[FullKey, ValueT] = {}
         for ns, key in keys:
-            hit = self._cache.get(_tool(tuple(ns)), json.dumps({"key": key}))
+            hit = self._cache.get(_tool(tuple(ns)), '{"key":' + json.dumps(key) + "}")
             if hit is not None:
                 v = json.loads(hit)
                 out[(tuple(ns), key)] = self.serde.loads_typed((v["type"], base64.b64decode(v["data"])))
