@@ -57,6 +57,16 @@ def pairs(seed, n, v):
     return [(content(r, v), content(r, v)) for _ in range(n)]
 
 
+def tool_params(seed, n, v):
+    """W5's tool params (seed 501): {"query": content, "top_k": 1 + below(20), "lang": "en"}."""
+    r = SplitMix64(seed)
+    out = []
+    for _ in range(n):
+        q = content(r, v)
+        out.append({"query": q, "top_k": 1 + r.below(20), "lang": "en"})
+    return out
+
+
 def timed(f):
     t = time.perf_counter()
     f()
@@ -115,7 +125,8 @@ def main():
         native.put(p, r)
     out["native_exact_lookup_us"] = median([timed(lambda: native.lookup_exact(p)) for p, _ in cached[:2000]])
 
-    # LangGraph's node cache: W5-like keys (one namespace, 10k entries).
+    # LangGraph's node cache on W5's data: 10,000 entries of one namespace, keyed by
+    # W5's tool params (as LangGraph keys a node by its input), W7's responses as values.
     from agentstore.langgraph import AgentstoreNodeCache
 
     caches = {"agentstore": AgentstoreNodeCache(os.path.join(tmp, "node.db"))}
@@ -126,7 +137,10 @@ def main():
     except ImportError as e:
         print(f"skipping langgraph's SqliteCache: {e}", file=sys.stderr)
     ns = ("__pregel_ns_writes", "graph_def.build.<locals>.slow")
-    values = {(ns, f"key{i}"): ({"y": c[1]}, 600) for i, c in enumerate(cached)}
+    params = tool_params(501, len(cached), v)
+    values = {
+        (ns, json.dumps(p, sort_keys=True)): ({"y": c[1]}, 600) for p, c in zip(params, cached)
+    }
     for c in caches.values():
         c.set(values)
     node = {k: [] for k in caches}
@@ -140,10 +154,10 @@ def main():
         import diskcache
 
         dc = diskcache.Cache(os.path.join(tmp, "dc"))
-        for i, c in enumerate(cached):
-            dc.set(f"key{i}", {"y": c[1]}, expire=600)
+        for (_, key), (value, _) in values.items():
+            dc.set(key, value, expire=600)
         out["langgraph_hit_us"]["diskcache (raw get, for scale)"] = median(
-            [timed(lambda: dc.get(f"key{(i * 7919) % len(cached)}")) for i in range(3000)]
+            [timed(lambda: dc.get(keys[(i * 7919) % len(keys)][1])) for i in range(3000)]
         )
     except ImportError:
         pass

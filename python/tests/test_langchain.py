@@ -81,3 +81,18 @@ def test_async_paths(db):
         assert await llm.ainvoke("q") == "one"
 
     asyncio.run(main())
+
+
+def test_set_llm_cache_is_all_a_user_writes_and_other_parameters_miss(db):
+    from langchain_core.globals import set_llm_cache
+
+    set_llm_cache(AgentstoreCache(db))
+    try:
+        a = FakeListLLM(responses=["a1", "a2"])
+        b = FakeListLLM(responses=["b1", "b2"])  # other parameters: another llm_string
+        assert a.invoke("same prompt") == "a1"
+        assert a.invoke("same prompt") == "a1"
+        assert b.invoke("same prompt") == "b1", "a different model configuration misses"
+        assert (a.i, b.i) == (1, 1)
+    finally:
+        set_llm_cache(None)
