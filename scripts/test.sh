@@ -20,6 +20,9 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 export AGENTSTORE_REQUIRE_CHROMIUM=1
+# The PostgreSQL tests start throwaway clusters with the machine's PostgreSQL 15
+# binaries (pg_config --bindir), or use $AGENTSTORE_TEST_POSTGRES; here they must run.
+export AGENTSTORE_REQUIRE_POSTGRES=1
 cargo test "$@"
 
 echo "== the Python package (python/): build, install, pytest"

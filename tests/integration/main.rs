@@ -20,6 +20,7 @@ mod interrupted;
 mod llm;
 mod load;
 mod open;
+mod postgres;
 mod readme;
 mod recall;
 mod report;
