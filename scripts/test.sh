@@ -2,9 +2,11 @@
 # The test command (README): every suite, none skipped. Installs what the browser test
 # needs where it can (Debian's chromium, as root), then runs `cargo test` with
 # AGENTSTORE_REQUIRE_CHROMIUM set, so that test fails instead of skipping; then the
-# Python suite: a virtual environment in target/pyenv with the pinned test
-# dependencies, the package built from ./python, and pytest (real LangChain and
-# LangGraph). A machine without Python 3.9+ fails here rather than skipping it.
+# Python suites: a virtual environment in target/pyenv with the pinned test
+# dependencies is made first, because `cargo test` runs the MCP client suite
+# (tests/mcp, the official MCP SDK) with it, AGENTSTORE_REQUIRE_PYTHON set; then the
+# package built from ./python and its pytest suite (real LangChain and LangGraph). A
+# machine without Python 3.9+ fails here rather than skipping them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,15 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+echo "== the Python test environment (target/pyenv)"
+PYTHON=${PYTHON:-python3}
+command -v "$PYTHON" >/dev/null 2>&1 || { echo "$PYTHON is needed for the Python suites" >&2; exit 1; }
+venv=target/pyenv
+[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r python/requirements-test.txt
+export AGENTSTORE_TEST_PYTHON="$PWD/$venv/bin/python"
+export AGENTSTORE_REQUIRE_PYTHON=1
+
 export AGENTSTORE_REQUIRE_CHROMIUM=1
 # The PostgreSQL tests start throwaway clusters with the machine's PostgreSQL 15
 # binaries (pg_config --bindir), or use $AGENTSTORE_TEST_POSTGRES; here they must run.
@@ -26,10 +37,5 @@ export AGENTSTORE_REQUIRE_POSTGRES=1
 cargo test "$@"
 
 echo "== the Python package (python/): build, install, pytest"
-PYTHON=${PYTHON:-python3}
-command -v "$PYTHON" >/dev/null 2>&1 || { echo "$PYTHON is needed for the Python suite" >&2; exit 1; }
-venv=target/pyenv
-[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -r python/requirements-test.txt
 "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps ./python
 "$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests

@@ -240,25 +240,35 @@ impl LlmGenerator {
 
 /// The system prompt with the remembered lines under [`CONTEXT_HEADER`].
 pub fn prompt_text(system_prompt: &str, context: &CompressedContext) -> String {
-    let mut system = system_prompt.to_string();
-    if context.entries.is_empty() {
-        return system;
+    let remembered = context_text(context);
+    if remembered.is_empty() {
+        return system_prompt.to_string();
     }
-    system.push_str("\n\n");
-    system.push_str(CONTEXT_HEADER);
+    format!("{system_prompt}\n\n{remembered}")
+}
+
+/// What a prompt says the agent remembers: [`CONTEXT_HEADER`], one `role: text` line
+/// per entry of `context` in chronological order, and a note of how many were left
+/// out; empty when `context` has no entries.
+pub fn context_text(context: &CompressedContext) -> String {
+    let mut text = String::new();
+    if context.entries.is_empty() {
+        return text;
+    }
+    text.push_str(CONTEXT_HEADER);
     for e in &context.entries {
-        system.push('\n');
-        system.push_str(e.role.as_str());
-        system.push_str(": ");
-        system.push_str(&e.content);
+        text.push('\n');
+        text.push_str(e.role.as_str());
+        text.push_str(": ");
+        text.push_str(&e.content);
     }
     if context.truncated > 0 {
-        system.push_str(&format!(
+        text.push_str(&format!(
             "\n[... {} earlier messages truncated for length ...]",
             context.truncated
         ));
     }
-    system
+    text
 }
 
 #[async_trait::async_trait]

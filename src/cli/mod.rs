@@ -4,6 +4,7 @@
 
 pub mod cmd;
 pub mod html;
+pub mod mcp;
 pub mod outfile;
 pub mod output;
 pub mod parse;
@@ -151,6 +152,10 @@ pub enum Command {
     /// Write one self-contained HTML page with an agent's charts (memory, responses,
     /// tools), or every agent's; --json prints the data it is drawn from.
     Report(cmd::report::Args),
+    /// Serve an agent's memory to MCP clients (Claude Desktop and Code, Cursor, the
+    /// OpenAI Agents SDK, ...) over stdio, and with --http over the streamable HTTP
+    /// transport: tools to remember, recall, pack a context, list, rate and forget.
+    Mcp(cmd::mcp::Args),
 }
 
 /// Runs the parsed command and renders its reply.
@@ -186,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forget(a) => cmd::forget::run(&ctx, a)?,
         Command::Compact(a) => cmd::compact::run(&ctx, a)?,
         Command::Report(a) => cmd::report::run(&ctx, a)?,
+        Command::Mcp(a) => cmd::mcp::run(&ctx, a)?,
     };
     let Reply { output, problems } = reply;
     output.print(ctx.json, ctx.width)?;

@@ -19,6 +19,7 @@ mod http;
 mod interrupted;
 mod llm;
 mod load;
+mod mcp;
 mod open;
 mod postgres;
 mod readme;

@@ -9,6 +9,7 @@ pub mod demo_tools;
 pub mod forget;
 pub mod init;
 pub mod llm;
+pub mod mcp;
 pub mod memory;
 pub mod report;
 pub mod responses;
