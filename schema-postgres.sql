@@ -42,7 +42,7 @@ CREATE TABLE memory_counters (
     importance_sum  double precision NOT NULL DEFAULT 0.0
 );
 
-CREATE FUNCTION agents_counters() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION agents_counters() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO memory_counters (agent_id) SELECT id FROM new_agents;
     RETURN NULL;
@@ -68,7 +68,7 @@ CREATE TABLE memory_entries (
 CREATE INDEX memory_entries_by_time ON memory_entries (agent_id, created_at, id);
 CREATE INDEX memory_entries_search ON memory_entries USING gin (search);
 
-CREATE FUNCTION memory_entries_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION memory_entries_count_insert() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE memory_counters c
        SET entries = c.entries + n.entries, bytes = c.bytes + n.bytes,
@@ -84,7 +84,7 @@ CREATE TRIGGER memory_entries_count_insert AFTER INSERT ON memory_entries
     EXECUTE FUNCTION memory_entries_count_insert();
 
 -- The importance sum is reset to exactly 0 with the last entry, as on SQLite.
-CREATE FUNCTION memory_entries_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION memory_entries_count_delete() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE memory_counters c
        SET entries = c.entries - o.entries, bytes = c.bytes - o.bytes,
@@ -100,7 +100,7 @@ CREATE TRIGGER memory_entries_count_delete AFTER DELETE ON memory_entries
     REFERENCING OLD TABLE AS old_entries FOR EACH STATEMENT
     EXECUTE FUNCTION memory_entries_count_delete();
 
-CREATE FUNCTION memory_entries_no_update() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION memory_entries_no_update() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     RAISE EXCEPTION 'memory entries are immutable; delete and add instead';
 END $$;
@@ -222,7 +222,7 @@ CREATE TABLE response_time_buckets (
     PRIMARY KEY (agent_id, bucket)
 );
 
-CREATE FUNCTION response_log_buckets_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION response_log_buckets_insert() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO response_time_buckets AS b (agent_id, bucket, responses, total_time)
     SELECT agent_id, bucket, count(*), sum(duration) FROM new_rows
@@ -236,7 +236,7 @@ CREATE TRIGGER response_log_buckets_insert AFTER INSERT ON response_log
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION response_log_buckets_insert();
 
-CREATE FUNCTION response_log_buckets_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION response_log_buckets_delete() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE response_time_buckets b
        SET responses = b.responses - o.responses,
@@ -251,7 +251,7 @@ CREATE TRIGGER response_log_buckets_delete AFTER DELETE ON response_log
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
     EXECUTE FUNCTION response_log_buckets_delete();
 
-CREATE FUNCTION response_log_no_update() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION response_log_no_update() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     RAISE EXCEPTION 'response log rows are immutable; delete and insert instead';
 END $$;

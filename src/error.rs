@@ -56,6 +56,22 @@ pub enum Error {
         detail: String,
     },
 
+    /// A PostgreSQL schema holds tables agentstore did not make, or lacks agentstore's
+    /// and may not be given them. It was left untouched.
+    #[error("{location}: {detail}; agentstore left it untouched")]
+    SchemaRefused {
+        /// The database and schema (password blanked).
+        location: String,
+        /// What is wrong, and what to do.
+        detail: String,
+    },
+
+    /// The engine does not do this operation yet.
+    #[error(
+        "{0} is not supported on PostgreSQL yet (the engine is being completed); use an SQLite database for it"
+    )]
+    Unsupported(&'static str),
+
     /// The file was written by a newer agentstore. It was left untouched.
     #[error(
         "{} was written by a newer agentstore (schema {found}, this build knows {known}); upgrade agentstore",

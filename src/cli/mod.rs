@@ -35,7 +35,9 @@ use output::Reply;
   agentstore responses stats --agent bot
   agentstore sql 'SELECT * FROM memory_stats'")]
 pub struct Cli {
-    /// The database: an SQLite file path (or sqlite:PATH).
+    /// The database: an SQLite file path (or sqlite:PATH), or a PostgreSQL URL
+    /// (postgres://user@host:port/dbname, `?schema=NAME` to keep deployments apart;
+    /// the password may come from PGPASSWORD or ~/.pgpass, and is never printed).
     #[arg(
         long,
         global = true,
@@ -56,6 +58,12 @@ pub struct Cli {
         allow_hyphen_values = true
     )]
     pub busy_timeout: std::time::Duration,
+
+    /// Never create or upgrade the schema automatically, for shared PostgreSQL servers
+    /// whose operators migrate by hand: a database without agentstore's schema is
+    /// refused (`agentstore init` still creates it). SQLite files always migrate.
+    #[arg(long, global = true, env = "AGENTSTORE_NO_MIGRATE")]
+    pub no_migrate: bool,
 
     /// Print one JSON document to stdout instead of a table or text.
     #[arg(long, global = true)]
@@ -165,11 +173,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(text) => Location::parse(text)?,
         None => Location::Sqlite(cli.db.clone()),
     };
-    let Location::Sqlite(db) = location.clone() else {
-        unreachable!("this build has only the SQLite engine")
+    let db = match &location {
+        Location::Sqlite(path) => path.clone(),
+        // Shown where a command names the database; no file is ever made of it.
+        other => PathBuf::from(other.to_string()),
     };
     let ctx = Context {
         db,
+        migrate: !cli.no_migrate,
         location,
         json: cli.json,
         width: table::width(cli.wide),
@@ -207,8 +218,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub struct Context {
     /// `--db`, read.
     pub location: Location,
-    /// The SQLite file `--db` names.
+    /// The SQLite file `--db` names (for a server, its URL with the password blanked).
     pub db: PathBuf,
+    /// Whether opening may create or upgrade the schema (not `--no-migrate`).
+    pub migrate: bool,
     /// `--json`.
     pub json: bool,
     /// The width tables fit (none with `--wide`).
@@ -224,6 +237,14 @@ impl Context {
     /// A file another process has just created is empty for the few milliseconds it
     /// takes to write the schema, so an empty file gets a grace second to fill first.
     pub fn open_for_write(&self) -> anyhow::Result<Store> {
+        if !matches!(self.location, Location::Sqlite(_)) {
+            return Ok(Store::open_at(
+                self.location.clone(),
+                StoreOptions::default()
+                    .with_busy_timeout(self.busy_timeout)
+                    .with_migrate(self.migrate),
+            )?);
+        }
         let empty = || std::fs::metadata(&self.db).is_ok_and(|m| m.is_file() && m.len() == 0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         while empty() && std::time::Instant::now() < deadline {
@@ -253,7 +274,9 @@ impl Context {
     pub fn open_existing(&self) -> agentstore::Result<Store> {
         Store::open_at(
             self.location.clone(),
-            StoreOptions::existing().with_busy_timeout(self.busy_timeout),
+            StoreOptions::existing()
+                .with_busy_timeout(self.busy_timeout)
+                .with_migrate(self.migrate),
         )
     }
 }

@@ -11,6 +11,9 @@ mod engine;
 mod forget;
 mod invariants;
 mod memory;
+mod pg_url;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod report;
 mod responses;
 mod sqlite;
@@ -33,6 +36,7 @@ pub use memory::{
     MAX_QUERY_BYTES, MAX_QUERY_TERMS, Memory, MemoryEntry, MemoryStats, NewEntry, Prune,
     PruneReport, Role, SearchHit, SearchOptions,
 };
+pub use pg_url::PostgresUrl;
 pub use responses::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, MAX_FUZZY_WORDS, NoMatch,
     Optimization, Outcome, ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport,
@@ -119,6 +123,13 @@ pub struct StoreOptions {
     pub clock: Arc<dyn Clock>,
     /// Settings that only the SQLite engine has.
     pub sqlite: SqliteOptions,
+    /// Settings that only the PostgreSQL engine has.
+    pub postgres: PostgresOptions,
+    /// Whether opening may create or upgrade the schema (default true). A shared
+    /// server whose operators migrate by hand sets this to false: a database without
+    /// agentstore's schema, or with an older one, is then refused untouched (create
+    /// it with `agentstore init`, which always may).
+    pub migrate: bool,
 }
 
 impl Default for StoreOptions {
@@ -127,6 +138,8 @@ impl Default for StoreOptions {
             create: true,
             clock: Arc::new(SystemClock),
             sqlite: SqliteOptions::default(),
+            postgres: PostgresOptions::default(),
+            migrate: true,
         }
     }
 }
@@ -158,9 +171,23 @@ impl StoreOptions {
         self
     }
 
-    /// These options with another SQLite busy timeout (see [`SqliteOptions`]).
+    /// These options with another busy timeout: SQLite's (see [`SqliteOptions`]) and
+    /// PostgreSQL's lock timeout (see [`PostgresOptions`]).
     pub fn with_busy_timeout(mut self, busy_timeout: Duration) -> Self {
         self.sqlite = self.sqlite.with_busy_timeout(busy_timeout);
+        self.postgres = self.postgres.with_lock_timeout(busy_timeout);
+        self
+    }
+
+    /// These options with other PostgreSQL settings.
+    pub fn with_postgres(mut self, postgres: PostgresOptions) -> Self {
+        self.postgres = postgres;
+        self
+    }
+
+    /// These options, allowing automatic creation and upgrade of the schema or not.
+    pub fn with_migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
         self
     }
 
@@ -183,17 +210,63 @@ impl StoreOptions {
     }
 }
 
+/// Settings of the PostgreSQL engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// Connections in the pool (default 4).
+    pub pool_size: u32,
+    /// How long to wait for a connection to the server (default 10 s).
+    pub connect_timeout: Duration,
+    /// How long a statement waits for another transaction's row lock before failing as
+    /// busy (PostgreSQL's `lock_timeout`; default 5 s, as SQLite's busy timeout).
+    pub lock_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// These options with another pool size (at least 1).
+    pub fn with_pool_size(mut self, pool_size: u32) -> Self {
+        self.pool_size = pool_size.max(1);
+        self
+    }
+
+    /// These options with another connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// These options with another lock timeout.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+}
+
 /// Where a store is, as `--db` and [`Store::connect`] take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Location {
     /// An SQLite file: a plain path, or `sqlite:PATH`.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: `postgres://user@host:port/dbname[?schema=NAME]`.
+    Postgres(PostgresUrl),
 }
 
 impl Location {
-    /// Reads a location: `sqlite:PATH` or a plain path is an SQLite file. A URL of an
-    /// engine this build does not have (`postgres://...`) is refused by name.
+    /// Reads a location: `sqlite:PATH` or a plain path is an SQLite file;
+    /// `postgres://...` (or `postgresql://`) a PostgreSQL database. A URL of an engine
+    /// this build does not have is refused by name.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty location or an unsupported scheme.
@@ -213,6 +286,9 @@ impl Location {
             return Ok(Location::Sqlite(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = location.split_once("://") {
+            if cfg!(feature = "postgres") && matches!(scheme, "postgres" | "postgresql") {
+                return Ok(Location::Postgres(PostgresUrl::parse(location)?));
+            }
             if !scheme.is_empty()
                 && scheme
                     .chars()
@@ -231,6 +307,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -309,6 +386,14 @@ impl Store {
         let engine: Box<dyn Engine> = match &location {
             Location::Sqlite(path) => {
                 Box::new(sqlite::Sqlite::open(path, options.create, &options.sqlite)?)
+            }
+            #[cfg(feature = "postgres")]
+            Location::Postgres(url) => Box::new(postgres::Postgres::open(url, &options)?),
+            #[cfg(not(feature = "postgres"))]
+            Location::Postgres(_) => {
+                return Err(Error::invalid(
+                    "postgres:// databases are not supported by this build (feature `postgres`)",
+                ));
             }
         };
         Ok(Store {

@@ -35,6 +35,9 @@ pub struct Args {
 /// a closed pipe) the array is left unclosed, so no parser takes it for the whole
 /// result, and the error goes to stderr.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
+    if !matches!(ctx.location, agentstore::Location::Sqlite(_)) {
+        return Err(agentstore::Error::Unsupported("sql").into());
+    }
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
     if ctx.json {

@@ -1,0 +1,210 @@
+//! A PostgreSQL location: `postgres://user[:password]@host[:port]/dbname[?params]`, with
+//! agentstore's own `schema` parameter taken out, and shown everywhere with the
+//! password blanked.
+
+use crate::error::{Error, Result};
+
+/// A `postgres://` (or `postgresql://`) URL. Its `Display` and `Debug` blank the
+/// password, so it can be printed in errors and logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    /// The URL as the driver reads it (without `schema`), password included.
+    url: String,
+    /// The schema named by `?schema=`, if any.
+    schema: Option<String>,
+}
+
+/// The longest schema name PostgreSQL keeps (NAMEDATALEN - 1).
+const MAX_SCHEMA_BYTES: usize = 63;
+
+impl PostgresUrl {
+    /// Reads a URL; `schema=NAME` among its parameters selects the schema that holds
+    /// agentstore's tables (several deployments in one database), instead of the
+    /// connection's `search_path`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a URL without a host part or with a bad schema name.
+    pub fn parse(text: &str) -> Result<PostgresUrl> {
+        let rest = text
+            .strip_prefix("postgres://")
+            .or_else(|| text.strip_prefix("postgresql://"))
+            .ok_or_else(|| Error::invalid("a PostgreSQL URL starts with postgres://"))?;
+        let (base, query) = match rest.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (rest, None),
+        };
+        let mut schema = None;
+        let mut kept = Vec::new();
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("schema", value)) => {
+                    let value = percent_decode(value).ok_or_else(|| {
+                        Error::invalid("the schema parameter is not valid percent-encoded UTF-8")
+                    })?;
+                    schema = Some(check_schema(&value)?);
+                }
+                _ if pair.is_empty() => {}
+                _ => kept.push(pair),
+            }
+        }
+        let mut url = format!("postgres://{base}");
+        if !kept.is_empty() {
+            url.push('?');
+            url.push_str(&kept.join("&"));
+        }
+        Ok(PostgresUrl { url, schema })
+    }
+
+    /// The URL the driver connects with (password included: never print it).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn secret_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The schema named by `?schema=`, if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// The URL with the password (in the user part or a `password` parameter) blanked.
+    pub fn redacted(&self) -> String {
+        let mut shown = redact(&self.url);
+        if let Some(schema) = &self.schema {
+            shown.push(if shown.contains('?') { '&' } else { '?' });
+            shown.push_str("schema=");
+            shown.push_str(schema);
+        }
+        shown
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.redacted())
+    }
+}
+
+/// A schema name agentstore accepts: a plain lower-case identifier, so it needs no
+/// quoting anywhere and cannot smuggle SQL.
+fn check_schema(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SCHEMA_BYTES
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && !name.starts_with("pg_");
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(Error::invalid(format!(
+            "schema {name:?} is not a schema name agentstore uses: 1 to 63 lower-case \
+             letters, digits and underscores, not starting with a digit or pg_"
+        )))
+    }
+}
+
+/// `url` with the password blanked: `user:***@` and `password=***`.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (base, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let base = match base.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => base.to_string(),
+    };
+    let mut out = format!("{scheme}://{base}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// `%XX` decoded; `None` when malformed or not UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_blanked_and_the_schema_taken_out() {
+        let u = PostgresUrl::parse("postgres://bob:s3cret@db.example:5433/agents?schema=team_a")
+            .unwrap();
+        assert_eq!(u.schema(), Some("team_a"));
+        assert_eq!(
+            u.secret_url(),
+            "postgres://bob:s3cret@db.example:5433/agents"
+        );
+        assert_eq!(
+            u.to_string(),
+            "postgres://bob:***@db.example:5433/agents?schema=team_a"
+        );
+        assert!(!format!("{u:?}").contains("s3cret"));
+        let u = PostgresUrl::parse(
+            "postgresql://bob@localhost/agents?password=hunter2&sslmode=disable",
+        )
+        .unwrap();
+        assert_eq!(u.schema(), None);
+        assert_eq!(
+            u.to_string(),
+            "postgres://bob@localhost/agents?password=***&sslmode=disable"
+        );
+        assert!(!format!("{u:?}").contains("hunter2"));
+        // A password holding '@' or ':' is still blanked whole.
+        let u = PostgresUrl::parse("postgres://bob:p%40ss:w@h/db").unwrap();
+        assert!(!u.to_string().contains("ss:w"), "{u}");
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for bad in [
+            "",
+            "Team",
+            "a-b",
+            "a;drop",
+            "1x",
+            "pg_catalog",
+            &"x".repeat(64),
+        ] {
+            let url = format!("postgres://h/db?schema={bad}");
+            assert!(PostgresUrl::parse(&url).is_err(), "{bad}");
+        }
+        assert!(PostgresUrl::parse("postgres://h/db?schema=agentstore_2").is_ok());
+        assert!(PostgresUrl::parse("mysql://h/db").is_err());
+    }
+}

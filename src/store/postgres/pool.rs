@@ -1,0 +1,220 @@
+//! Connections: the driver's configuration from a URL and the environment libpq
+//! users expect (`PGPASSWORD`, the password file, `PGUSER`, `PGHOST`, `PGPORT`), and
+//! the pool's manager, which checks a connection that sat idle before handing it out.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use postgres::config::Host;
+use postgres::{Client, Config, NoTls};
+
+use crate::error::{Error, Result};
+use crate::store::PostgresUrl;
+
+/// A connection idle for longer than this is checked with an empty query before use
+/// (a server restart or a firewall may have closed it meanwhile); a busier one is
+/// used as it is, and a failure on it is retried (reads) or reported (writes).
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(2);
+
+/// The driver's configuration for `url`: what the URL says, then the environment for
+/// what it leaves out.
+pub(super) fn config(url: &PostgresUrl, connect_timeout: Duration) -> Result<Config> {
+    let mut config = Config::from_str(url.secret_url()).map_err(|e| {
+        Error::invalid(format!(
+            "{url} is not a PostgreSQL URL agentstore can use: {e}"
+        ))
+    })?;
+    if config.get_hosts().is_empty() {
+        match std::env::var("PGHOST") {
+            Ok(host) if !host.is_empty() => {
+                config.host(&host);
+            }
+            _ => {
+                config.host("localhost");
+            }
+        }
+    }
+    if config.get_ports().is_empty()
+        && let Some(port) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())
+    {
+        config.port(port);
+    }
+    if config.get_user().is_none() {
+        let user = std::env::var("PGUSER")
+            .or_else(|_| std::env::var("USER"))
+            .map_err(|_| {
+                Error::invalid(format!(
+                    "{url} names no user, and neither PGUSER nor USER is set"
+                ))
+            })?;
+        config.user(&user);
+    }
+    if config.get_dbname().is_none()
+        && let Ok(db) = std::env::var("PGDATABASE")
+    {
+        config.dbname(&db);
+    }
+    if config.get_password().is_none() {
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            config.password(password);
+        } else if let Some(password) = password_from_file(&config) {
+            config.password(password);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(connect_timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("agentstore");
+    }
+    // Detect a peer that vanished without closing the socket.
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    Ok(config)
+}
+
+/// The password for `config` in the password file (`PGPASSFILE`, else
+/// `~/.pgpass`): lines `host:port:database:user:password`, `*` matching anything,
+/// `\` escaping `:` and `\`; the first matching line wins, as libpq reads it.
+fn password_from_file(config: &Config) -> Option<String> {
+    let path = match std::env::var_os("PGPASSFILE") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let host = match config.get_hosts().first()? {
+        Host::Tcp(h) => h.clone(),
+        #[cfg(unix)]
+        Host::Unix(_) => "localhost".to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user()?;
+    let db = config.get_dbname().unwrap_or(user);
+    password_in(&text, [&host, &port, db, user])
+}
+
+/// The password of the first line of a password file matching `wanted`.
+fn password_in(text: &str, wanted: [&str; 4]) -> Option<String> {
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::with_capacity(5);
+        let mut field = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => field.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut field)),
+                c => field.push(c),
+            }
+        }
+        fields.push(field);
+        if fields.len() == 5
+            && fields[..4]
+                .iter()
+                .zip(wanted)
+                .all(|(f, w)| f == "*" || f == w)
+        {
+            return fields.pop();
+        }
+    }
+    None
+}
+
+/// A pool error at open, as one line naming the server (password blanked).
+pub(super) fn unreachable(url: &PostgresUrl, e: r2d2::Error) -> Error {
+    Error::Pool(format!("cannot connect to the PostgreSQL server at {url}: {e}").into())
+}
+
+/// A failed first connection, as one line naming the server (password blanked) and
+/// the driver's reason (which never holds the password).
+pub(super) fn cannot_connect(url: &PostgresUrl, e: &postgres::Error) -> Error {
+    let mut reason = e.to_string();
+    if let Some(source) = std::error::Error::source(e) {
+        let source = source.to_string();
+        if !reason.contains(&source) {
+            reason = format!("{reason}: {source}");
+        }
+    }
+    Error::Pool(format!("cannot connect to the PostgreSQL server at {url}: {reason}").into())
+}
+
+/// A client and when it was last handed back.
+pub(crate) struct Connection {
+    client: Client,
+    returned: Instant,
+}
+
+impl Connection {
+    /// The client.
+    pub(crate) fn client(&mut self) -> &mut Client {
+        self.returned = Instant::now();
+        &mut self.client
+    }
+}
+
+/// Makes, checks and discards clients for r2d2.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    config: Config,
+}
+
+impl Manager {
+    pub(super) fn new(config: Config) -> Manager {
+        Manager { config }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
+        Ok(Connection {
+            client: self.config.connect(NoTls)?,
+            returned: Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), postgres::Error> {
+        if conn.returned.elapsed() < CHECK_AFTER_IDLE {
+            return Ok(());
+        }
+        conn.client.simple_query("")?;
+        conn.returned = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::password_in;
+
+    #[test]
+    fn the_password_file_is_read_as_libpq_reads_it() {
+        let file = "# comment\n\
+                    otherhost:5432:*:bob:nope\n\
+                    db.example:5432:agents:bob:p\\:ss\\\\w\n\
+                    *:*:*:bob:fallback\n";
+        assert_eq!(
+            password_in(file, ["db.example", "5432", "agents", "bob"]).as_deref(),
+            Some("p:ss\\w")
+        );
+        assert_eq!(
+            password_in(file, ["elsewhere", "5433", "x", "bob"]).as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(password_in(file, ["elsewhere", "5433", "x", "alice"]), None);
+    }
+}
