@@ -30,7 +30,7 @@ fn connect(db: &TempDb) -> agentstore::Result<Store> {
 }
 
 #[test]
-fn locations_name_the_engine_or_are_refused_by_name() {
+fn locations_name_the_engine_or_are_refused_by_name() -> TestResult {
     assert_eq!(
         Location::parse("agent.db").unwrap(),
         Location::Sqlite("agent.db".into())
@@ -48,7 +48,12 @@ fn locations_name_the_engine_or_are_refused_by_name() {
         Location::parse("C:/data/agent.db").unwrap(),
         Location::Sqlite("C:/data/agent.db".into())
     );
-    for bad in ["", "sqlite:", "postgres://u@h/db", "mysql://h/db"] {
+    for bad in [
+        "",
+        "sqlite:",
+        "mysql://h/db",
+        "postgres://h/db?schema=Bad-Name",
+    ] {
         let err = Location::parse(bad).unwrap_err();
         assert_eq!(
             err.kind(),
@@ -56,13 +61,21 @@ fn locations_name_the_engine_or_are_refused_by_name() {
             "{bad}: {err}"
         );
     }
-    let err = Location::parse("postgres://u@h/db")
-        .unwrap_err()
-        .to_string();
+    let err = Location::parse("mysql://u@h/db").unwrap_err().to_string();
     assert!(
-        err.contains("postgres:// databases are not supported"),
+        err.contains("mysql:// databases are not supported"),
         "{err}"
     );
+    // A PostgreSQL URL: the schema parameter taken out, the password never shown.
+    let Location::Postgres(url) = Location::parse("postgres://u:s3cret@h:5433/db?schema=team_a")?
+    else {
+        panic!("a postgres:// URL is a PostgreSQL location");
+    };
+    assert_eq!(url.schema(), Some("team_a"));
+    assert_eq!(url.to_string(), "postgres://u:***@h:5433/db?schema=team_a");
+    let shown = format!("{:?}", Location::Postgres(url));
+    assert!(!shown.contains("s3cret"), "{shown}");
+    Ok(())
 }
 
 #[test]
@@ -214,14 +227,33 @@ fn the_cli_takes_an_sqlite_location_and_refuses_other_engines() -> TestResult {
         .success();
     assert!(db.path.exists(), "sqlite:PATH names the file");
     let out = bare()
-        .args(["--db", "postgres://u@localhost/agents", "agents", "list"])
+        .args(["--db", "mysql://u@localhost/agents", "agents", "list"])
         .assert()
         .code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(
-        stderr.contains("postgres:// databases are not supported"),
+        stderr.contains("mysql:// databases are not supported"),
         "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // A PostgreSQL server that is not there: one line, the password blanked.
+    let out = bare()
+        .args([
+            "--db",
+            "postgres://u:s3cret@127.0.0.1:1/agents",
+            "agents",
+            "list",
+        ])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        stderr.contains(
+            "cannot connect to the PostgreSQL server at postgres://u:***@127.0.0.1:1/agents"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     Ok(())
 }

@@ -21,6 +21,7 @@ mod llm;
 mod load;
 mod mcp;
 mod open;
+mod pg_engine;
 mod postgres;
 mod readme;
 mod recall;

@@ -130,6 +130,11 @@ impl Server {
         })
     }
 
+    /// The server's URL (a database the tests may use freely).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(&self.url, NoTls).expect("connect to the test server")
     }

@@ -262,7 +262,7 @@ fn search(
 ) -> Result<Vec<SearchHit>> {
     const HITS: &str = "SELECT m.id, m.content, m.importance, m.created_at, m.size_bytes, m.role,
             ts_headline('simple', m.content, to_tsquery('simple', $2),
-                        'StartSel=[, StopSel=], MaxWords=12, MinWords=4, MaxFragments=1, FragmentDelimiter=…'),
+                        'StartSel=[, StopSel=], MaxWords=12, MinWords=11, ShortWord=0, MaxFragments=1, FragmentDelimiter=…'),
             t.score
        FROM unnest($3::int8[], $4::float8[]) WITH ORDINALITY AS t(id, score, rank)
        JOIN memory_entries m ON m.agent_id = $1 AND m.id = t.id
