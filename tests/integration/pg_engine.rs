@@ -287,15 +287,15 @@ fn foreign_newer_and_missing_schemas_are_refused_untouched() -> TestResult {
         Store::connect(&format!("{}?schema={schema}", server.url()), options)
     };
     let err = open("theirs", StoreOptions::default())
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert!(
         err.to_string().contains("not an agentstore schema"),
         "{err}"
     );
     let err = open("newer", StoreOptions::default())
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert!(err.to_string().contains("newer agentstore"), "{err}");
     // Untouched: still one table each, the version row as it was.
     let tables: i64 = c
@@ -307,12 +307,12 @@ fn foreign_newer_and_missing_schemas_are_refused_untouched() -> TestResult {
     assert_eq!(tables, 2);
     // Without migration, a missing schema is refused and not created; `init` creates it.
     let err = open("manual", StoreOptions::default().with_migrate(false))
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert!(err.to_string().contains("agentstore init"), "{err}");
     let err = open("manual", StoreOptions::existing())
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert!(err.to_string().contains("no agentstore database"), "{err}");
     let exists: i64 = c
         .query_one(
