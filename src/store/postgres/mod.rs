@@ -19,6 +19,7 @@ mod memory;
 mod migrate;
 mod pool;
 mod prune;
+mod tool_cache;
 mod unsupported;
 
 use std::path::Path;

@@ -6,59 +6,20 @@ use std::time::Duration;
 
 use super::Postgres;
 use crate::error::{Error, Result};
-use crate::store::engine::{AdminOps, ReportOps, ResponseOps, ToolOps};
+use crate::store::engine::{AdminOps, ReportOps, ResponseOps};
 use crate::store::forget::{ForgetEverywhereReport, Needles};
 use crate::store::memory::Query;
 use crate::store::report::Aggregates;
 use crate::store::responses::{ResponsePurge, TuneRule};
 use crate::store::transfer::{ImportSink, Record};
 use crate::store::{
-    AgentRecord, CacheFilter, CacheKey, CacheMatch, CachedResponse, CachedToolResult, CheckReport,
-    CompactReport, FuzzyOptions, ImportReport, LoggedResponse, Lookup, PageUse, QueryResult,
-    QuerySink, ResponseOrder, ResponseTimeStats, StatsView, ToolCounts, Tuning,
+    AgentRecord, CacheMatch, CachedResponse, CheckReport, CompactReport, FuzzyOptions,
+    ImportReport, LoggedResponse, Lookup, PageUse, QueryResult, QuerySink, ResponseOrder,
+    ResponseTimeStats, StatsView, Tuning,
 };
 
 fn no<T>(what: &'static str) -> Result<T> {
     Err(Error::Unsupported(what))
-}
-
-impl ToolOps for Postgres {
-    fn tool_get(&self, _: &CacheKey, _: i64) -> Result<Option<String>> {
-        no("the tool cache")
-    }
-    fn tool_try_get(&self, _: &CacheKey, _: i64) -> Option<Result<Option<String>>> {
-        Some(no("the tool cache"))
-    }
-    fn tool_put(
-        &self,
-        _: &CacheKey,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: i64,
-        _: i64,
-    ) -> Result<()> {
-        no("the tool cache")
-    }
-    fn tool_count(&self, _: &CacheFilter, _: i64) -> Result<u64> {
-        no("the tool cache")
-    }
-    fn tool_purge_batch(&self, _: &CacheFilter, _: i64, _: i64) -> Result<u64> {
-        no("the tool cache")
-    }
-    fn tool_known(&self, _: &str) -> Result<bool> {
-        no("the tool cache")
-    }
-    fn tool_list(&self, _: &CacheFilter, _: i64, _: u64) -> Result<Vec<CachedToolResult>> {
-        no("the tool cache")
-    }
-    fn tool_add_counts(&self, _: &[(i64, String, ToolCounts)]) -> Result<()> {
-        no("tool stats")
-    }
-    fn tool_counters(&self, _: i64, _: &str) -> Result<(Vec<(String, ToolCounts)>, u64)> {
-        no("tool stats")
-    }
 }
 
 impl ResponseOps for Postgres {
