@@ -507,7 +507,7 @@ fn the_cli_works_on_a_postgres_url() -> TestResult {
     let agents: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(agents[0]["name"], "bot");
     // What the engine does not do yet is refused in one line, exit 1.
-    let out = run(&["tools", "stats"]);
+    let out = run(&["sql", "SELECT 1"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -515,5 +515,372 @@ fn the_cli_works_on_a_postgres_url() -> TestResult {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1);
+    Ok(())
+}
+
+/// One operation on the response cache, the log or the tool cache.
+#[derive(Debug, Clone)]
+enum CacheOp {
+    Put(usize, usize),
+    PutMany(Vec<(usize, usize)>),
+    Lookup(usize, bool),
+    Hit(usize, u8),
+    Log(Vec<(u16, u8)>, u16),
+    Tune,
+    Purge(u8, u8),
+    ToolPut(u8, u8, u16),
+    ToolGet(u8, u8),
+    ToolCounts(u8, u8),
+    ToolPurge(bool),
+    Wait(u16),
+}
+
+/// Messages from a small vocabulary, so near repeats (fuzzy hits) and negations
+/// (the guard) are common.
+fn message(i: usize) -> String {
+    const M: [&str; 14] = [
+        "what is the capital of france",
+        "what is the capital of spain",
+        "tell me the capital of france please",
+        "is the server running",
+        "is the server not running",
+        "how many units are in stock",
+        "how many units are not in stock",
+        "how many units are in the stock room",
+        "deploy the service to production now",
+        "deploy the service to staging now",
+        "what time is it in paris",
+        "what is the time in paris",
+        "show me 3 results",
+        "show me 4 results",
+    ];
+    M[i % M.len()].to_string()
+}
+
+fn cache_op() -> impl Strategy<Value = CacheOp> {
+    prop_oneof![
+        4 => (0usize..14, 0usize..5).prop_map(|(m, r)| CacheOp::Put(m, r)),
+        1 => proptest::collection::vec((0usize..14, 0usize..5), 1..6).prop_map(CacheOp::PutMany),
+        4 => (0usize..14, any::<bool>()).prop_map(|(m, g)| CacheOp::Lookup(m, g)),
+        2 => (0usize..14, 1u8..4).prop_map(|(m, n)| CacheOp::Hit(m, n)),
+        3 => (proptest::collection::vec((0u16..4000, 0u8..5), 1..30), 5u16..80)
+            .prop_map(|(rows, keep)| CacheOp::Log(rows, keep)),
+        1 => Just(CacheOp::Tune),
+        1 => (0u8..3, 0u8..8).prop_map(|(k, v)| CacheOp::Purge(k, v)),
+        3 => (0u8..3, 0u8..4, 1u16..600).prop_map(|(t, p, ttl)| CacheOp::ToolPut(t, p, ttl)),
+        3 => (0u8..3, 0u8..4).prop_map(|(t, p)| CacheOp::ToolGet(t, p)),
+        1 => (0u8..3, 0u8..5).prop_map(|(t, n)| CacheOp::ToolCounts(t, n)),
+        1 => any::<bool>().prop_map(CacheOp::ToolPurge),
+        2 => (1u16..400).prop_map(CacheOp::Wait),
+    ]
+}
+
+/// A cached response without its id (ids are each engine's: PostgreSQL's sequence
+/// skips the values of upserts that updated).
+fn shown(m: Option<agentstore::CacheMatch>) -> String {
+    match m {
+        Some(m) => format!("{:?} {} {} {}", m.kind, m.similarity, m.message, m.response),
+        None => "none".into(),
+    }
+}
+
+fn apply_cache(store: &Store, clock: &ManualClock, op: &CacheOp) -> String {
+    use agentstore::{FuzzyOptions, LoggedResponse, Outcome, ResponsePurge};
+    let agent = store.existing_agent("bot").expect("agent");
+    let responses = store.response_cache(&agent);
+    let tools = store.tool_cache(&agent);
+    let tool = |t: u8| ["calc", "search", "clock"][t as usize % 3];
+    let params = |p: u8| serde_json::json!({ "q": p, "list": [p, "x"] });
+    match op {
+        CacheOp::Put(m, r) => {
+            let id = responses.put(&message(*m), &format!("answer {r}"));
+            format!("{:?}", id.map(|_| ()))
+        }
+        CacheOp::PutMany(pairs) => {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(m, r)| (message(*m), format!("answer {r}")))
+                .collect();
+            format!("{:?}", responses.put_many(&pairs))
+        }
+        CacheOp::Lookup(m, guard) => {
+            let options = FuzzyOptions::default().with_negation_guard(*guard);
+            let found = responses
+                .lookup_explained(&message(*m), options)
+                .expect("lookup");
+            let why = format!("{:?}", found.no_match).replace(char::is_numeric, "#");
+            format!("{} / {}", shown(found.found), why)
+        }
+        CacheOp::Hit(m, n) => {
+            let Some(hit) = responses.lookup_exact(&message(*m)).expect("exact") else {
+                return "no row".into();
+            };
+            let at = clock.now_micros();
+            format!(
+                "{:?}",
+                responses.record(&[(hit.id, u64::from(*n), at)], &[], 1000)
+            )
+        }
+        CacheOp::Log(rows, keep) => {
+            let outcomes = [
+                Outcome::Exact,
+                Outcome::Fuzzy,
+                Outcome::Generated,
+                Outcome::Fallback,
+                Outcome::Error,
+            ];
+            let rows: Vec<LoggedResponse> = rows
+                .iter()
+                .map(|(ms, o)| LoggedResponse {
+                    at: clock.now_micros(),
+                    duration: f64::from(*ms) / 1000.0,
+                    outcome: outcomes[*o as usize % 5],
+                })
+                .collect();
+            let logged = responses.log(&rows, u64::from(*keep));
+            format!("{logged:?} {}", time_stats(&responses))
+        }
+        CacheOp::Tune => format!("{:?}", responses.tune_target()),
+        CacheOp::Purge(kind, v) => {
+            let rule = match kind {
+                0 => ResponsePurge::Keep(u64::from(*v)),
+                1 => ResponsePurge::OlderThan(Duration::from_secs(u64::from(*v) * 60)),
+                _ => ResponsePurge::All,
+            };
+            format!("{:?}", responses.purge(rule, false))
+        }
+        CacheOp::ToolPut(t, p, ttl) => format!(
+            "{:?}",
+            tools.put(
+                tool(*t),
+                &params(*p),
+                &serde_json::json!({ "result": p, "t": t }),
+                Duration::from_secs(u64::from(*ttl))
+            )
+        ),
+        CacheOp::ToolGet(t, p) => format!("{:?}", tools.get(tool(*t), &params(*p))),
+        CacheOp::ToolCounts(t, n) => {
+            let counts = agentstore::ToolCounts {
+                total_calls: u64::from(*n) + 1,
+                cache_hits: u64::from(*n),
+                errors: u64::from(*n % 2),
+                total_time: f64::from(*n) * 0.25,
+            };
+            format!("{:?}", tools.add_counts(&[(tool(*t).to_string(), counts)]))
+        }
+        CacheOp::ToolPurge(all) => {
+            let filter = agentstore::CacheFilter {
+                scope: None,
+                tool: None,
+                expired_only: !all,
+            };
+            format!("{:?}", store.tool_results().purge(&filter, false))
+        }
+        CacheOp::Wait(s) => {
+            clock.advance(Duration::from_secs(u64::from(*s)));
+            String::new()
+        }
+    }
+}
+
+/// The response-time stats with the mean rounded: it comes from kept sums whose last
+/// bits depend on the order of the additions (per row on SQLite, per statement on
+/// PostgreSQL). Everything else is exact on both.
+fn time_stats(responses: &agentstore::ResponseCache) -> String {
+    match responses.time_stats().expect("stats") {
+        agentstore::ResponseTimeStats::Data(mut f) => {
+            f.avg_response_time = (f.avg_response_time * 1e9).round() / 1e9;
+            format!("{f:?}")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn observe_caches(store: &Store) -> String {
+    use agentstore::ResponseOrder;
+    let agent = store.existing_agent("bot").expect("agent");
+    let responses = store.response_cache(&agent);
+    let mut out = String::new();
+    for order in [ResponseOrder::Recent, ResponseOrder::Hits] {
+        for r in responses.list(order, 100).expect("list") {
+            out += &format!(
+                "{} {} {} {} {}\n",
+                r.message, r.response, r.hits, r.created_at, r.last_used_at
+            );
+        }
+    }
+    out += &format!("{}\n", time_stats(&responses));
+    out += &format!("{:?}\n", responses.target().expect("target"));
+    out += &format!(
+        "{:?}\n",
+        store.tool_cache(&agent).stats().expect("tool stats")
+    );
+    let filter = agentstore::CacheFilter {
+        scope: None,
+        tool: None,
+        expired_only: false,
+    };
+    for r in store.tool_results().list(&filter, 100).expect("list") {
+        out += &format!(
+            "{} {} {} {} {}\n",
+            r.key, r.tool, r.params, r.result, r.expires_at
+        );
+    }
+    out
+}
+
+#[test]
+fn caches_and_the_log_on_postgres_behave_as_on_sqlite() -> TestResult {
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&proptest::collection::vec(cache_op(), 1..40), |ops| {
+            let clock = ManualClock::new(1_700_000_000_000_000);
+            let db = TempDb::new();
+            let sqlite = Store::open(
+                &db.path,
+                StoreOptions::default()
+                    .with_shared_clock(Arc::new(clock.clone()) as Arc<dyn Clock>),
+            )
+            .expect("sqlite");
+            let pg = pg_store(&server, &schema(), &clock).expect("postgres");
+            for store in [&sqlite, &pg] {
+                store.agent("bot").expect("agent");
+            }
+            for op in &ops {
+                let a = apply_cache(&sqlite, &clock, op);
+                let b = apply_cache(&pg, &clock, op);
+                prop_assert_eq!(a, b, "after {:?}", op);
+            }
+            prop_assert_eq!(observe_caches(&sqlite), observe_caches(&pg));
+            Ok(())
+        })
+        .map_err(|e| format!("{e}"))?;
+    Ok(())
+}
+
+fn agentstore_at(db: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run agentstore")
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn the_demo_runs_twice_and_exports_move_between_engines_byte_for_byte() -> TestResult {
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    let pg = format!("{}?schema=demo", server.url());
+    let first = ok(agentstore_at(&pg, &["demo", "--simulated-latency", "none"]));
+    assert!(first.contains("5. Stats"), "{first}");
+    let second = ok(agentstore_at(&pg, &["demo", "--simulated-latency", "none"]));
+    assert!(second.contains("100% from the cache"), "{second}");
+    ok(agentstore_at(&pg, &["check"]));
+    // PostgreSQL -> SQLite -> PostgreSQL: the same bytes each time.
+    let exported = ok(agentstore_at(&pg, &["export"]));
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, &exported)?;
+    let sqlite = dir.path().join("copy.db");
+    let sqlite = sqlite.to_str().expect("utf-8");
+    ok(agentstore_at(sqlite, &["import", file.to_str().unwrap()]));
+    assert_eq!(ok(agentstore_at(sqlite, &["export"])), exported);
+    let back = format!("{}?schema=back", server.url());
+    ok(agentstore_at(&back, &["import", file.to_str().unwrap()]));
+    assert_eq!(ok(agentstore_at(&back, &["export"])), exported);
+    // The views have the same rows on both engines.
+    let a: serde_json::Value =
+        serde_json::from_str(&ok(agentstore_at(sqlite, &["--json", "stats"])))?;
+    let b: serde_json::Value =
+        serde_json::from_str(&ok(agentstore_at(&back, &["--json", "stats"])))?;
+    assert_eq!(a, b);
+    // Forget across memory and both caches, then nothing of it is left.
+    let dry = ok(agentstore_at(
+        &back,
+        &[
+            "--json",
+            "forget",
+            "--agent",
+            "demo",
+            "--matching",
+            "retry",
+            "--dry-run",
+        ],
+    ));
+    let dry: serde_json::Value = serde_json::from_str(&dry)?;
+    let total = |v: &serde_json::Value| {
+        ["memory_entries", "responses", "tool_results"]
+            .iter()
+            .map(|k| v[k].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    };
+    assert!(total(&dry) > 0, "{dry}");
+    let done: serde_json::Value = serde_json::from_str(&ok(agentstore_at(
+        &back,
+        &["--json", "forget", "--agent", "demo", "--matching", "retry"],
+    )))?;
+    assert_eq!(total(&done), total(&dry));
+    let again: serde_json::Value = serde_json::from_str(&ok(agentstore_at(
+        &back,
+        &[
+            "--json",
+            "forget",
+            "--agent",
+            "demo",
+            "--matching",
+            "retry",
+            "--dry-run",
+        ],
+    )))?;
+    assert_eq!(total(&again), 0);
+    ok(agentstore_at(&back, &["check"]));
+    Ok(())
+}
+
+#[test]
+fn an_import_that_postgres_cannot_hold_is_refused_whole() -> TestResult {
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    let db = TempDb::new();
+    let store = Store::open(&db.path, StoreOptions::default())?;
+    let agent = store.agent("bot")?;
+    store.memory(&agent).add("fine", 0.5)?;
+    store.memory(&agent).add("a NUL \0 byte", 0.5)?;
+    drop(store);
+    let exported = ok(agentstore_at(db.path.to_str().unwrap(), &["export"]));
+    let file = db.dir.path().join("export.jsonl");
+    std::fs::write(&file, exported)?;
+    let pg = format!("{}?schema=nul_import", server.url());
+    let out = agentstore_at(&pg, &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("NUL byte"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let agents: serde_json::Value =
+        serde_json::from_str(&ok(agentstore_at(&pg, &["--json", "agents", "list"])))?;
+    assert_eq!(
+        agents,
+        serde_json::json!([]),
+        "nothing of the import was kept"
+    );
     Ok(())
 }

@@ -310,7 +310,11 @@ fn get_entry(c: &mut Client, agent_id: i64, id: i64) -> Result<Option<MemoryEntr
 }
 
 /// The entries `target` names, by id; an id the agent does not have is an error.
-fn doomed(c: &mut Client, agent_id: i64, target: &Forget<'_>) -> Result<Vec<MemoryEntry>> {
+pub(super) fn doomed(
+    c: &mut Client,
+    agent_id: i64,
+    target: &Forget<'_>,
+) -> Result<Vec<MemoryEntry>> {
     match target {
         Forget::Matching(query) => {
             let text = tsquery(query, true);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use postgres::Client;
 
-use super::{PgContext, Postgres, args, get, opt_row, row};
+use super::{PgContext, Postgres, args, get, ident, opt_row, row};
 use crate::error::{Error, Result};
 use crate::store::{PostgresUrl, StoreOptions};
 
@@ -39,13 +39,13 @@ const TABLES: [&str; 9] = [
 ];
 
 /// Checks the schema at `url` and creates it when allowed; returns the store's
-/// identity (`postgres://host:port/dbname?schema=NAME`).
+/// identity (`postgres://host:port/dbname?schema=NAME`) and the schema's name.
 pub(super) fn open(
     engine: &Postgres,
     url: &PostgresUrl,
     schema: Option<&str>,
     options: &StoreOptions,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let shown = url.to_string();
     let may_create = options.create && options.migrate;
     let identity = engine.write(|c| {
@@ -78,7 +78,7 @@ pub(super) fn open(
             if !may_create {
                 return Err(missing(&shown, options));
             }
-            c.batch_execute(&format!("CREATE SCHEMA {target}"))
+            c.batch_execute(&format!("CREATE SCHEMA {}", ident(&target)))
                 .sql("CREATE SCHEMA")?;
         }
         match version(c, &target)? {
@@ -115,7 +115,8 @@ pub(super) fn open(
                 // The schema file's objects land in `target`: it is first on the path
                 // for this transaction, and its functions keep that path.
                 c.batch_execute(&format!(
-                    "SET LOCAL search_path TO {target}, pg_catalog; {SCHEMA_POSTGRES_SQL}"
+                    "SET LOCAL search_path TO {}, pg_catalog; {SCHEMA_POSTGRES_SQL}",
+                    ident(&target)
                 ))
                 .sql("schema-postgres.sql")?;
             }
@@ -133,11 +134,12 @@ pub(super) fn open(
             )
         };
         let (host, port, db) = place;
-        Ok(format!(
+        let identity = format!(
             "postgres://{}:{}/{db}?schema={target}",
             host.unwrap_or_else(|| "local".to_string()),
             port.unwrap_or(5432)
-        ))
+        );
+        Ok((identity, target))
     })?;
     Ok(identity)
 }
@@ -150,7 +152,10 @@ fn version(c: &mut Client, schema: &str) -> Result<Option<i64>> {
     if opt_row(c, TABLE, args![schema])?.is_none() {
         return Ok(None);
     }
-    let sql = format!("SELECT application, version::int8 FROM {schema}.agentstore_schema");
+    let sql = format!(
+        "SELECT application, version::int8 FROM {}.agentstore_schema",
+        ident(schema)
+    );
     let r = opt_row(c, &sql, args![])?;
     match r {
         Some(r) => {

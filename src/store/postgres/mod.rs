@@ -14,12 +14,15 @@
 //! dropped, on a tokio worker thread. The store's callers (the agent layer) run every
 //! store call off the workers, because [`Engine::reads_inline`] says no here.
 
+mod admin;
 mod agents;
 mod memory;
 mod migrate;
 mod pool;
 mod prune;
+mod responses;
 mod tool_cache;
+mod transfer;
 mod unsupported;
 
 use std::path::Path;
@@ -42,6 +45,8 @@ pub(crate) struct Postgres {
     /// timeout), sent with its `BEGIN`.
     preamble: String,
     lock_timeout: Duration,
+    /// The schema that holds agentstore's tables (a plain identifier).
+    schema: String,
 }
 
 /// A value with the PostgreSQL type it binds as (for `query_typed`).
@@ -175,6 +180,11 @@ pub(crate) fn get<'a, T: postgres::types::FromSql<'a>>(
     r.try_get(i).sql(sql)
 }
 
+/// `name` as a quoted SQL identifier.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Refuses text PostgreSQL cannot hold: a NUL byte (SQLite stores it). Called before
 /// anything is written, so nothing partial is stored.
 pub(crate) fn refuse_nul(what: &str, text: &str) -> Result<()> {
@@ -247,9 +257,14 @@ impl Postgres {
             identity: String::new(),
             preamble,
             lock_timeout: options.postgres.lock_timeout,
+            schema: String::new(),
         };
-        let identity = migrate::open(&engine, url, schema.as_deref(), options)?;
-        Ok(Postgres { identity, ..engine })
+        let (identity, schema) = migrate::open(&engine, url, schema.as_deref(), options)?;
+        Ok(Postgres {
+            identity,
+            schema,
+            ..engine
+        })
     }
 
     fn connection(&self) -> Result<r2d2::PooledConnection<pool::Manager>> {
@@ -287,6 +302,13 @@ impl Postgres {
                 Err(e)
             }
         }
+    }
+
+    /// Runs one statement outside any transaction (VACUUM), with nothing else in its
+    /// round trip.
+    fn outside_transaction(&self, statement: &str) -> Result<()> {
+        let mut conn = self.connection()?;
+        conn.client().batch_execute(statement).sql(statement)
     }
 
     /// Runs `f` in a read-only snapshot (one consistent view for all its statements).

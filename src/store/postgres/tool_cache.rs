@@ -15,11 +15,14 @@ use crate::store::{CacheFilter, CacheKey, CachedToolResult, ToolCounts};
 /// Expired rows removed, at most, by each store of a new result (as on SQLite).
 const EXPIRE_BATCH_ON_WRITE: i64 = 32;
 
+/// Parameters built at run time, each with its type.
+type Owned = Vec<(Box<dyn ToSql + Sync>, Type)>;
+
 /// A filter's WHERE clause (fixed fragments, values bound from `$first` on) and its
 /// values.
-fn clause(filter: &CacheFilter, now: i64) -> (String, Vec<(Box<dyn ToSql + Sync>, Type)>) {
+fn clause(filter: &CacheFilter, now: i64) -> (String, Owned) {
     let mut terms = Vec::new();
-    let mut values: Vec<(Box<dyn ToSql + Sync>, Type)> = Vec::new();
+    let mut values: Owned = Vec::new();
     if let Some(scope) = &filter.scope {
         values.push((Box::new(scope.clone()), Type::TEXT));
         terms.push(format!("scope = ${}", values.len()));
@@ -42,7 +45,10 @@ fn clause(filter: &CacheFilter, now: i64) -> (String, Vec<(Box<dyn ToSql + Sync>
 
 /// The values of [`clause`] as `query_typed` takes them.
 fn bound(values: &[(Box<dyn ToSql + Sync>, Type)]) -> Vec<(&(dyn ToSql + Sync), Type)> {
-    values.iter().map(|(v, t)| (v.as_ref(), t.clone())).collect()
+    values
+        .iter()
+        .map(|(v, t)| (v.as_ref(), t.clone()))
+        .collect()
 }
 
 const GET: &str = "SELECT result FROM tool_cache WHERE key = $1 AND expires_at > $2";
@@ -75,7 +81,15 @@ pub(super) fn upsert(
     exec(
         c,
         UPSERT,
-        args![key, scope, tool, canonical_params, result, created_at, expires_at],
+        args![
+            key,
+            scope,
+            tool,
+            canonical_params,
+            result,
+            created_at,
+            expires_at
+        ],
     )?;
     Ok(())
 }
@@ -141,6 +155,23 @@ pub(super) fn add_counts_on(c: &mut Client, deltas: &[(i64, String, ToolCounts)]
     Ok(())
 }
 
+/// The one decoder of a [`CachedToolResult`], from `key, scope, tool, params, result,
+/// created_at, expires_at`.
+pub(super) fn result_from_row(r: &postgres::Row, sql: &str) -> Result<CachedToolResult> {
+    let key: Vec<u8> = get(r, 0, sql)?;
+    let params: String = get(r, 3, sql)?;
+    let result: String = get(r, 4, sql)?;
+    Ok(CachedToolResult {
+        key: hex(&key),
+        scope: get(r, 1, sql)?,
+        tool: get(r, 2, sql)?,
+        params: serde_json::from_str(&params).unwrap_or(Value::String(params)),
+        result: serde_json::from_str(&result).unwrap_or(Value::String(result)),
+        created_at: get(r, 5, sql)?,
+        expires_at: get(r, 6, sql)?,
+    })
+}
+
 fn counts(r: &postgres::Row, first: usize, sql: &str) -> Result<ToolCounts> {
     Ok(ToolCounts {
         total_calls: get::<i64>(r, first, sql)?.max(0) as u64,
@@ -179,7 +210,16 @@ impl ToolOps for Postgres {
             refuse_nul(what, text)?;
         }
         self.write(|c| {
-            upsert(c, key, scope, tool, canonical_params, result, now, expires_at)?;
+            upsert(
+                c,
+                key,
+                scope,
+                tool,
+                canonical_params,
+                result,
+                now,
+                expires_at,
+            )?;
             expire_batch(c, now, EXPIRE_BATCH_ON_WRITE)?;
             Ok(())
         })
@@ -216,7 +256,10 @@ impl ToolOps for Postgres {
         limit: u64,
     ) -> Result<Vec<CachedToolResult>> {
         let (clause, mut values) = clause(filter, now);
-        values.push((Box::new(i64::try_from(limit).unwrap_or(i64::MAX)), Type::INT8));
+        values.push((
+            Box::new(i64::try_from(limit).unwrap_or(i64::MAX)),
+            Type::INT8,
+        ));
         let sql = format!(
             "SELECT key, scope, tool, params, result, created_at, expires_at FROM tool_cache \
              WHERE {clause} ORDER BY created_at DESC, key LIMIT ${}",
@@ -225,20 +268,7 @@ impl ToolOps for Postgres {
         self.read(|c| {
             rows(c, &sql, &bound(&values))?
                 .iter()
-                .map(|r| {
-                    let key: Vec<u8> = get(r, 0, &sql)?;
-                    let params: String = get(r, 3, &sql)?;
-                    let result: String = get(r, 4, &sql)?;
-                    Ok(CachedToolResult {
-                        key: hex(&key),
-                        scope: get(r, 1, &sql)?,
-                        tool: get(r, 2, &sql)?,
-                        params: serde_json::from_str(&params).unwrap_or(Value::String(params)),
-                        result: serde_json::from_str(&result).unwrap_or(Value::String(result)),
-                        created_at: get(r, 5, &sql)?,
-                        expires_at: get(r, 6, &sql)?,
-                    })
-                })
+                .map(|r| result_from_row(r, &sql))
                 .collect()
         })
     }
