@@ -20,10 +20,10 @@ mod memory;
 mod migrate;
 mod pool;
 mod prune;
+mod report;
 mod responses;
 mod tool_cache;
 mod transfer;
-mod unsupported;
 
 use std::path::Path;
 use std::time::Duration;
