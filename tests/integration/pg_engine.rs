@@ -918,3 +918,96 @@ fn an_import_that_postgres_cannot_hold_is_refused_whole() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn every_sql_trick_is_refused_on_postgres_and_changes_nothing() -> TestResult {
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    let pg = format!("{}?schema=tricks", server.url());
+    ok(agentstore_at(
+        &pg,
+        &["memory", "add", "--agent", "bot", "a secret note"],
+    ));
+    let before = ok(agentstore_at(&pg, &["export"]));
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("stolen");
+    let f = file.to_str().unwrap();
+    let tricks = [
+        format!("COPY agents TO '{f}'"),
+        format!("COPY (SELECT * FROM memory_entries) TO PROGRAM 'cat > {f}'"),
+        "COPY agents FROM STDIN".to_string(),
+        "SET statement_timeout = 0".to_string(),
+        "RESET ALL".to_string(),
+        "SELECT set_config('search_path', 'public', false)".to_string(),
+        "DO $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); END $$".to_string(),
+        "CALL nothing()".to_string(),
+        "LISTEN agentstore".to_string(),
+        "NOTIFY agentstore, 'x'".to_string(),
+        "SELECT pg_notify('agentstore', 'x')".to_string(),
+        "SELECT lo_import('/etc/hostname')".to_string(),
+        format!("SELECT lo_export(1, '{f}')"),
+        "SELECT pg_read_file('/etc/hostname')".to_string(),
+        "SELECT pg_catalog.pg_read_binary_file('/etc/hostname')".to_string(),
+        "SELECT * FROM pg_ls_dir('.')".to_string(),
+        "SELECT dblink_connect('host=127.0.0.1')".to_string(),
+        "SELECT pg_advisory_lock(42)".to_string(),
+        "SELECT pg_try_advisory_lock(42)".to_string(),
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity".to_string(),
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity".to_string(),
+        "PREPARE TRANSACTION 'agentstore'".to_string(),
+        "SELECT 1; SELECT 2".to_string(),
+        "SELECT 1; DELETE FROM memory_entries".to_string(),
+        "DELETE FROM memory_entries".to_string(),
+        "UPDATE agents SET name = 'x'".to_string(),
+        "CREATE TABLE stolen AS SELECT * FROM memory_entries".to_string(),
+        "SELECT * INTO stolen FROM memory_entries".to_string(),
+        "SELECT * FROM agents FOR UPDATE".to_string(),
+        "WITH gone AS (DELETE FROM memory_entries RETURNING *) SELECT * FROM gone".to_string(),
+        "SELECT nextval('agents_id_seq')".to_string(),
+        "SELECT query_to_xml('DELETE FROM memory_entries RETURNING 1', true, true, '')".to_string(),
+        "EXPLAIN ANALYZE DELETE FROM memory_entries".to_string(),
+        "VACUUM".to_string(),
+        "LOCK agents".to_string(),
+    ];
+    for trick in &tricks {
+        let out = agentstore_at(&pg, &["sql", trick]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{trick}: {stderr}");
+        assert!(
+            stderr.starts_with("agentstore: refused"),
+            "{trick}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{trick}: {stderr}");
+    }
+    // A query past its time limit stops (exit 1) and holds nothing.
+    let out = agentstore_at(&pg, &["sql", "--timeout", "100ms", "SELECT pg_sleep(5)"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time limit"));
+    // Nothing changed: the same export, no file, no advisory lock, no other session hurt.
+    assert_eq!(ok(agentstore_at(&pg, &["export"])), before);
+    assert!(!file.exists());
+    let mut c = server.client();
+    let locks: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )?
+        .get(0);
+    assert_eq!(locks, 0);
+    c.query_one("SELECT 1", &[])?;
+    // A real query works, and its values come out typed.
+    let rows: serde_json::Value = serde_json::from_str(&ok(agentstore_at(
+        &pg,
+        &[
+            "--json",
+            "sql",
+            "SELECT agent, total_entries, 1.25::numeric AS n FROM memory_stats",
+        ],
+    )))?;
+    assert_eq!(
+        rows,
+        serde_json::json!([{ "agent": "bot", "total_entries": 1, "n": "1.25" }])
+    );
+    Ok(())
+}

@@ -29,15 +29,28 @@ pub struct Args {
     pub timeout: Duration,
 }
 
+/// Runs the query on the engine `--db` names: an SQLite file opened read-only for
+/// it alone, or a server's read-only transaction.
+fn query(
+    ctx: &Context,
+    sql: &str,
+    timeout: std::time::Duration,
+    sink: &mut dyn agentstore::QuerySink,
+) -> agentstore::Result<u64> {
+    match &ctx.location {
+        agentstore::Location::Sqlite(path) => {
+            agentstore::query_read_only_with(path, sql, timeout, sink)
+        }
+        _ => ctx.open_existing()?.query_read_only(sql, timeout, sink),
+    }
+}
+
 /// Runs `sql`: rows are written as SQLite produces them, so memory is bounded by a
 /// row (and the table's first rows, which set its column widths). With `--json` the
 /// array is written one object per line; when the query fails part way (its timeout,
 /// a closed pipe) the array is left unclosed, so no parser takes it for the whole
 /// result, and the error goes to stderr.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
-    if !matches!(ctx.location, agentstore::Location::Sqlite(_)) {
-        return Err(agentstore::Error::Unsupported("sql").into());
-    }
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
     if ctx.json {
@@ -45,7 +58,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
             array: JsonArray::new(out)?,
             names: Vec::new(),
         };
-        agentstore::query_read_only_with(&ctx.db, &args.query, args.timeout, &mut sink)?;
+        query(ctx, &args.query, args.timeout, &mut sink)?;
         sink.array.finish()?;
     } else {
         let mut sink = TableSink {
@@ -54,8 +67,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Reply> {
             table: None,
             cells: Vec::new(),
         };
-        let result =
-            agentstore::query_read_only_with(&ctx.db, &args.query, args.timeout, &mut sink);
+        let result = query(ctx, &args.query, args.timeout, &mut sink);
         // What was read is shown before the error that stopped the rest (but an error
         // before any row is not preceded by "(no rows)").
         if let Some(t) = sink.table.take()

@@ -11,7 +11,7 @@ use postgres::types::Type;
 use serde_json::Value;
 
 use super::{Postgres, args, exec, get, row, rows};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::engine::AdminOps;
 use crate::store::forget::Needles;
 use crate::store::memory::{Forget, Query};
@@ -390,10 +390,10 @@ impl AdminOps for Postgres {
 
     fn query_read_only(
         &self,
-        _sql: &str,
-        _timeout: Duration,
-        _sink: &mut dyn QuerySink,
+        sql: &str,
+        timeout: Duration,
+        sink: &mut dyn QuerySink,
     ) -> Result<u64> {
-        Err(Error::Unsupported("sql"))
+        self.query_sandboxed(sql, timeout, sink)
     }
 }

@@ -22,6 +22,7 @@ mod pool;
 mod prune;
 mod report;
 mod responses;
+mod sql;
 mod tool_cache;
 mod transfer;
 
