@@ -1011,3 +1011,176 @@ fn every_sql_trick_is_refused_on_postgres_and_changes_nothing() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_server_restart_mid_run_loses_nothing_acknowledged() -> TestResult {
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    let url = format!("{}?schema=restart", server.url());
+    let store = Store::connect(
+        &url,
+        StoreOptions::default().with_postgres(
+            agentstore::PostgresOptions::default().with_connect_timeout(Duration::from_secs(20)),
+        ),
+    )?;
+    store.agent("bot")?;
+    // Keep every entry: no cleanup may take an acknowledged one.
+    store.set_memory_settings(
+        "bot",
+        &MemorySettings::default()
+            .with_cleanup_interval(0)
+            .with_max_entries(1_000_000),
+    )?;
+    let agent = store.existing_agent("bot")?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (acked, failed, reads) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let memory = store.memory(&agent);
+            let (mut acked, mut failed) = (Vec::new(), 0u64);
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) || i < 50 {
+                match memory.add(&format!("entry {i}"), 0.5) {
+                    Ok(id) => acked.push((id, format!("entry {i}"))),
+                    Err(e) => {
+                        failed += 1;
+                        // A failed write says what happened, in one line.
+                        assert!(!e.to_string().contains('\n'), "{e}");
+                    }
+                }
+                i += 1;
+                if i > 5000 {
+                    break;
+                }
+            }
+            (acked, failed)
+        });
+        let reader = s.spawn(|| {
+            let memory = store.memory(&agent);
+            let mut ok = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                if memory.stats().is_ok() {
+                    ok += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            ok
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(server.restart() || std::env::var_os("AGENTSTORE_TEST_POSTGRES").is_some());
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        let (acked, failed) = writer.join().expect("writer");
+        (acked, failed, reader.join().expect("reader"))
+    });
+    assert!(reads > 0);
+    // The same store recovered: it writes and reads again without reopening.
+    let memory = store.memory(&agent);
+    memory.add("after the restart", 0.5)?;
+    let stored = memory.list(ListOrder::Time, 100_000)?;
+    for (id, content) in &acked {
+        assert!(
+            stored.iter().any(|e| e.id == *id && e.content == *content),
+            "acknowledged entry {id} is missing"
+        );
+    }
+    assert!(store.check()?.ok, "{:?}", store.check()?.problems);
+    eprintln!(
+        "restart: {} writes acknowledged, {failed} failed during the restart, {reads} reads",
+        acked.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn writers_killed_with_sigkill_lose_nothing_acknowledged() -> TestResult {
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    let url = format!("{}?schema=killed", server.url());
+    ok(agentstore_at(&url, &["init"]));
+    let mut acked: Vec<(String, i64)> = Vec::new();
+    for round in 0..12u64 {
+        // A writer: one CLI process per add; killed at a moment that moves each round.
+        let mut child = Command::new(bin())
+            .args([
+                "--db",
+                &url,
+                "memory",
+                "add",
+                "--agent",
+                &format!("a{}", round % 3),
+            ])
+            .arg(format!("round {round}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(round * 7 % 60));
+        let _ = child.kill();
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            let id: i64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+            acked.push((format!("a{}", round % 3), id));
+        }
+    }
+    let store = Store::connect(&url, StoreOptions::existing())?;
+    for (agent, id) in &acked {
+        let agent = store.existing_agent(agent)?;
+        assert!(store.memory(&agent).get(*id)?.is_some(), "entry {id} lost");
+    }
+    let report = store.check()?;
+    assert!(report.ok, "{:?}", report.problems);
+    Ok(())
+}
+
+#[test]
+fn eight_processes_on_four_agents_and_on_one_write_read_and_prune_at_once() -> TestResult {
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    for (schema, agents) in [("four", 4), ("one", 1)] {
+        let url = format!("{}?schema={schema}", server.url());
+        ok(agentstore_at(&url, &["init"]));
+        let script = format!(
+            r#"for i in $(seq 1 15); do
+                 "$BIN" --db "$URL" memory add --agent "a$((P % {agents}))" --importance 0.$((i % 10)) "process $P entry $i" >/dev/null || exit 1
+                 "$BIN" --db "$URL" memory search --agent "a$((P % {agents}))" entry >/dev/null || exit 2
+                 if [ $((i % 5)) = 0 ]; then
+                   "$BIN" --db "$URL" memory prune --agent "a$((P % {agents}))" --min-importance 0.2 >/dev/null || exit 3
+                 fi
+               done"#
+        );
+        let children: Vec<_> = (0..8)
+            .map(|p| {
+                Command::new("bash")
+                    .args(["-c", &script])
+                    .env("BIN", bin())
+                    .env("URL", &url)
+                    .env("P", p.to_string())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output()?;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let store = Store::connect(&url, StoreOptions::existing())?;
+        let report = store.check()?;
+        assert!(report.ok, "{:?}", report.problems);
+        let total: u64 = store.agents()?.iter().map(|a| a.message_count).sum();
+        assert_eq!(total, 8 * 15, "every add counted");
+        for a in store.agents()? {
+            // What a prune removed is below its bound: nothing under 0.2 survives a
+            // prune unless it was added after the last one.
+            let kept = store.memory(&a).list(ListOrder::Time, 1000)?;
+            assert!(kept.len() as u64 <= a.message_count);
+        }
+    }
+    Ok(())
+}

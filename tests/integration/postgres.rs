@@ -17,6 +17,8 @@ use crate::common::{TempDb, TestResult};
 pub struct Server {
     url: String,
     cluster: Option<(tempfile::TempDir, PathBuf, PathBuf)>,
+    /// The server's `-o` options, for a restart.
+    options: String,
 }
 
 fn bindir() -> Option<PathBuf> {
@@ -50,7 +52,11 @@ impl Server {
     /// A server, or `None` (with the reason printed) when none can be had here.
     pub fn start() -> Option<Server> {
         if let Ok(url) = std::env::var("AGENTSTORE_TEST_POSTGRES") {
-            return Some(Server { url, cluster: None });
+            return Some(Server {
+                url,
+                cluster: None,
+                options: String::new(),
+            });
         }
         let Some(bin) = bindir() else {
             let why = "no PostgreSQL server binaries (pg_config --bindir has no initdb)";
@@ -127,7 +133,40 @@ impl Server {
         Some(Server {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             cluster: Some((tmp, data, bin)),
+            options,
         })
+    }
+
+    /// Restarts the server (`pg_ctl restart -m fast`: every session is cut); false for
+    /// a server the tests did not start.
+    pub fn restart(&self) -> bool {
+        let Some((_, data, bin)) = &self.cluster else {
+            return false;
+        };
+        let d = data.to_str().expect("utf-8 path");
+        let log = data.join("server.log");
+        let out = run(
+            &bin.join("pg_ctl"),
+            &[
+                "-D",
+                d,
+                "-o",
+                &self.options,
+                "-l",
+                log.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        )
+        .expect("pg_ctl restart");
+        assert!(
+            out.status.success(),
+            "pg_ctl restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        true
     }
 
     /// The server's URL (a database the tests may use freely).

@@ -48,6 +48,8 @@ pub(crate) struct Postgres {
     lock_timeout: Duration,
     /// The schema that holds agentstore's tables (a plain identifier).
     schema: String,
+    /// The pool's generation (see `pool::Manager`), bumped when a connection is lost.
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A value with the PostgreSQL type it binds as (for `query_typed`).
@@ -233,6 +235,7 @@ impl Postgres {
                 .map_err(|e| pool::cannot_connect(url, &e))?,
         );
         let manager = pool::Manager::new(config.clone());
+        let generation = manager.generation();
         let pool = r2d2::Pool::builder()
             .max_size(options.postgres.pool_size.max(1))
             .min_idle(Some(0))
@@ -259,6 +262,7 @@ impl Postgres {
             preamble,
             lock_timeout: options.postgres.lock_timeout,
             schema: String::new(),
+            generation,
         };
         let (identity, schema) = migrate::open(&engine, url, schema.as_deref(), options)?;
         Ok(Postgres {
@@ -305,6 +309,12 @@ impl Postgres {
         }
     }
 
+    /// After a lost connection: every pooled connection is checked before its next use.
+    fn lost(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Runs one statement outside any transaction (VACUUM), with nothing else in its
     /// round trip.
     fn outside_transaction(&self, statement: &str) -> Result<()> {
@@ -318,7 +328,10 @@ impl Postgres {
     pub(crate) fn read<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
         match self.transaction(BEGIN, &mut f) {
-            Err(e) if connection_lost(&e) => self.transaction(BEGIN, &mut f),
+            Err(e) if connection_lost(&e) => {
+                self.lost();
+                self.transaction(BEGIN, &mut f)
+            }
             other => other,
         }
     }
@@ -331,6 +344,7 @@ impl Postgres {
         self.transaction("BEGIN ISOLATION LEVEL READ COMMITTED", &mut f)
             .map_err(|e| {
                 if connection_lost(&e) {
+                    self.lost();
                     Error::Sql {
                         kind: DbErrorKind::Other,
                         statement: e.statement().unwrap_or("COMMIT").to_string(),

@@ -150,6 +150,8 @@ pub(super) fn cannot_connect(url: &PostgresUrl, e: &postgres::Error) -> Error {
 pub(crate) struct Connection {
     client: Client,
     returned: Instant,
+    /// The pool's generation when this connection was last known good.
+    generation: u64,
 }
 
 impl Connection {
@@ -164,11 +166,23 @@ impl Connection {
 #[derive(Debug)]
 pub(crate) struct Manager {
     config: Config,
+    /// Bumped when a connection was found lost: every connection of an earlier
+    /// generation is then checked before its next use, so a retry gets one that works
+    /// (after a server restart, all of them were cut).
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Manager {
     pub(super) fn new(config: Config) -> Manager {
-        Manager { config }
+        Manager {
+            config,
+            generation: Default::default(),
+        }
+    }
+
+    /// The counter [`Manager::lost`] bumps, shared with the engine.
+    pub(super) fn generation(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.generation.clone()
     }
 }
 
@@ -180,15 +194,18 @@ impl r2d2::ManageConnection for Manager {
         Ok(Connection {
             client: self.config.connect(NoTls)?,
             returned: Instant::now(),
+            generation: self.generation.load(std::sync::atomic::Ordering::SeqCst),
         })
     }
 
     fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), postgres::Error> {
-        if conn.returned.elapsed() < CHECK_AFTER_IDLE {
+        let now = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        if conn.returned.elapsed() < CHECK_AFTER_IDLE && conn.generation == now {
             return Ok(());
         }
         conn.client.simple_query("")?;
         conn.returned = Instant::now();
+        conn.generation = now;
         Ok(())
     }
 
