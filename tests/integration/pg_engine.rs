@@ -506,14 +506,14 @@ fn the_cli_works_on_a_postgres_url() -> TestResult {
     let out = run(&["--json", "agents", "list"]);
     let agents: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(agents[0]["name"], "bot");
-    // What the engine does not do yet is refused in one line, exit 1.
-    let out = run(&["sql", "SELECT 1"]);
-    assert_eq!(out.status.code(), Some(1));
+    // sql reads, and refuses a write in one line, exit 2.
+    let out = run(&["--json", "sql", "SELECT name FROM agents"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(rows, serde_json::json!([{ "name": "bot" }]));
+    let out = run(&["sql", "DELETE FROM agents"]);
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("not supported on PostgreSQL yet"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("agentstore: refused"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
     Ok(())
 }
