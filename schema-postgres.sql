@@ -1,4 +1,4 @@
--- agentstore schema for PostgreSQL, version 4: the same tables, constraints, views
+-- agentstore schema for PostgreSQL, version 5: the same tables, constraints, views
 -- and view columns as schema.sql (SQLite), in PostgreSQL's types. The PostgreSQL
 -- engine is being built (issue 14); this file is its schema, tested against a real
 -- server (tests/integration/postgres.rs) but not yet used by `Store::connect`.
@@ -15,7 +15,7 @@ CREATE TABLE agentstore_schema (
     application text    NOT NULL CHECK (application = 'agentstore'),
     version     integer NOT NULL CHECK (version > 0)
 );
-INSERT INTO agentstore_schema (application, version) VALUES ('agentstore', 4);
+INSERT INTO agentstore_schema (application, version) VALUES ('agentstore', 5);
 
 CREATE TABLE agents (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -287,3 +287,10 @@ SELECT a.name       AS agent,
        l.outcome    AS outcome
   FROM response_log l JOIN agents a ON a.id = l.agent_id
  ORDER BY l.id DESC;
+
+-- Calls in progress, fleet-wide (see schema.sql).
+CREATE TABLE leases (
+    key         bytea  NOT NULL PRIMARY KEY CHECK (length(key) = 32),
+    holder      text   NOT NULL,
+    expires_at  bigint NOT NULL
+);

@@ -1,7 +1,7 @@
--- agentstore schema, version 4.
+-- agentstore schema, version 5.
 --
 -- This file is the fresh schema: a new database gets exactly this, then
--- `PRAGMA user_version = 4` and our `PRAGMA application_id`. Older files are moved
+-- `PRAGMA user_version = 5` and our `PRAGMA application_id`. Older files are moved
 -- forward by the steps in src/store/migrate.rs. Times are integer microseconds since
 -- the Unix epoch (UTC). Every table is STRICT.
 
@@ -358,3 +358,13 @@ SELECT a.name       AS agent,
        l.outcome    AS outcome
   FROM response_log l JOIN agents a ON a.id = l.agent_id
  ORDER BY l.id DESC;
+
+-- Calls in progress, fleet-wide: one row per key (a cacheable tool call, or a new
+-- message of one agent) whose first caller is running it. Other callers, in any
+-- process, wait for its result while the lease holds (the holder renews it), and take
+-- it over once it has expired (a holder that died). Rows live for the length of a call.
+CREATE TABLE leases (
+    key         BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
+    holder      TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;

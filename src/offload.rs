@@ -24,3 +24,18 @@ pub(crate) fn finish_off_worker(f: impl FnOnce() + Send) {
         Err(_) => f(),
     }
 }
+
+/// Runs `f` where it may block on a runtime of its own (as the `postgres` client
+/// does): on a multi-threaded runtime's worker inside `block_in_place`, which moves
+/// the worker's other tasks away and leaves the runtime's context; anywhere else right
+/// here. (A current-thread runtime's own thread cannot be left: code there must call
+/// the store inside `spawn_blocking`, as the agent layer does.)
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

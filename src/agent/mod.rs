@@ -4,6 +4,7 @@
 //! workers (see `batch::blocking`); the store itself stays synchronous.
 
 mod batch;
+mod lease;
 pub mod llm;
 mod responses;
 mod tools;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use crate::store::Optimization;
+pub use lease::DEFAULT_LEASE;
 pub use llm::{ChatMessage, Latency, LlmClient, LlmError, Role, SimulatedClient};
 #[cfg(feature = "openai")]
 pub use llm::{OpenAiClient, OpenAiConfig};

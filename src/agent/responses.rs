@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::LlmError;
 use super::batch::{Batch, Flush, Pending, blocking, flush_now, flush_when, lock};
+use super::lease;
 use crate::error::{Error, Result};
 use crate::store::{
     AgentRecord, CacheMatch, FuzzyOptions, LoggedResponse, MAX_CONTENT_BYTES, Optimization,
@@ -142,6 +143,11 @@ pub struct ResponseConfig {
     pub log_retention: u64,
     /// How often, at most, hits and log rows are written while messages keep coming.
     pub flush_interval: Duration,
+    /// The lease on a new message being answered (10 s, renewed while it is
+    /// generated): the same new message for this agent in other processes waits for
+    /// its response (until its own target time, then answers with the fallback);
+    /// a process that died is taken over after at most this long.
+    pub lease: Duration,
 }
 
 /// Builder methods: `ResponseConfig::default()` (or a constructor), then `with_*`.
@@ -149,6 +155,12 @@ impl ResponseConfig {
     /// This configuration with another `fuzzy`.
     pub fn with_fuzzy(mut self, fuzzy: FuzzyOptions) -> Self {
         self.fuzzy = fuzzy;
+        self
+    }
+
+    /// This configuration with another `lease` (at least 30 ms).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
         self
     }
 
@@ -192,8 +204,18 @@ impl Default for ResponseConfig {
             keep_on_cap: 500,
             log_retention: 100_000,
             flush_interval: Duration::from_secs(1),
+            lease: crate::agent::lease::DEFAULT_LEASE,
         }
     }
+}
+
+/// The lease key of a new message of agent `agent_id`.
+fn lease_key(agent_id: i64, message: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"agentstore response lease\0");
+    h.update(&agent_id.to_le_bytes());
+    h.update(message.as_bytes());
+    *h.finalize().as_bytes()
 }
 
 /// What to do with the response of a generation that missed its target, once it has
@@ -358,9 +380,55 @@ impl Responder {
         // Stored targets are positive and finite; one too large for a Duration waits
         // forever rather than panicking.
         let target = Duration::try_from_secs_f64(target).unwrap_or(Duration::MAX);
+        // One generation across processes: under the message's lease, or the
+        // response of the process that holds it (as an exact hit), or, past the
+        // target while it still generates, the fallback.
+        let key = lease_key(inner.cache.agent_id(), message);
+        let look = || {
+            let (cache, owned) = (inner.cache.clone(), message.to_string());
+            async move { blocking(move || cache.lookup_exact(&owned)).await }
+        };
+        let run = |lease| self.generate(message, start, target, late, lease);
+        let store = inner.cache.store().clone();
+        let deadline = start.checked_add(target);
+        match lease::once(&store, key, inner.config.lease, deadline, look, run).await? {
+            lease::Once::Ran(reply) => reply,
+            lease::Once::Found(hit) => {
+                self.note(Some(hit.id), start, Outcome::Exact);
+                Ok(Reply {
+                    response: hit.response,
+                    response_time: start.elapsed().as_secs_f64(),
+                    outcome: Outcome::Exact,
+                    similarity: None,
+                })
+            }
+            lease::Once::Waited => {
+                self.note(None, start, Outcome::Fallback);
+                Ok(Reply {
+                    response: fallback_reply(message).to_string(),
+                    response_time: start.elapsed().as_secs_f64(),
+                    outcome: Outcome::Fallback,
+                    similarity: None,
+                })
+            }
+        }
+    }
+
+    /// Generates the answer to a new message under its lease (kept until the response
+    /// is cached, in the background too).
+    async fn generate(
+        &self,
+        message: &str,
+        start: Instant,
+        target: Duration,
+        late: Option<LateAnswer>,
+        lease: lease::Lease,
+    ) -> Result<Reply> {
+        let inner = &*self.inner;
         let generator = inner.generator.clone();
         let owned = message.to_string();
         let mut generation = tokio::spawn(async move { generator.generate(&owned).await });
+        let target = target.saturating_sub(start.elapsed());
         match tokio::time::timeout(target, &mut generation).await {
             Ok(Ok(Ok(response))) => {
                 let (cache, owned) = (inner.cache.clone(), message.to_string());
@@ -373,6 +441,7 @@ impl Responder {
                     cache.put(&owned, &response).map(|_| response)
                 })
                 .await?;
+                drop(lease);
                 self.note(None, start, Outcome::Generated);
                 Ok(Reply {
                     response,
@@ -382,6 +451,7 @@ impl Responder {
                 })
             }
             Ok(done) => {
+                drop(lease);
                 self.note(None, start, Outcome::Error);
                 let failure = match done {
                     Ok(Err(e)) => e,
@@ -394,7 +464,7 @@ impl Responder {
                 Err(Error::GenerationFailed(failure))
             }
             Err(_) => {
-                self.finish_in_background(message, generation, target, late);
+                self.finish_in_background(message, generation, start.elapsed(), late, lease);
                 self.note(None, start, Outcome::Fallback);
                 Ok(Reply {
                     response: fallback_reply(message).to_string(),
@@ -414,11 +484,14 @@ impl Responder {
         mut generation: tokio::task::JoinHandle<std::result::Result<String, GenerationError>>,
         spent: Duration,
         late: Option<LateAnswer>,
+        lease: lease::Lease,
     ) {
         let left = self.inner.config.grace_period.saturating_sub(spent);
         let cache = self.inner.cache.clone();
         let message = message.to_string();
         let task = tokio::spawn(async move {
+            // The lease lasts until the response is cached or the grace period ends.
+            let _lease = lease;
             match tokio::time::timeout(left, &mut generation).await {
                 Ok(Ok(Ok(response))) if cacheable(&message, &response) => {
                     let kept = response.clone();

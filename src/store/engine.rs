@@ -24,7 +24,16 @@ use crate::error::Result;
 /// Everything an engine is: the five table groups, and what the layers above ask of
 /// the engine itself.
 pub(crate) trait Engine:
-    AgentOps + MemoryOps + ToolOps + ResponseOps + AdminOps + ReportOps + Send + Sync + 'static
+    AgentOps
+    + MemoryOps
+    + ToolOps
+    + ResponseOps
+    + AdminOps
+    + ReportOps
+    + LeaseOps
+    + Send
+    + Sync
+    + 'static
 {
     /// Names the database: two stores with the same identity share one database (the
     /// single-flight of tool calls is keyed by it).
@@ -271,6 +280,21 @@ pub(crate) trait AdminOps {
         timeout: Duration,
         sink: &mut dyn QuerySink,
     ) -> Result<u64>;
+}
+
+/// Leases of calls in progress (`leases`), for single-flight across processes. Each
+/// is one short write transaction: no lease is held inside a transaction.
+pub(crate) trait LeaseOps {
+    /// Takes the lease on `key` for `holder` until `until`, if it is free, expired
+    /// (at `now`) or already `holder`'s; `None` when taken, else when the other
+    /// holder's lease expires.
+    fn lease_take(&self, key: &[u8; 32], holder: &str, now: i64, until: i64)
+    -> Result<Option<i64>>;
+    /// Extends `holder`'s lease on `key` to `until`; false when it is not `holder`'s
+    /// any more.
+    fn lease_renew(&self, key: &[u8; 32], holder: &str, until: i64) -> Result<bool>;
+    /// Gives `holder`'s lease on `key` up.
+    fn lease_release(&self, key: &[u8; 32], holder: &str) -> Result<()>;
 }
 
 /// The report's aggregates (`agentstore report`), over every table group of an agent.

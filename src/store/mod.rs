@@ -10,6 +10,7 @@ mod batch;
 mod engine;
 mod forget;
 mod invariants;
+mod lease;
 mod memory;
 mod pg_url;
 #[cfg(feature = "postgres")]

@@ -13,6 +13,7 @@ mod connect;
 mod context;
 mod crash;
 mod faults;
+mod fleet;
 mod fuzz_corpus;
 mod hardening;
 mod http;

@@ -21,6 +21,8 @@ use crate::store::{
 };
 use flight::{AbortOnDrop, Failure, Flight, panic_message, run_contained};
 
+use crate::agent::lease;
+
 /// What a tool returns when it fails. The executor reports it as
 /// [`Error::ToolFailed`] and never caches it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +146,10 @@ pub struct ToolConfig {
     pub never_cache: BTreeSet<String>,
     /// How often, at most, counters are written while calls keep coming.
     pub flush_interval: Duration,
+    /// The lease on a call in progress (10 s, renewed every third of it while the
+    /// tool runs): identical calls in other processes wait for its result; a caller
+    /// that died is taken over after at most this long.
+    pub lease: Duration,
 }
 
 /// Builder methods: `ToolConfig::default()` (or a constructor), then `with_*`.
@@ -157,6 +163,12 @@ impl ToolConfig {
     /// This configuration with another `default_ttl`.
     pub fn with_default_ttl(mut self, default_ttl: Duration) -> Self {
         self.default_ttl = default_ttl;
+        self
+    }
+
+    /// This configuration with another `lease` (at least 30 ms).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
         self
     }
 
@@ -180,6 +192,7 @@ impl Default for ToolConfig {
             default_ttl: DEFAULT_TOOL_TTL,
             never_cache: NEVER_CACHED.iter().map(|s| s.to_string()).collect(),
             flush_interval: Duration::from_secs(1),
+            lease: crate::agent::lease::DEFAULT_LEASE,
         }
     }
 }
@@ -418,26 +431,49 @@ impl Tools {
 
         let flight = Flight::join((inner.cache.store().identity().to_string(), call.key.0));
         let mut leader_error = None;
+        let mut lease_error = None;
         let mut ran = false;
-        let (ran_ref, error_ref) = (&mut ran, &mut leader_error);
+        let (ran_ref, error_ref, lease_ref) = (&mut ran, &mut leader_error, &mut lease_error);
         let shared = flight
             .cell
             .get_or_init(move || async move {
-                *ran_ref = true;
-                let result = run_contained(tool.as_ref(), params).await?;
-                let ttl = tool.ttl().unwrap_or(inner.config.default_ttl);
-                let cache = inner.cache.clone();
-                let (put, result) = blocking(move || {
-                    let put = cache.put_call(&call, &result, ttl);
-                    (put, result)
-                })
-                .await;
-                match put {
-                    // Stored, or too large to cache: either way the caller gets it.
-                    Ok(_) => Ok(result),
+                // One run across processes too: under the call's lease, or the result
+                // of the process that holds it.
+                let store = inner.cache.store().clone();
+                let key = call.key;
+                let look = || {
+                    let cache = inner.cache.clone();
+                    async move { blocking(move || cache.get_key(&key)).await }
+                };
+                let run = |lease| async move {
+                    *ran_ref = true;
+                    let result = run_contained(tool.as_ref(), params).await?;
+                    let ttl = tool.ttl().unwrap_or(inner.config.default_ttl);
+                    let cache = inner.cache.clone();
+                    let (put, result) = blocking(move || {
+                        let put = cache.put_call(&call, &result, ttl);
+                        (put, result)
+                    })
+                    .await;
+                    // Given up once the result is stored (or could not be).
+                    drop(lease);
+                    match put {
+                        // Stored, or too large to cache: either way the caller gets it.
+                        Ok(_) => Ok(result),
+                        Err(e) => {
+                            let failure = Failure::Store(e.to_string());
+                            *error_ref = Some(e);
+                            Err(failure)
+                        }
+                    }
+                };
+                match lease::once(&store, key.0, inner.config.lease, None, look, run).await {
+                    Ok(lease::Once::Ran(out)) => out,
+                    Ok(lease::Once::Found(found)) => Ok(found),
+                    Ok(lease::Once::Waited) => Err(Failure::Store("the lease wait ended".into())),
                     Err(e) => {
                         let failure = Failure::Store(e.to_string());
-                        *error_ref = Some(e);
+                        *lease_ref = Some(e);
                         Err(failure)
                     }
                 }
@@ -445,7 +481,7 @@ impl Tools {
             .await
             .clone();
         drop(flight);
-        let out = match (shared, leader_error) {
+        let out = match (shared, leader_error.or(lease_error)) {
             (Ok(v), _) => Ok(v),
             (Err(_), Some(e)) => Err(e),
             (Err(f), None) => Err(f.into_error(name)),

@@ -22,7 +22,7 @@ use crate::store::{
 };
 
 /// agentstore's tables, counted by `check`.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "agents",
     "memory_counters",
     "memory_entries",
@@ -33,6 +33,7 @@ const TABLES: [&str; 11] = [
     "response_words",
     "response_log",
     "response_time_buckets",
+    "leases",
     "agentstore_schema",
 ];
 

@@ -14,8 +14,16 @@ use crate::store::{PostgresUrl, StoreOptions};
 /// The schema of the PostgreSQL engine, as `schema-postgres.sql` holds it.
 pub(super) const SCHEMA_POSTGRES_SQL: &str = include_str!("../../../schema-postgres.sql");
 
+/// Schema 4 to 5: leases of calls in progress (single-flight across processes).
+const TO_5: &str = "CREATE TABLE leases (
+    key         bytea  NOT NULL PRIMARY KEY CHECK (length(key) = 32),
+    holder      text   NOT NULL,
+    expires_at  bigint NOT NULL
+);
+UPDATE agentstore_schema SET version = 5;";
+
 /// The schema version this build writes and reads (the same numbering as SQLite's).
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 /// The advisory lock key of schema creation: one per schema name, the same in every
 /// agentstore process (a transaction-scoped lock: safe behind a pooler).
@@ -26,7 +34,7 @@ fn lock_key(schema: &str) -> i64 {
 
 /// The tables of agentstore's schema; finding any of them without the version table
 /// means the schema is someone else's.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "agents",
     "memory_counters",
     "memory_entries",
@@ -36,6 +44,7 @@ const TABLES: [&str; 9] = [
     "response_cache",
     "response_words",
     "response_log",
+    "leases",
 ];
 
 /// Checks the schema at `url` and creates it when allowed; returns the store's
@@ -90,6 +99,15 @@ pub(super) fn open(
                     known: VERSION,
                 });
             }
+            Some(4) if may_create => {
+                // Schema 4 to 5: the leases of calls in progress.
+                c.batch_execute(&format!(
+                    "SET LOCAL search_path TO {}, pg_catalog; {TO_5}",
+                    ident(&target)
+                ))
+                .sql("schema 4 to 5")?;
+            }
+            Some(4) => return Err(missing_upgrade(&shown)),
             Some(found) => {
                 return Err(refused(
                     &shown,
@@ -193,6 +211,15 @@ fn refused(location: &str, detail: &str) -> Error {
         location: location.to_string(),
         detail: detail.to_string(),
     }
+}
+
+/// An older schema that may not be upgraded here.
+fn missing_upgrade(location: &str) -> Error {
+    refused(
+        location,
+        "the schema is version 4 and automatic migration is off; upgrade it with \
+         `agentstore init`",
+    )
 }
 
 /// The database has no agentstore schema and may not be given one here.

@@ -16,6 +16,7 @@
 
 mod admin;
 mod agents;
+mod lease;
 mod memory;
 mod migrate;
 mod pool;
@@ -38,7 +39,8 @@ use crate::error::{DbErrorKind, Error, Result, short_statement};
 
 /// An open PostgreSQL database, as the store's engine.
 pub(crate) struct Postgres {
-    pool: r2d2::Pool<pool::Manager>,
+    /// `None` only while being dropped.
+    pool: Option<r2d2::Pool<pool::Manager>>,
     /// `postgres://host:port/dbname?schema=...` (no user, no password): two stores
     /// on one database and schema have the same.
     identity: String,
@@ -226,6 +228,10 @@ impl Postgres {
     /// Connects to `url`, checks (or, when allowed, creates or upgrades) the schema;
     /// see `Store::connect`.
     pub(crate) fn open(url: &PostgresUrl, options: &StoreOptions) -> Result<Postgres> {
+        crate::offload::off_runtime(|| Self::open_here(url, options))
+    }
+
+    fn open_here(url: &PostgresUrl, options: &StoreOptions) -> Result<Postgres> {
         let config = pool::config(url, options.postgres.connect_timeout)?;
         // One connection first, so that a wrong address, user or password is reported
         // now, with the server's own words (the pool would only time out).
@@ -256,8 +262,8 @@ impl Postgres {
             .as_millis()
             .clamp(1, i32::MAX as u128);
         preamble.push_str(&format!("SET LOCAL lock_timeout = {lock_ms}; "));
-        let engine = Postgres {
-            pool,
+        let mut engine = Postgres {
+            pool: Some(pool),
             identity: String::new(),
             preamble,
             lock_timeout: options.postgres.lock_timeout,
@@ -265,15 +271,14 @@ impl Postgres {
             generation,
         };
         let (identity, schema) = migrate::open(&engine, url, schema.as_deref(), options)?;
-        Ok(Postgres {
-            identity,
-            schema,
-            ..engine
-        })
+        engine.identity = identity;
+        engine.schema = schema;
+        Ok(engine)
     }
 
     fn connection(&self) -> Result<r2d2::PooledConnection<pool::Manager>> {
-        self.pool.get().map_err(|e| {
+        let pool = self.pool.as_ref().expect("the pool lives until drop");
+        pool.get().map_err(|e| {
             Error::Pool(
                 format!(
                     "no connection to the PostgreSQL server {}: {e}",
@@ -287,6 +292,14 @@ impl Postgres {
     /// Runs `f` in a transaction begun with `begin` and the preamble; commits when `f`
     /// returns Ok, rolls back otherwise.
     fn transaction<T>(
+        &self,
+        begin: &str,
+        f: &mut dyn FnMut(&mut Client) -> Result<T>,
+    ) -> Result<T> {
+        crate::offload::off_runtime(|| self.transaction_here(begin, f))
+    }
+
+    fn transaction_here<T>(
         &self,
         begin: &str,
         f: &mut dyn FnMut(&mut Client) -> Result<T>,
@@ -318,8 +331,10 @@ impl Postgres {
     /// Runs one statement outside any transaction (VACUUM), with nothing else in its
     /// round trip.
     fn outside_transaction(&self, statement: &str) -> Result<()> {
-        let mut conn = self.connection()?;
-        conn.client().batch_execute(statement).sql(statement)
+        crate::offload::off_runtime(|| {
+            let mut conn = self.connection()?;
+            conn.client().batch_execute(statement).sql(statement)
+        })
     }
 
     /// Runs `f` in a read-only snapshot (one consistent view for all its statements).
@@ -359,6 +374,15 @@ impl Postgres {
                     e
                 }
             })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Closing a client blocks on the driver's runtime: never on an async worker.
+        if let Some(pool) = self.pool.take() {
+            crate::offload::finish_off_worker(move || drop(pool));
+        }
     }
 }
 

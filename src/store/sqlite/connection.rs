@@ -15,10 +15,10 @@ use crate::store::Synchronous;
 pub const APPLICATION_ID: i32 = 0x4147_5354;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The tables a file at [`SCHEMA_VERSION`] must have.
-pub(crate) const KNOWN_TABLES: [&str; 13] = [
+pub(crate) const KNOWN_TABLES: [&str; 14] = [
     "agents",
     "memory_counters",
     "memory_entries",
@@ -32,6 +32,7 @@ pub(crate) const KNOWN_TABLES: [&str; 13] = [
     "response_words",
     "response_log",
     "response_time_buckets",
+    "leases",
 ];
 
 /// What a file turned out to be when it was opened.

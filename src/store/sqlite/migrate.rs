@@ -17,7 +17,16 @@ pub const SCHEMA_SQL: &str = include_str!("../../../schema.sql");
 /// `v + 1` (index 0 is schema 1 itself, which only `schema.sql` creates). A step is
 /// never edited once it has shipped; a test migrates a schema-1 file and compares it
 /// with a fresh one.
-const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2, TO_3, TO_4];
+const STEPS: [&str; SCHEMA_VERSION as usize] = ["", TO_2, TO_3, TO_4, TO_5];
+
+/// Schema 5: leases of calls in progress, for single-flight across processes.
+const TO_5: &str = "
+CREATE TABLE leases (
+    key         BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
+    holder      TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+";
 
 /// Schema 4: who said each memory entry (existing entries become `note`: nothing in a
 /// schema-3 file tells the agent's lines from an operator's), the full-text index of

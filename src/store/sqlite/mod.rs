@@ -8,6 +8,7 @@ mod checkpoint;
 mod compact;
 mod connection;
 mod forget;
+mod lease;
 mod memory;
 mod migrate;
 mod pool;
