@@ -48,7 +48,7 @@ fn executions(log: &Path) -> usize {
 #[test]
 fn processes_starting_one_call_at_once_run_it_once() -> TestResult {
     let db = TempDb::new();
-    let server = Server::start();
+    let server = crate::postgres::server();
     for location in engines(&db, &server, "fleet_once") {
         for mode in ["tool", "message"] {
             let log = db.dir.path().join(format!("{mode}-{}.log", location.len()));
@@ -82,7 +82,7 @@ fn processes_starting_one_call_at_once_run_it_once() -> TestResult {
 #[test]
 fn a_killed_leader_is_taken_over_after_its_lease() -> TestResult {
     let db = TempDb::new();
-    let server = Server::start();
+    let server = crate::postgres::server();
     for location in engines(&db, &server, "fleet_kill") {
         for mode in ["tool", "message"] {
             let log = db

@@ -183,7 +183,7 @@ fn observe(store: &Store) -> String {
 
 #[test]
 fn memory_on_postgres_behaves_as_on_sqlite() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let mut runner = TestRunner::new(Config {
@@ -230,7 +230,7 @@ fn bin() -> &'static str {
 
 #[test]
 fn sixteen_processes_create_one_schema_at_once() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let url = format!("{}?schema=fleet", server.url());
@@ -260,7 +260,7 @@ fn sixteen_processes_create_one_schema_at_once() -> TestResult {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut c = server.client();
+    let mut c = crate::postgres::client(&server);
     let versions: i64 = c
         .query_one("SELECT count(*) FROM fleet.agentstore_schema", &[])?
         .get(0);
@@ -274,10 +274,10 @@ fn sixteen_processes_create_one_schema_at_once() -> TestResult {
 
 #[test]
 fn foreign_newer_and_missing_schemas_are_refused_untouched() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
-    let mut c = server.client();
+    let mut c = crate::postgres::client(&server);
     c.batch_execute(
         "CREATE SCHEMA theirs; CREATE TABLE theirs.agents (x int);
          CREATE SCHEMA newer; CREATE TABLE newer.agentstore_schema (application text, version int);
@@ -355,7 +355,7 @@ fn foreign_newer_and_missing_schemas_are_refused_untouched() -> TestResult {
 
 #[test]
 fn nul_bytes_are_refused_before_anything_is_written() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let clock = ManualClock::new(1_700_000_000_000_000);
@@ -376,7 +376,7 @@ fn nul_bytes_are_refused_before_anything_is_written() -> TestResult {
 
 #[test]
 fn writers_of_many_agents_on_postgres_lose_nothing() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let url = format!("{}?schema=writers", server.url());
@@ -407,7 +407,7 @@ fn writers_of_many_agents_on_postgres_lose_nothing() -> TestResult {
             });
         }
     });
-    let mut c = server.client();
+    let mut c = crate::postgres::client(&server);
     for r in c.query(
         "SELECT c.message_count, c.entries, c.bytes, count(m.id), coalesce(sum(m.size_bytes), 0)::int8
            FROM writers.memory_counters c LEFT JOIN writers.memory_entries m ON m.agent_id = c.agent_id
@@ -434,7 +434,7 @@ fn writers_of_many_agents_on_postgres_lose_nothing() -> TestResult {
 
 #[test]
 fn the_cli_works_on_a_postgres_url() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let url = format!("{}?schema=cli", server.url());
@@ -731,7 +731,7 @@ fn observe_caches(store: &Store) -> String {
 
 #[test]
 fn caches_and_the_log_on_postgres_behave_as_on_sqlite() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let mut runner = TestRunner::new(Config {
@@ -808,7 +808,7 @@ fn ok(out: std::process::Output) -> String {
 
 #[test]
 fn the_demo_runs_twice_and_exports_move_between_engines_byte_for_byte() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let pg = format!("{}?schema=demo", server.url());
@@ -891,7 +891,7 @@ fn the_demo_runs_twice_and_exports_move_between_engines_byte_for_byte() -> TestR
 
 #[test]
 fn an_import_that_postgres_cannot_hold_is_refused_whole() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let db = TempDb::new();
@@ -921,7 +921,7 @@ fn an_import_that_postgres_cannot_hold_is_refused_whole() -> TestResult {
 
 #[test]
 fn every_sql_trick_is_refused_on_postgres_and_changes_nothing() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let pg = format!("{}?schema=tricks", server.url());
@@ -987,7 +987,7 @@ fn every_sql_trick_is_refused_on_postgres_and_changes_nothing() -> TestResult {
     // Nothing changed: the same export, no file, no advisory lock, no other session hurt.
     assert_eq!(ok(agentstore_at(&pg, &["export"])), before);
     assert!(!file.exists());
-    let mut c = server.client();
+    let mut c = crate::postgres::client(&server);
     let locks: i64 = c
         .query_one(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
@@ -1014,7 +1014,7 @@ fn every_sql_trick_is_refused_on_postgres_and_changes_nothing() -> TestResult {
 
 #[test]
 fn a_server_restart_mid_run_loses_nothing_acknowledged() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let url = format!("{}?schema=restart", server.url());
@@ -1094,7 +1094,7 @@ fn a_server_restart_mid_run_loses_nothing_acknowledged() -> TestResult {
 
 #[test]
 fn writers_killed_with_sigkill_lose_nothing_acknowledged() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     let url = format!("{}?schema=killed", server.url());
@@ -1135,7 +1135,7 @@ fn writers_killed_with_sigkill_lose_nothing_acknowledged() -> TestResult {
 
 #[test]
 fn eight_processes_on_four_agents_and_on_one_write_read_and_prune_at_once() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
     for (schema, agents) in [("four", 4), ("one", 1)] {

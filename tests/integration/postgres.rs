@@ -4,202 +4,44 @@
 //! Without binaries the tests print why they skip; `scripts/test.sh` sets
 //! `AGENTSTORE_REQUIRE_POSTGRES=1`, which turns the skip into a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use agentstore::{Store, StoreOptions};
 use postgres::{Client, NoTls};
 
 use crate::common::{TempDb, TestResult};
 
-/// A PostgreSQL server for one test: a cluster of its own, stopped on drop, or the
-/// one in `AGENTSTORE_TEST_POSTGRES`.
-pub struct Server {
-    url: String,
-    cluster: Option<(tempfile::TempDir, PathBuf, PathBuf)>,
-    /// The server's `-o` options, for a restart.
-    options: String,
-}
+#[path = "../../benches/support/pg_cluster.rs"]
+mod pg_cluster;
 
-fn bindir() -> Option<PathBuf> {
-    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    dir.join("initdb").exists().then_some(dir)
-}
+pub use pg_cluster::Server;
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Runs a server binary, as `postgres` when we are root (PostgreSQL refuses root).
-fn run(bin: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
-    if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(bin)
-            .args(args)
-            .output()
-    } else {
-        Command::new(bin).args(args).output()
+/// A server for one test: `AGENTSTORE_TEST_POSTGRES`, else a throwaway cluster; `None`
+/// (with the reason printed) when neither can be had, unless
+/// `AGENTSTORE_REQUIRE_POSTGRES` is set, which makes that a failure.
+pub fn server() -> Option<Server> {
+    if let Ok(url) = std::env::var("AGENTSTORE_TEST_POSTGRES") {
+        return Some(Server::at(url));
     }
-}
-
-impl Server {
-    /// A server, or `None` (with the reason printed) when none can be had here.
-    pub fn start() -> Option<Server> {
-        if let Ok(url) = std::env::var("AGENTSTORE_TEST_POSTGRES") {
-            return Some(Server {
-                url,
-                cluster: None,
-                options: String::new(),
-            });
-        }
-        let Some(bin) = bindir() else {
-            let why = "no PostgreSQL server binaries (pg_config --bindir has no initdb)";
+    match Server::start_cluster() {
+        Ok(server) => Some(server),
+        Err(why) => {
             assert!(
                 std::env::var_os("AGENTSTORE_REQUIRE_POSTGRES").is_none(),
                 "AGENTSTORE_REQUIRE_POSTGRES is set but {why}"
             );
             eprintln!("skipping a PostgreSQL test: {why}; set AGENTSTORE_TEST_POSTGRES to a URL");
-            return None;
-        };
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let data = tmp.path().join("data");
-        std::fs::create_dir(&data).expect("data dir");
-        if is_root() {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
-            let status = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&data)
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of the data dir failed");
+            None
         }
-        let d = data.to_str().expect("utf-8 path");
-        let out = run(
-            &bin.join("initdb"),
-            &[
-                "-D",
-                d,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        )
-        .expect("initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let options = format!(
-            "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} -c fsync=off"
-        );
-        let log = data.join("server.log");
-        let out = run(
-            &bin.join("pg_ctl"),
-            &[
-                "-D",
-                d,
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        )
-        .expect("pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {} {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        Some(Server {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            cluster: Some((tmp, data, bin)),
-            options,
-        })
-    }
-
-    /// Restarts the server (`pg_ctl restart -m fast`: every session is cut); false for
-    /// a server the tests did not start.
-    pub fn restart(&self) -> bool {
-        let Some((_, data, bin)) = &self.cluster else {
-            return false;
-        };
-        let d = data.to_str().expect("utf-8 path");
-        let log = data.join("server.log");
-        let out = run(
-            &bin.join("pg_ctl"),
-            &[
-                "-D",
-                d,
-                "-o",
-                &self.options,
-                "-l",
-                log.to_str().unwrap(),
-                "-m",
-                "fast",
-                "-w",
-                "restart",
-            ],
-        )
-        .expect("pg_ctl restart");
-        assert!(
-            out.status.success(),
-            "pg_ctl restart failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        true
-    }
-
-    /// The server's URL (a database the tests may use freely).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub fn client(&self) -> Client {
-        Client::connect(&self.url, NoTls).expect("connect to the test server")
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some((_tmp, data, bin)) = &self.cluster {
-            let _ = run(
-                &bin.join("pg_ctl"),
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ],
-            );
-        }
-    }
+/// A client of the test server.
+pub fn client(server: &Server) -> Client {
+    Client::connect(server.url(), NoTls).expect("connect to the test server")
 }
 
 /// A client in a fresh schema of its own with `schema-postgres.sql` applied.
 fn schema_client(server: &Server, name: &str) -> Client {
-    let mut c = server.client();
+    let mut c = client(server);
     c.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}; SET search_path = {name};"
     ))
@@ -240,7 +82,7 @@ const VIEWS: [&str; 5] = [
 
 #[test]
 fn the_postgres_schema_applies_and_its_views_have_the_sqlite_columns() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = server() else {
         return Ok(());
     };
     let mut c = schema_client(&server, "views_test");
@@ -279,7 +121,7 @@ fn the_postgres_schema_applies_and_its_views_have_the_sqlite_columns() -> TestRe
 
 #[test]
 fn the_postgres_triggers_keep_the_counters_and_the_buckets() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = server() else {
         return Ok(());
     };
     let mut c = schema_client(&server, "trigger_test");
