@@ -69,6 +69,8 @@ pub struct Config {
     pub quick: bool,
     pub out: Option<PathBuf>,
     pub keep_tmp: bool,
+    /// `--engine postgres`: run the PostgreSQL workloads too.
+    pub postgres: bool,
 }
 
 pub fn parse_args() -> Config {
@@ -77,6 +79,7 @@ pub fn parse_args() -> Config {
         quick: false,
         out: None,
         keep_tmp: false,
+        postgres: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -90,8 +93,11 @@ pub fn parse_args() -> Config {
             "--quick" => c.quick = true,
             "--keep-tmp" => c.keep_tmp = true,
             "--out" => c.out = args.next().map(PathBuf::from),
+            "--engine" => c.postgres = args.next().is_some_and(|e| e == "postgres"),
             "--help" | "-h" => {
-                println!("workloads [--workload W1[,W2..]] [--quick] [--out FILE] [--keep-tmp]");
+                println!(
+                    "workloads [--workload W1[,W2..]] [--quick] [--out FILE] [--keep-tmp] [--engine postgres]"
+                );
                 std::process::exit(0);
             }
             // `cargo bench` passes --bench; anything else unknown is ignored too.

@@ -7,6 +7,7 @@
 //! cargo bench --bench workloads -- --workload W2     # one workload (repeatable)
 //! cargo bench --bench workloads -- --quick           # small N, few reps
 //! cargo bench --bench workloads -- --out rows.json   # where the JSON goes
+//! cargo bench --bench workloads -- --engine postgres # also PostgreSQL (and W11 on it)
 //! ```
 //!
 //! Rows follow section 4 of WORKLOADS.md (`peer`, `case`, `params`, `status`,
@@ -15,6 +16,11 @@
 mod data;
 mod harness;
 mod memory;
+// Shared with the tests, which restart servers; the bench does not.
+#[allow(dead_code)]
+#[path = "../support/pg_cluster.rs"]
+mod pg_cluster;
+mod postgres;
 mod responses;
 mod restart;
 mod tools;
@@ -69,6 +75,12 @@ fn main() {
         restart::child(kind, std::path::Path::new(db), prompt);
         return;
     }
+    if let [_, flag, db, agent, m] = args.as_slice()
+        && flag == "--w11-child"
+    {
+        postgres::w11_child(db, agent, m.parse().expect("a message count"));
+        return;
+    }
     let config = parse_args();
     let started = chrono::Utc::now();
     let clock = Instant::now();
@@ -102,6 +114,33 @@ fn main() {
         if b.wants(name) {
             run(&mut b);
         }
+    }
+    let mut pg = if b.config.postgres {
+        match postgres::Pg::start() {
+            Ok(pg) => Some(pg),
+            Err(why) => {
+                eprintln!("--engine postgres: {why}; set AGENTSTORE_BENCH_POSTGRES to a URL");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(pg) = pg.as_mut() {
+        if b.wants("W1") || b.wants("W3") || b.wants("W12") {
+            postgres::memory(&mut b, pg);
+        }
+        if b.wants("W5") {
+            postgres::tools(&mut b, pg);
+        }
+        if b.wants("W7") {
+            postgres::responses(&mut b, pg);
+        }
+    }
+    if b.config.workloads.iter().any(|w| w == "W11")
+        || (b.config.workloads.is_empty() && pg.is_some())
+    {
+        postgres::w11(&mut b, pg.as_mut());
     }
     let doc = json!({
         "schema": "peers-bench/1",

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::harness::{Bench, median, summarize};
 
 /// W5's trivial tool: `{"ok": true, "echo": query[:32], "top_k": top_k}`.
-struct Lookup;
+pub struct Lookup;
 
 fn lookup_result(params: &Value) -> Value {
     let query = params["query"].as_str().unwrap_or("");
