@@ -264,8 +264,7 @@ fn forget_on(
         let response_ids: Vec<i64> = responses.iter().map(|r| r.id).collect();
         super::responses::delete_rows(c, agent_id, &response_ids)?;
         if !keys.is_empty() {
-            c.execute_typed(DELETE_TOOLS, &[(&keys, Type::BYTEA_ARRAY)])
-                .map_err(|e| super::wrap(e, DELETE_TOOLS))?;
+            super::exec(c, DELETE_TOOLS, &[(&keys, Type::BYTEA_ARRAY)])?;
         }
     }
     Ok(ForgetEverywhereReport {
@@ -315,8 +314,9 @@ impl AdminOps for Postgres {
             let columns: Vec<String> = match found.first() {
                 Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
                 None => {
+                    let qualified = super::qualify::qualified(sql);
                     let stmt = c
-                        .prepare_typed(sql, &[Type::TEXT])
+                        .prepare_typed(&qualified, &[Type::TEXT])
                         .map_err(|e| super::wrap(e, sql))?;
                     stmt.columns()
                         .iter()

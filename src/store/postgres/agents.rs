@@ -52,7 +52,7 @@ pub(super) fn find_agent(c: &mut Client, name: &str) -> Result<Option<AgentRecor
 impl AgentOps for Postgres {
     fn find_agent(&self, name: &str) -> Result<Option<AgentRecord>> {
         refuse_nul("the agent name", name)?;
-        self.read(|c| find_agent(c, name))
+        self.read_one(|c| find_agent(c, name))
     }
 
     fn create_agent(&self, name: &str, now: i64) -> Result<AgentRecord> {

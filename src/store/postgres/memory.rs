@@ -154,7 +154,8 @@ fn add_in(
                 let id: Vec<i64> = pending.iter().map(|p| p.0).collect();
                 let content: Vec<&str> = pending.iter().map(|p| p.1.1).collect();
                 let role: Vec<&str> = pending.iter().map(|p| p.1.0.as_str()).collect();
-                c.execute_typed(
+                super::exec(
+                    c,
                     INSERT_MANY,
                     &[
                         (&agent_id, postgres::types::Type::INT8),
@@ -164,8 +165,7 @@ fn add_in(
                         (&content, postgres::types::Type::TEXT_ARRAY),
                         (&role, postgres::types::Type::TEXT_ARRAY),
                     ],
-                )
-                .map_err(|e| super::wrap(e, INSERT_MANY))?;
+                )?;
                 pending.clear();
                 Ok(())
             }
@@ -274,17 +274,16 @@ fn search(
     let ids: Vec<i64> = top.iter().map(|t| t.0).collect();
     let scores: Vec<f64> = top.iter().map(|t| t.1).collect();
     let text = tsquery(query, false);
-    let found = c
-        .query_typed(
-            HITS,
-            &[
-                (&agent_id, postgres::types::Type::INT8),
-                (&text, postgres::types::Type::TEXT),
-                (&ids, postgres::types::Type::INT8_ARRAY),
-                (&scores, postgres::types::Type::FLOAT8_ARRAY),
-            ],
-        )
-        .map_err(|e| super::wrap(e, HITS))?;
+    let found = super::rows(
+        c,
+        HITS,
+        &[
+            (&agent_id, postgres::types::Type::INT8),
+            (&text, postgres::types::Type::TEXT),
+            (&ids, postgres::types::Type::INT8_ARRAY),
+            (&scores, postgres::types::Type::FLOAT8_ARRAY),
+        ],
+    )?;
     found
         .iter()
         .map(|r| {
@@ -405,21 +404,7 @@ fn compressed_context(
         _ => std::collections::HashMap::new(),
     };
     let mut scored: Vec<Scored> = Vec::new();
-    let mut walk = c
-        .query_typed_raw(
-            RANKED,
-            [
-                (
-                    &agent_id as &(dyn postgres::types::ToSql + Sync),
-                    postgres::types::Type::INT8,
-                ),
-                (&wi, postgres::types::Type::FLOAT8),
-                (&wr, postgres::types::Type::FLOAT8),
-                (&newest, postgres::types::Type::INT8),
-                (&span, postgres::types::Type::INT8),
-            ],
-        )
-        .map_err(|e| super::wrap(e, RANKED))?;
+    let mut walk = super::stream(c, RANKED, args![agent_id, wi, wr, newest, span])?;
     use postgres::fallible_iterator::FallibleIterator;
     // Entries without relevance are read in rank order; a match's whole score may
     // put it anywhere, so matches are collected as they pass and merged below.
@@ -551,7 +536,7 @@ impl MemoryOps for Postgres {
                 memory_utilization_pct, oldest_created_at, newest_created_at
            FROM memory_stats WHERE agent_id = $1";
         let hours = |micros: i64| micros as f64 / 3_600_000_000.0;
-        self.read(|c| {
+        self.read_one(|c| {
             let r = row(c, STATS, args![agent_id])?;
             let oldest: Option<i64> = get(&r, 4, STATS)?;
             let newest: Option<i64> = get(&r, 5, STATS)?;
@@ -587,18 +572,7 @@ impl MemoryOps for Postgres {
         // Streamed: rows are handed over as they arrive, one at a time.
         self.read(|c| {
             use postgres::fallible_iterator::FallibleIterator;
-            let mut it = c
-                .query_typed_raw(
-                    &sql,
-                    [
-                        (
-                            &agent_id as &(dyn postgres::types::ToSql + Sync),
-                            postgres::types::Type::INT8,
-                        ),
-                        (&limit, postgres::types::Type::INT8),
-                    ],
-                )
-                .map_err(|e| super::wrap(e, &sql))?;
+            let mut it = super::stream(c, &sql, args![agent_id, limit])?;
             while let Some(r) = it.next().map_err(|e| super::wrap(e, &sql))? {
                 each(entry_from_row(&r, &sql)?)?;
             }
@@ -616,7 +590,7 @@ impl MemoryOps for Postgres {
     }
 
     fn memory_get(&self, agent_id: i64, id: i64) -> Result<Option<MemoryEntry>> {
-        self.read(|c| get_entry(c, agent_id, id))
+        self.read_one(|c| get_entry(c, agent_id, id))
     }
 
     fn memory_search(
@@ -625,7 +599,9 @@ impl MemoryOps for Postgres {
         query: &Query,
         options: &SearchOptions,
     ) -> Result<Vec<SearchHit>> {
-        self.read(|c| search(c, agent_id, query, options))
+        // Two statements, each its own snapshot: the best ids, then their rows (an
+        // entry deleted in between is left out).
+        self.read_one(|c| search(c, agent_id, query, options))
     }
 
     fn memory_rate(&self, agent_id: i64, id: i64, importance: f64) -> Result<Option<MemoryEntry>> {

@@ -194,15 +194,14 @@ fn foreign_table(c: &mut Client, schema: &str) -> Result<Option<String>> {
     const ANY: &str = "SELECT tablename::text FROM pg_tables
         WHERE schemaname = $1 AND tablename = ANY($2) ORDER BY tablename LIMIT 1";
     let names: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
-    let r = c
-        .query_typed(
-            ANY,
-            &[
-                (&schema, postgres::types::Type::TEXT),
-                (&names, postgres::types::Type::TEXT_ARRAY),
-            ],
-        )
-        .sql(ANY)?;
+    let r = super::rows(
+        c,
+        ANY,
+        &[
+            (&schema, postgres::types::Type::TEXT),
+            (&names, postgres::types::Type::TEXT_ARRAY),
+        ],
+    )?;
     r.first().map(|r| get(r, 0, ANY)).transpose()
 }
 

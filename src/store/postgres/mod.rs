@@ -21,6 +21,7 @@ mod memory;
 mod migrate;
 mod pool;
 mod prune;
+mod qualify;
 mod report;
 mod responses;
 mod sql;
@@ -50,6 +51,8 @@ pub(crate) struct Postgres {
     lock_timeout: Duration,
     /// The schema that holds agentstore's tables (a plain identifier).
     schema: String,
+    /// Qualifies statements with the schema (set once the schema is known).
+    qualifier: Option<std::sync::Arc<qualify::Qualifier>>,
     /// The pool's generation (see `pool::Manager`), bumped when a connection is lost.
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -152,19 +155,33 @@ impl<T> PgContext<T> for std::result::Result<T, postgres::Error> {
     }
 }
 
-/// Runs `sql` once; the rows it changed.
+/// Runs `sql` once; the rows it changed. Every statement of the engine goes through
+/// these helpers, which qualify agentstore's names with the store's schema.
 pub(crate) fn exec(c: &mut Client, sql: &str, args: Args<'_>) -> Result<u64> {
-    c.execute_typed(sql, args).sql(sql)
+    c.execute_typed(&qualify::qualified(sql), args).sql(sql)
 }
 
 /// Every row `sql` returns.
 pub(crate) fn rows(c: &mut Client, sql: &str, args: Args<'_>) -> Result<Vec<Row>> {
-    c.query_typed(sql, args).sql(sql)
+    c.query_typed(&qualify::qualified(sql), args).sql(sql)
+}
+
+/// The rows `sql` returns, streamed.
+pub(crate) fn stream<'c>(
+    c: &'c mut Client,
+    sql: &str,
+    args: Args<'_>,
+) -> Result<postgres::RowIter<'c>> {
+    c.query_typed_raw(
+        &qualify::qualified(sql),
+        args.iter().map(|(v, t)| (*v, t.clone())),
+    )
+    .sql(sql)
 }
 
 /// The row `sql` returns, if any.
 pub(crate) fn opt_row(c: &mut Client, sql: &str, args: Args<'_>) -> Result<Option<Row>> {
-    Ok(c.query_typed(sql, args).sql(sql)?.into_iter().next())
+    Ok(rows(c, sql, args)?.into_iter().next())
 }
 
 /// The one row `sql` returns.
@@ -268,9 +285,13 @@ impl Postgres {
             preamble,
             lock_timeout: options.postgres.lock_timeout,
             schema: String::new(),
+            qualifier: None,
             generation,
         };
         let (identity, schema) = migrate::open(&engine, url, schema.as_deref(), options)?;
+        engine.qualifier = Some(std::sync::Arc::new(qualify::Qualifier::new(&ident(
+            &schema,
+        ))));
         engine.identity = identity;
         engine.schema = schema;
         Ok(engine)
@@ -307,8 +328,12 @@ impl Postgres {
         let mut conn = self.connection()?;
         let client = conn.client();
         let start = format!("{begin}; {}", self.preamble);
+        let mut run = |client: &mut Client| match &self.qualifier {
+            Some(q) => qualify::with(q, || f(client)),
+            None => f(client),
+        };
         client.batch_execute(&start).sql("BEGIN")?;
-        match f(client) {
+        match run(client) {
             Ok(value) => {
                 client.batch_execute("COMMIT").sql("COMMIT")?;
                 Ok(value)
@@ -335,6 +360,29 @@ impl Postgres {
             let mut conn = self.connection()?;
             conn.client().batch_execute(statement).sql(statement)
         })
+    }
+
+    /// Runs `f`, one statement, outside a transaction (autocommit: one round trip; the
+    /// statement is its own snapshot). Retried once on a fresh connection when the
+    /// connection was lost.
+    pub(crate) fn read_one<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+        let mut once = || {
+            crate::offload::off_runtime(|| {
+                let mut conn = self.connection()?;
+                let client = conn.client();
+                match &self.qualifier {
+                    Some(q) => qualify::with(q, || f(client)),
+                    None => f(client),
+                }
+            })
+        };
+        match once() {
+            Err(e) if connection_lost(&e) => {
+                self.lost();
+                once()
+            }
+            other => other,
+        }
     }
 
     /// Runs `f` in a read-only snapshot (one consistent view for all its statements).

@@ -98,18 +98,17 @@ fn fuzzy(c: &mut Client, agent_id: i64, message: &str, options: FuzzyOptions) ->
     else {
         return none(None);
     };
-    let found = c
-        .query_typed(
-            SHARED,
-            &[
-                (&agent_id, Type::INT8),
-                (&words, Type::TEXT_ARRAY),
-                (&lo, Type::INT8),
-                (&hi, Type::INT8),
-                (&(fewest as i64), Type::INT8),
-            ],
-        )
-        .map_err(|e| super::wrap(e, SHARED))?;
+    let found = super::rows(
+        c,
+        SHARED,
+        &[
+            (&agent_id, Type::INT8),
+            (&words, Type::TEXT_ARRAY),
+            (&lo, Type::INT8),
+            (&hi, Type::INT8),
+            (&(fewest as i64), Type::INT8),
+        ],
+    )?;
     let mut candidates: Vec<(f64, i64)> = Vec::new();
     for r in &found {
         let id: i64 = get(r, 0, SHARED)?;
@@ -190,7 +189,8 @@ fn index_row(c: &mut Client, agent_id: i64, id: i64, words: &[String]) -> Result
     if words.is_empty() {
         return Ok(());
     }
-    c.execute_typed(
+    super::exec(
+        c,
         POSTINGS,
         &[
             (&agent_id, Type::INT8),
@@ -198,8 +198,7 @@ fn index_row(c: &mut Client, agent_id: i64, id: i64, words: &[String]) -> Result
             (&(words.len() as i64), Type::INT8),
             (&id, Type::INT8),
         ],
-    )
-    .map_err(|e| super::wrap(e, POSTINGS))?;
+    )?;
     Ok(())
 }
 
@@ -272,7 +271,8 @@ pub(super) fn insert_log(c: &mut Client, agent_id: i64, log: &[LoggedResponse]) 
     let duration: Vec<f64> = log.iter().map(|r| r.duration).collect();
     let bucket: Vec<i64> = log.iter().map(|r| time_bucket(r.duration)).collect();
     let outcome: Vec<&str> = log.iter().map(|r| r.outcome.as_str()).collect();
-    c.execute_typed(
+    super::exec(
+        c,
         INSERT,
         &[
             (&agent_id, Type::INT8),
@@ -281,8 +281,7 @@ pub(super) fn insert_log(c: &mut Client, agent_id: i64, log: &[LoggedResponse]) 
             (&bucket, Type::INT8_ARRAY),
             (&outcome, Type::TEXT_ARRAY),
         ],
-    )
-    .map_err(|e| super::wrap(e, INSERT))?;
+    )?;
     Ok(())
 }
 
@@ -306,15 +305,15 @@ fn record_on(
         let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
         let n: Vec<i64> = hits.iter().map(|h| h.1 as i64).collect();
         let at: Vec<i64> = hits.iter().map(|h| h.2).collect();
-        c.execute_typed(
+        super::exec(
+            c,
             HITS,
             &[
                 (&ids, Type::INT8_ARRAY),
                 (&n, Type::INT8_ARRAY),
                 (&at, Type::INT8_ARRAY),
             ],
-        )
-        .map_err(|e| super::wrap(e, HITS))?;
+        )?;
     }
     if log.is_empty() {
         return Ok(());
@@ -405,19 +404,18 @@ fn time_stats_on(c: &mut Client, agent_id: i64) -> Result<ResponseTimeStats> {
     let b: Vec<i64> = spots.iter().map(|s| s.0).collect();
     let o: Vec<i64> = spots.iter().map(|s| s.1).collect();
     let down: Vec<bool> = spots.iter().map(|s| s.2).collect();
-    let found = c
-        .query_typed(
-            NTH,
-            &[
-                (&agent_id, Type::INT8),
-                (&b, Type::INT8_ARRAY),
-                (&o, Type::INT8_ARRAY),
-                (&down, Type::BOOL_ARRAY),
-                (&target_bucket, Type::INT8),
-                (&target, Type::FLOAT8),
-            ],
-        )
-        .map_err(|e| super::wrap(e, NTH))?;
+    let found = super::rows(
+        c,
+        NTH,
+        &[
+            (&agent_id, Type::INT8),
+            (&b, Type::INT8_ARRAY),
+            (&o, Type::INT8_ARRAY),
+            (&down, Type::BOOL_ARRAY),
+            (&target_bucket, Type::INT8),
+            (&target, Type::FLOAT8),
+        ],
+    )?;
     let values: Vec<f64> = found
         .iter()
         .map(|r| get::<Option<f64>>(r, 0, NTH)?.ok_or_else(damaged))
@@ -486,7 +484,7 @@ pub(super) fn response_from_row(r: &postgres::Row, sql: &str) -> Result<CachedRe
 
 impl ResponseOps for Postgres {
     fn response_exact(&self, agent_id: i64, message: &str) -> Result<Option<CacheMatch>> {
-        self.read(|c| exact(c, agent_id, message))
+        self.read_one(|c| exact(c, agent_id, message))
     }
 
     fn response_try_exact(
@@ -504,15 +502,15 @@ impl ResponseOps for Postgres {
         options: FuzzyOptions,
         fuzzy_only: bool,
     ) -> Result<Lookup> {
-        self.read(|c| {
-            if !fuzzy_only && let Some(hit) = exact(c, agent_id, message)? {
-                return Ok(Lookup {
-                    found: Some(hit),
-                    no_match: None,
-                });
-            }
-            fuzzy(c, agent_id, message, options)
-        })
+        // The exact lookup alone first (one round trip); the fuzzy one reads from a
+        // snapshot of its own.
+        if !fuzzy_only && let Some(hit) = self.read_one(|c| exact(c, agent_id, message))? {
+            return Ok(Lookup {
+                found: Some(hit),
+                no_match: None,
+            });
+        }
+        self.read(|c| fuzzy(c, agent_id, message, options))
     }
 
     fn response_put(&self, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64> {
@@ -552,7 +550,7 @@ impl ResponseOps for Postgres {
     }
 
     fn response_entries(&self, agent_id: i64) -> Result<u64> {
-        self.read(|c| entries_on(c, agent_id))
+        self.read_one(|c| entries_on(c, agent_id))
     }
 
     fn response_purge_count(&self, agent_id: i64, rule: ResponsePurge, now: i64) -> Result<u64> {
@@ -629,6 +627,6 @@ impl ResponseOps for Postgres {
     }
 
     fn response_target(&self, agent_id: i64) -> Result<f64> {
-        self.read(|c| target_on(c, agent_id))
+        self.read_one(|c| target_on(c, agent_id))
     }
 }

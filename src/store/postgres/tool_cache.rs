@@ -140,7 +140,8 @@ pub(super) fn add_counts_on(c: &mut Client, deltas: &[(i64, String, ToolCounts)]
     let hits: Vec<i64> = merged.iter().map(|m| m.2.cache_hits as i64).collect();
     let errors: Vec<i64> = merged.iter().map(|m| m.2.errors as i64).collect();
     let time: Vec<f64> = merged.iter().map(|m| m.2.total_time).collect();
-    c.execute_typed(
+    super::exec(
+        c,
         UPSERT,
         &[
             (&agents, Type::INT8_ARRAY),
@@ -150,8 +151,7 @@ pub(super) fn add_counts_on(c: &mut Client, deltas: &[(i64, String, ToolCounts)]
             (&errors, Type::INT8_ARRAY),
             (&time, Type::FLOAT8_ARRAY),
         ],
-    )
-    .map_err(|e| super::wrap(e, UPSERT))?;
+    )?;
     Ok(())
 }
 
@@ -183,7 +183,7 @@ fn counts(r: &postgres::Row, first: usize, sql: &str) -> Result<ToolCounts> {
 
 impl ToolOps for Postgres {
     fn tool_get(&self, key: &CacheKey, now: i64) -> Result<Option<String>> {
-        self.read(|c| get_on(c, key, now))
+        self.read_one(|c| get_on(c, key, now))
     }
 
     fn tool_try_get(&self, _key: &CacheKey, _now: i64) -> Option<Result<Option<String>>> {
@@ -246,7 +246,7 @@ impl ToolOps for Postgres {
     fn tool_known(&self, tool: &str) -> Result<bool> {
         const KNOWN: &str = "SELECT EXISTS (SELECT 1 FROM tool_counters WHERE tool = $1)
                                  OR EXISTS (SELECT 1 FROM tool_cache WHERE tool = $1)";
-        self.read(|c| get(&row(c, KNOWN, args![tool])?, 0, KNOWN))
+        self.read_one(|c| get(&row(c, KNOWN, args![tool])?, 0, KNOWN))
     }
 
     fn tool_list(

@@ -47,9 +47,7 @@ fn each_row(
     params: &[(&(dyn ToSql + Sync), Type)],
     mut each: impl FnMut(&postgres::Row) -> Result<()>,
 ) -> Result<()> {
-    let mut it = c
-        .query_typed_raw(sql, params.iter().map(|(v, t)| (*v, t.clone())))
-        .map_err(|e| super::wrap(e, sql))?;
+    let mut it = super::stream(c, sql, params)?;
     while let Some(r) = it.next().map_err(|e| super::wrap(e, sql))? {
         each(&r)?;
     }
