@@ -49,12 +49,20 @@ fn the_official_python_mcp_client_drives_agentstore_mcp() {
         }
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(python)
+    // A PostgreSQL server too, when one can be had here (required by the test command).
+    let server = crate::postgres::server();
+    let mut pytest = Command::new(python);
+    pytest
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/mcp"])
         .current_dir(root)
-        .env("AGENTSTORE_BIN", env!("CARGO_BIN_EXE_agentstore"))
-        .output()
-        .expect("run pytest");
+        .env("AGENTSTORE_BIN", env!("CARGO_BIN_EXE_agentstore"));
+    if let Some(server) = &server {
+        pytest.env(
+            "AGENTSTORE_MCP_POSTGRES",
+            format!("{}?schema=mcp", server.url()),
+        );
+    }
+    let out = pytest.output().expect("run pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

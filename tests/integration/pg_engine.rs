@@ -1184,3 +1184,57 @@ fn eight_processes_on_four_agents_and_on_one_write_read_and_prune_at_once() -> T
     }
     Ok(())
 }
+
+#[test]
+fn large_contexts_on_postgres_pick_what_sqlite_picks() -> TestResult {
+    let Some(server) = crate::postgres::server() else {
+        return Ok(());
+    };
+    let clock = ManualClock::new(1_700_000_000_000_000);
+    let db = TempDb::new();
+    let sqlite = Store::open(
+        &db.path,
+        StoreOptions::default().with_shared_clock(Arc::new(clock.clone()) as Arc<dyn Clock>),
+    )?;
+    let pg = pg_store(&server, &schema(), &clock)?;
+    let mut rng = 7u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    let items: Vec<(String, f64)> = (0..3000)
+        .map(|i| {
+            (
+                content(next() as usize % 500 + i),
+                (next() % 1000) as f64 / 999.0,
+            )
+        })
+        .collect();
+    for store in [&sqlite, &pg] {
+        store.agent("bot")?;
+        store.set_memory_settings(
+            "bot",
+            &MemorySettings::default()
+                .with_cleanup_interval(0)
+                .with_max_entries(100_000)
+                .with_max_memory_mb(100.0),
+        )?;
+    }
+    for chunk in items.chunks(500) {
+        for store in [&sqlite, &pg] {
+            let memory = store.memory(&store.existing_agent("bot")?);
+            memory.add_many(chunk)?;
+        }
+        clock.advance(Duration::from_secs(3600));
+    }
+    for budget in [1, 40, 300, 2000, 20_000, 10_000_000] {
+        let a = sqlite
+            .memory(&sqlite.existing_agent("bot")?)
+            .context(budget)?;
+        let b = pg.memory(&pg.existing_agent("bot")?).context(budget)?;
+        assert_eq!(a, b, "budget {budget}");
+    }
+    Ok(())
+}

@@ -514,3 +514,26 @@ def test_retention_flags_are_stored_with_the_agent(db: Path):
     assert done.returncode == 2 and "max_memory_mb" in done.stderr
     done = cli(db, "mcp", "--any-agent", "--max-entries", "5")
     assert done.returncode == 2
+
+
+def test_the_memory_can_live_on_postgres(tmp_path: Path):
+    """`--db postgres://...`: the same tools on a server (the Rust side passes a URL
+    of a throwaway cluster whenever one can be had; without one there is nothing to
+    test here)."""
+    url = os.environ.get("AGENTSTORE_MCP_POSTGRES")
+    if not url:
+        return
+
+    async def main():
+        params = StdioServerParameters(command=BIN, args=["--db", url, "mcp", "--agent", "bot"])
+        async with Client(params, read_timeout_seconds=60) as one, Client(params, read_timeout_seconds=60) as two:
+            new = await call(one, "remember", {"content": "kept on the server about walruses", "importance": 0.8})
+            seen = await call(two, "recall", {"query": "walruses"})
+            assert [m["id"] for m in seen["matches"]] == [new["id"]]
+            assert "between 0 and 1" in await error(two, "remember", {"content": "x", "importance": 7})
+            gone = await call(two, "forget", {"matching": "walruses"})
+            assert gone["count"] == 1
+            assert (await call(one, "recall", {"query": "walruses"}))["matches"] == []
+
+    asyncio.run(main())
+    assert cli_json(url, "memory", "list", "--agent", "bot") == []

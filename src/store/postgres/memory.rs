@@ -360,10 +360,18 @@ struct Scored {
     content: String,
 }
 
-/// The compressed context, from one snapshot: every candidate entry is scored by the
-/// server (importance and recency; relevance from the query's top matches merged in
-/// Rust) and read in rank order until the budget is full. Two statements, and a third
-/// with a query.
+impl Scored {
+    /// Whether this entry comes before `other` in the walk: higher score, then newer.
+    fn before(&self, other: &Scored) -> bool {
+        (self.score, self.created_at, self.id) > (other.score, other.created_at, other.id)
+    }
+}
+
+/// The compressed context, from one snapshot, walked as the SQLite engine walks it:
+/// entries above an importance cutoff (a range of the primary key) ranked by
+/// importance and recency, the query's matches (scored whole, read by id) merged in,
+/// packed greedily; the cutoff is lowered only when an unread entry could still
+/// outrank what was read. So a context reads a few hundred rows, not every entry.
 fn compressed_context(
     c: &mut Client,
     agent_id: i64,
@@ -372,98 +380,128 @@ fn compressed_context(
 ) -> Result<CompressedContext> {
     const ENDS: &str = "SELECT c.entries, a.importance_weight, a.recency_weight,
             a.relevance_weight,
+            (SELECT max(importance) FROM memory_entries m WHERE m.agent_id = a.id),
             (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id),
             (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id)
        FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.id = $1";
-    // The candidates' scores without relevance, best first: the same arithmetic as
-    // `recency()` in double precision.
-    const RANKED: &str = "SELECT created_at, id, content,
-            $2 * importance + $3 * (CASE WHEN $5 = 0 THEN 1.0::float8
-                 ELSE 1.0::float8 - ($4 - created_at)::float8 / $5::float8 END) AS score,
-            role
-       FROM memory_entries WHERE agent_id = $1
-      ORDER BY score DESC, created_at DESC, id DESC";
+    // Scores without relevance, with the arithmetic of the SQLite engine's walk.
+    const SCORE: &str = "$2 * importance + $3 * (CASE WHEN $5 = 0 THEN 1.0::float8
+                 ELSE 1.0::float8 - ($4 - created_at)::float8 / $5::float8 END)";
+    let ranked = format!(
+        "SELECT created_at, id, content, {SCORE} AS score, role FROM memory_entries
+          WHERE agent_id = $1 AND importance >= $6
+          ORDER BY score DESC, created_at DESC, id DESC"
+    );
+    let by_ids = format!(
+        "SELECT created_at, id, content, {SCORE} AS score, role FROM memory_entries
+          WHERE agent_id = $1 AND id = ANY($6)"
+    );
     let r = row(c, ENDS, args![agent_id])?;
     let total: i64 = get(&r, 0, ENDS)?;
     let (wi, wr, wq): (f64, f64, f64) = (get(&r, 1, ENDS)?, get(&r, 2, ENDS)?, get(&r, 3, ENDS)?);
-    let (oldest, newest): (Option<i64>, Option<i64>) = (get(&r, 4, ENDS)?, get(&r, 5, ENDS)?);
-    let (Some(oldest), Some(newest)) = (oldest, newest) else {
+    let top: Option<f64> = get(&r, 4, ENDS)?;
+    let (oldest, newest): (Option<i64>, Option<i64>) = (get(&r, 5, ENDS)?, get(&r, 6, ENDS)?);
+    let (Some(top), Some(oldest), Some(newest)) = (top, oldest, newest) else {
         return Ok(context_text(Vec::new(), 0));
     };
     let span = newest - oldest;
-    // Relevance of the query's best matches: rank over the best one's, (0..1].
-    let relevance: std::collections::HashMap<i64, f64> = match query {
+    let decode = |r: &Row, sql: &str| -> Result<Scored> {
+        Ok(Scored {
+            created_at: get(r, 0, sql)?,
+            id: get(r, 1, sql)?,
+            content: get(r, 2, sql)?,
+            score: get(r, 3, sql)?,
+            role: role_from(r, 4, sql)?,
+        })
+    };
+    // The query's best matches, scored whole (relevance: rank over the best one's).
+    let mut matches: Vec<Scored> = match query {
         Some(q) if wq > 0.0 => {
             let options = SearchOptions::default().with_limit(crate::store::CONTEXT_MATCHES);
-            let top = top_matches(c, agent_id, q, &options)?;
-            let best = top.first().map_or(0.0, |t| t.1);
-            top.into_iter()
-                .map(|(id, s)| (id, if best > 0.0 { s / best } else { 1.0 }))
-                .collect()
+            let found = top_matches(c, agent_id, q, &options)?;
+            let best = found.first().map_or(0.0, |t| t.1);
+            let relevance: std::collections::HashMap<i64, f64> = found
+                .iter()
+                .map(|&(id, s)| (id, if best > 0.0 { s / best } else { 1.0 }))
+                .collect();
+            let ids: Vec<i64> = found.iter().map(|t| t.0).collect();
+            let mut read = rows(c, &by_ids, args![agent_id, wi, wr, newest, span, ids])?
+                .iter()
+                .map(|r| decode(r, &by_ids))
+                .collect::<Result<Vec<_>>>()?;
+            for m in &mut read {
+                m.score += wq * relevance.get(&m.id).copied().unwrap_or(0.0);
+            }
+            read
         }
-        _ => std::collections::HashMap::new(),
+        _ => Vec::new(),
     };
-    let mut scored: Vec<Scored> = Vec::new();
-    let mut walk = super::stream(c, RANKED, args![agent_id, wi, wr, newest, span])?;
-    use postgres::fallible_iterator::FallibleIterator;
-    // Entries without relevance are read in rank order; a match's whole score may
-    // put it anywhere, so matches are collected as they pass and merged below.
-    let mut used = 0u64;
-    let mut full = false;
-    let mut matches: Vec<Scored> = Vec::new();
-    while let Some(r) = walk.next().map_err(|e| super::wrap(e, RANKED))? {
-        let id: i64 = get(&r, 1, RANKED)?;
-        let base: f64 = get(&r, 3, RANKED)?;
-        let created_at: i64 = get(&r, 0, RANKED)?;
-        if let Some(rel) = relevance.get(&id) {
-            matches.push(Scored {
-                score: base + wq * rel,
-                created_at,
-                id,
-                role: role_from(&r, 4, RANKED)?,
-                content: get(&r, 2, RANKED)?,
-            });
-            continue;
-        }
-        if full && matches.len() == relevance.len() {
-            break;
-        }
-        if full {
-            continue;
-        }
-        scored.push(Scored {
-            score: base,
-            created_at,
-            id,
-            role: role_from(&r, 4, RANKED)?,
-            content: get(&r, 2, RANKED)?,
-        });
-        used += scored
-            .last()
-            .map_or(0, |e| e.content.chars().count() as u64);
-        if used > max_chars {
-            full = true;
-        }
-    }
-    drop(walk);
-    // Merge by whole score and pack greedily, as the SQLite engine does.
-    let mut all = scored;
-    all.extend(matches);
-    all.sort_by(|a, b| {
+    matches.sort_by(|a, b| {
         (b.score, b.created_at, b.id)
             .partial_cmp(&(a.score, a.created_at, a.id))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    let mut chosen = Vec::new();
-    let mut used = 0u64;
-    for e in all {
-        let chars = e.content.chars().count() as u64;
-        if used + chars > max_chars {
-            break;
+    let matched: std::collections::HashSet<i64> = matches.iter().map(|m| m.id).collect();
+    let clone = |m: &Scored| Scored {
+        content: m.content.clone(),
+        ..*m
+    };
+    let mut gap = 1.0 / 64.0;
+    let chosen = loop {
+        let cutoff = if gap >= 1.0 { -1.0 } else { top - gap };
+        let everything = cutoff <= 0.0;
+        // Any unread entry scores below this (a small margin absorbs rounding).
+        let unread_bound = wi * cutoff + wr + 1e-9;
+        let mut walk = super::stream(c, &ranked, args![agent_id, wi, wr, newest, span, cutoff])?;
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut chosen: Vec<Scored> = Vec::new();
+        let mut pending = matches.iter().peekable();
+        let mut used = 0u64;
+        let mut take = |e: Scored, chosen: &mut Vec<Scored>| {
+            let chars = e.content.chars().count() as u64;
+            if used + chars > max_chars {
+                return false;
+            }
+            used += chars;
+            chosen.push(e);
+            true
+        };
+        let mut settled = everything;
+        let mut full = false;
+        'walk: while let Some(r) = walk.next().map_err(|e| super::wrap(e, &ranked))? {
+            let e = decode(&r, &ranked)?;
+            if matched.contains(&e.id) {
+                continue;
+            }
+            while let Some(m) = pending.next_if(|m| m.before(&e)) {
+                if !take(clone(m), &mut chosen) {
+                    full = true;
+                    break 'walk;
+                }
+            }
+            if !everything && e.score <= unread_bound {
+                settled = false;
+                break;
+            }
+            if !take(e, &mut chosen) {
+                full = true;
+                break;
+            }
         }
-        used += chars;
-        chosen.push(e);
-    }
+        drop(walk);
+        if !full && settled {
+            for m in pending {
+                if !take(clone(m), &mut chosen) {
+                    break;
+                }
+            }
+        }
+        if full || settled {
+            break chosen;
+        }
+        gap *= 4.0;
+    };
+    let mut chosen = chosen;
     chosen.sort_by_key(|e| (e.created_at, e.id));
     Ok(context_text(
         chosen
