@@ -19,6 +19,41 @@ pub const MIN_TARGET_SECONDS: f64 = 1e-6;
 /// The most seconds a tool's calls may have taken in all (ten thousand years).
 pub const MAX_TOTAL_SECONDS: f64 = 1e4 * 366.0 * 86_400.0;
 
+/// What `check` reports when an agent's trigger-kept counters (entries, bytes,
+/// importance sum, message counter) disagree with the real counts of its rows. The
+/// importance sum is a float kept by adding and subtracting: compared with a tolerance.
+pub(crate) fn counter_problems(
+    name: &str,
+    kept: (i64, i64, f64, i64),
+    real: (i64, i64, f64, i64),
+    problems: &mut Vec<String>,
+) {
+    if kept.0 != real.0 {
+        problems.push(format!(
+            "agent '{name}': counter says {} entries, table has {}",
+            kept.0, real.0
+        ));
+    }
+    if kept.1 != real.1 {
+        problems.push(format!(
+            "agent '{name}': counter says {} bytes, table has {}",
+            kept.1, real.1
+        ));
+    }
+    if (kept.2 - real.2).abs() > 1e-6 * real.2.abs().max(1.0) {
+        problems.push(format!(
+            "agent '{name}': importance sum counter {} differs from {}",
+            kept.2, real.2
+        ));
+    }
+    if kept.3 < real.3 {
+        problems.push(format!(
+            "agent '{name}': message counter {} is below the highest entry id {}",
+            kept.3, real.3
+        ));
+    }
+}
+
 /// A count in `0..=MAX_COUNT`.
 pub fn count(what: &str, n: u64) -> Result<i64> {
     if n > MAX_COUNT {

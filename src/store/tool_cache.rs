@@ -285,6 +285,27 @@ pub(crate) struct Call {
 }
 
 /// Checks a tool name before it reaches the database.
+/// An imported result as both engines store it, checked: its key, its canonical
+/// params and its text.
+pub(crate) fn restored_result(
+    scope: &str,
+    tool: &str,
+    params: &Value,
+    result: &Value,
+) -> Result<(CacheKey, String, String)> {
+    validate_tool(tool)?;
+    let canonical = canonical_json(params)?;
+    let result = result.to_string();
+    if result.len() > MAX_CONTENT_BYTES {
+        return Err(Error::invalid(format!(
+            "a tool result is {} bytes; the most the cache holds is {MAX_CONTENT_BYTES}",
+            result.len()
+        )));
+    }
+    let key = CacheKey::from_canonical(scope, tool, &canonical);
+    Ok((key, canonical, result))
+}
+
 pub(crate) fn validate_tool(tool: &str) -> Result<()> {
     if tool.is_empty() {
         return Err(Error::invalid("a tool name must not be empty"));

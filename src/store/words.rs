@@ -4,6 +4,8 @@
 //! and the indexed lookup both use them, so they agree by construction on what a
 //! similarity is and differ only in which messages they look at.
 
+use crate::store::{MAX_FUZZY_WORDS, NoMatch};
+
 /// The distinct words of `message`: lower-cased and split on whitespace, as Python's
 /// `message.lower().split()` (which also splits on the ASCII separators U+001C to
 /// U+001F, unlike Rust's `split_whitespace`). Sorted, without duplicates.
@@ -106,6 +108,82 @@ pub fn shared_words(a: &[String], b: &[String]) -> usize {
         }
     }
     n
+}
+
+/// The fewest shared words a message of `c` words needs to be strictly more similar
+/// than `t` to a query of `q` words; `None` when no count reaches it. Similarity
+/// grows with the shared count, so this is a binary search: O(log q), where a scan
+/// from 1 made the lookup quadratic in a long message's length.
+pub(crate) fn words_needed(q: usize, c: usize, t: f64) -> Option<usize> {
+    let most = q.min(c);
+    if most == 0 || jaccard(q, c, most) <= t {
+        return None;
+    }
+    let (mut lo, mut hi) = (1, most);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if jaccard(q, c, mid) > t {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
+}
+
+/// A fuzzy query: its words and the bounds any match lies within (both engines'
+/// lookups start from it).
+pub(crate) struct FuzzyQuery {
+    pub words: Vec<String>,
+    pub threshold: f64,
+    /// Word counts a match can have.
+    pub lo: i64,
+    pub hi: i64,
+    /// The fewest words any match shares with the query.
+    pub fewest: usize,
+}
+
+impl FuzzyQuery {
+    /// The query of `message`, or why there is none (`Err(None)`: nothing can match).
+    pub(crate) fn new(
+        message: &str,
+        threshold: f64,
+    ) -> std::result::Result<FuzzyQuery, Option<NoMatch>> {
+        let words = word_set(message);
+        if words.is_empty() {
+            return Err(None);
+        }
+        if words.len() > MAX_FUZZY_WORDS {
+            return Err(Some(NoMatch::TooManyWords {
+                words: words.len(),
+                limit: MAX_FUZZY_WORDS,
+            }));
+        }
+        let q = words.len();
+        let (lo, hi) = length_bounds(q, threshold);
+        // Need grows with the message's length, so the shortest feasible length needs
+        // the fewest shared words.
+        let fewest = (lo.max(1) as usize..=q.max(lo as usize) * 2 + 1)
+            .find_map(|count| words_needed(q, count, threshold))
+            .ok_or(None)?;
+        Ok(FuzzyQuery {
+            words,
+            threshold,
+            lo,
+            hi,
+            fewest,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Whether a message of `count` words sharing `n` words (with `left` query words
+    /// still to count) can still match.
+    pub(crate) fn can_reach(&self, count: usize, n: usize, left: usize) -> bool {
+        words_needed(self.len(), count, self.threshold).is_some_and(|need| n + left >= need)
+    }
 }
 
 #[cfg(test)]

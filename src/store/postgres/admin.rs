@@ -129,30 +129,7 @@ fn check_on(c: &mut Client) -> Result<CheckReport> {
             get(&r, 8, COUNTERS)?,
         );
         let problems = &mut report.problems;
-        if kept.0 != real.0 {
-            problems.push(format!(
-                "agent '{name}': counter says {} entries, table has {}",
-                kept.0, real.0
-            ));
-        }
-        if kept.1 != real.1 {
-            problems.push(format!(
-                "agent '{name}': counter says {} bytes, table has {}",
-                kept.1, real.1
-            ));
-        }
-        if (kept.2 - real.2).abs() > 1e-6 * real.2.abs().max(1.0) {
-            problems.push(format!(
-                "agent '{name}': importance sum counter {} differs from {}",
-                kept.2, real.2
-            ));
-        }
-        if kept.3 < real.3 {
-            problems.push(format!(
-                "agent '{name}': message counter {} is below the highest entry id {}",
-                kept.3, real.3
-            ));
-        }
+        crate::store::invariants::counter_problems(&name, kept, real, problems);
     }
     const BUCKETS: &str = "SELECT a.name,
             (SELECT coalesce(sum(responses), 0)::int8 FROM response_time_buckets b WHERE b.agent_id = a.id),

@@ -15,10 +15,10 @@ use super::{Postgres, args, exec, get, opt_row, refuse_nul, row, rows};
 use crate::error::{Error, Result};
 use crate::store::engine::ResponseOps;
 use crate::store::responses::{TuneRule, check_size, message_hash, older_than, time_bucket};
-use crate::store::words::{differ_in_meaning, jaccard, length_bounds, word_set};
+use crate::store::words::{FuzzyQuery, differ_in_meaning, jaccard, word_set};
 use crate::store::{
-    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, MAX_FUZZY_WORDS, NoMatch,
-    Outcome, ResponseOrder, ResponsePurge, ResponseTimeStats, TimeFigures, Tuning,
+    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, NoMatch, Outcome,
+    ResponseOrder, ResponsePurge, ResponseTimeStats, TimeFigures, Tuning,
 };
 
 /// Log rows deleted, at most, by each log write that finds the log over its retention.
@@ -49,61 +49,30 @@ fn exact(c: &mut Client, agent_id: i64, message: &str) -> Result<Option<CacheMat
     }))
 }
 
-/// The fewest shared words a message of `c` words needs to be strictly more similar
-/// than `t` to a query of `q` words (as the SQLite engine computes it).
-fn words_needed(q: usize, c: usize, t: f64) -> Option<usize> {
-    let most = q.min(c);
-    if most == 0 || jaccard(q, c, most) <= t {
-        return None;
-    }
-    let (mut lo, mut hi) = (1, most);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if jaccard(q, c, mid) > t {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    Some(lo)
-}
-
 fn fuzzy(c: &mut Client, agent_id: i64, message: &str, options: FuzzyOptions) -> Result<Lookup> {
     const SHARED: &str = "SELECT response_id, word_count, count(*) FROM response_words
          WHERE agent_id = $1 AND word = ANY($2) AND word_count BETWEEN $3 AND $4
          GROUP BY response_id, word_count HAVING count(*) >= $5";
     const BY_IDS: &str = "SELECT id, message, response FROM response_cache
          WHERE agent_id = $1 AND id = ANY($2)";
-    let words = word_set(message);
     let none = |no_match| {
         Ok(Lookup {
             found: None,
             no_match,
         })
     };
-    if words.is_empty() {
-        return none(None);
-    }
-    if words.len() > MAX_FUZZY_WORDS {
-        return none(Some(NoMatch::TooManyWords {
-            words: words.len(),
-            limit: MAX_FUZZY_WORDS,
-        }));
-    }
-    let q = words.len();
-    let t = options.threshold;
-    let (lo, hi) = length_bounds(q, t);
-    let Some(fewest) = (lo.max(1) as usize..=q.max(lo as usize) * 2 + 1)
-        .find_map(|count| words_needed(q, count, t))
-    else {
-        return none(None);
+    let query = match FuzzyQuery::new(message, options.threshold) {
+        Ok(query) => query,
+        Err(no_match) => return none(no_match),
     };
+    let (words, q, t) = (&query.words, query.len(), query.threshold);
+    let (lo, hi, fewest) = (query.lo, query.hi, query.fewest);
     let found = super::rows(
         c,
         SHARED,
         &[
             (&agent_id, Type::INT8),
-            (&words, Type::TEXT_ARRAY),
+            (words, Type::TEXT_ARRAY),
             (&lo, Type::INT8),
             (&hi, Type::INT8),
             (&(fewest as i64), Type::INT8),

@@ -16,12 +16,9 @@ use super::tool_cache::{add_counts_on, upsert};
 use super::{Postgres, args, exec, get, refuse_nul, row, rows};
 use crate::error::{Error, Result};
 use crate::store::agents::RestoredAgent;
-use crate::store::tool_cache::validate_tool;
+use crate::store::tool_cache::restored_result;
 use crate::store::transfer::{ImportSink, Record, RestoredResponse};
-use crate::store::{
-    AgentRecord, CacheKey, ImportReport, LoggedResponse, MAX_CONTENT_BYTES, MemorySettings, Role,
-    ToolCounts, canonical_json,
-};
+use crate::store::{AgentRecord, ImportReport, LoggedResponse, MemorySettings, Role, ToolCounts};
 
 const AGENTS: &str = "SELECT a.id, a.name, a.created_at, c.message_count, a.tool_scope, \
      a.target_response_time, a.max_memory_mb, a.max_entries, a.cleanup_interval, \
@@ -245,15 +242,7 @@ impl ImportSink for Restore<'_> {
         created_at: i64,
         expires_at: i64,
     ) -> Result<()> {
-        validate_tool(tool)?;
-        let canonical = canonical_json(params)?;
-        let result = result.to_string();
-        if result.len() > MAX_CONTENT_BYTES {
-            return Err(Error::invalid(format!(
-                "a tool result is {} bytes; the most the cache holds is {MAX_CONTENT_BYTES}",
-                result.len()
-            )));
-        }
+        let (key, canonical, result) = restored_result(scope, tool, params, result)?;
         for (what, text) in [
             ("the scope", scope),
             ("the tool name", tool),
@@ -262,7 +251,6 @@ impl ImportSink for Restore<'_> {
         ] {
             refuse_nul(what, text)?;
         }
-        let key = CacheKey::from_canonical(scope, tool, &canonical);
         upsert(
             self.0, &key, scope, tool, &canonical, &result, created_at, expires_at,
         )

@@ -137,30 +137,7 @@ fn details(c: &Connection, report: &mut CheckReport) -> Result<()> {
             r.get(7).sql(COUNTERS)?,
             r.get(8).sql(COUNTERS)?,
         );
-        if kept.0 != real.0 {
-            problems.push(format!(
-                "agent '{name}': counter says {} entries, table has {}",
-                kept.0, real.0
-            ));
-        }
-        if kept.1 != real.1 {
-            problems.push(format!(
-                "agent '{name}': counter says {} bytes, table has {}",
-                kept.1, real.1
-            ));
-        }
-        if (kept.2 - real.2).abs() > 1e-6 * real.2.abs().max(1.0) {
-            problems.push(format!(
-                "agent '{name}': importance sum counter {} differs from {}",
-                kept.2, real.2
-            ));
-        }
-        if kept.3 < real.3 {
-            problems.push(format!(
-                "agent '{name}': message counter {} is below the highest entry id {}",
-                kept.3, real.3
-            ));
-        }
+        crate::store::invariants::counter_problems(&name, kept, real, problems);
     }
 
     // Entry ids are message numbers, unique per agent by construction; the

@@ -8,12 +8,10 @@ use serde_json::Value;
 
 use super::Sqlite;
 use super::stmt::{SqlContext, exec, opt_row, row, rows};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::engine::ToolOps;
-use crate::store::tool_cache::{hex, validate_tool};
-use crate::store::{
-    CacheFilter, CacheKey, CachedToolResult, MAX_CONTENT_BYTES, ToolCounts, canonical_json,
-};
+use crate::store::tool_cache::{hex, restored_result};
+use crate::store::{CacheFilter, CacheKey, CachedToolResult, ToolCounts};
 
 /// Expired rows removed, at most, by each store of a new result: enough to keep up
 /// with any insert rate (each insert adds one row), small enough to be invisible in
@@ -236,16 +234,7 @@ pub(super) fn restore_result(
     created_at: i64,
     expires_at: i64,
 ) -> Result<()> {
-    validate_tool(tool)?;
-    let canonical = canonical_json(params)?;
-    let result = result.to_string();
-    if result.len() > MAX_CONTENT_BYTES {
-        return Err(Error::invalid(format!(
-            "a tool result is {} bytes; the most the cache holds is {MAX_CONTENT_BYTES}",
-            result.len()
-        )));
-    }
-    let key = CacheKey::from_canonical(scope, tool, &canonical);
+    let (key, canonical, result) = restored_result(scope, tool, params, result)?;
     upsert(
         tx, &key, scope, tool, &canonical, &result, created_at, expires_at,
     )?;

@@ -12,8 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::super::stmt::{SqlContext, opt_row};
 use crate::error::Result;
 use crate::store::responses::message_hash;
-use crate::store::words::{differ_in_meaning, jaccard, length_bounds, shared_words, word_set};
-use crate::store::{CacheMatch, FuzzyOptions, Lookup, MAX_FUZZY_WORDS, NoMatch, Outcome};
+use crate::store::words::{
+    FuzzyQuery as Query, differ_in_meaning, jaccard, shared_words, word_set,
+};
+use crate::store::{CacheMatch, FuzzyOptions, Lookup, NoMatch, Outcome};
 
 const EXACT: &str =
     "SELECT id, message, response FROM response_cache WHERE agent_id = ?1 AND message_hash = ?2";
@@ -71,78 +73,6 @@ const WAITING_ROWS: &str = "SELECT id, message FROM response_cache INDEXED BY re
 /// Reading one posting costs about a sixth of probing the index for one message
 /// (measured: ~0.15 µs against ~1 µs); below that ratio, probing survivors wins.
 const PROBE_COST_IN_POSTINGS: u64 = 6;
-
-/// The fewest shared words a message of `c` words needs to be strictly more similar
-/// than `t` to a query of `q` words; `None` when no count reaches it. Similarity
-/// grows with the shared count, so this is a binary search: O(log q), where a scan
-/// from 1 made the lookup quadratic in a long message's length.
-fn words_needed(q: usize, c: usize, t: f64) -> Option<usize> {
-    let most = q.min(c);
-    if most == 0 || jaccard(q, c, most) <= t {
-        return None;
-    }
-    let (mut lo, mut hi) = (1, most);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if jaccard(q, c, mid) > t {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    Some(lo)
-}
-
-/// A fuzzy query: its words and the bounds any match lies within.
-struct Query {
-    words: Vec<String>,
-    threshold: f64,
-    /// Word counts a match can have.
-    lo: i64,
-    hi: i64,
-    /// The fewest words any match shares with the query.
-    fewest: usize,
-}
-
-impl Query {
-    /// The query of `message`, or why there is none (`Err(None)`: nothing can match).
-    fn new(message: &str, threshold: f64) -> std::result::Result<Query, Option<NoMatch>> {
-        let words = word_set(message);
-        if words.is_empty() {
-            return Err(None);
-        }
-        if words.len() > MAX_FUZZY_WORDS {
-            return Err(Some(NoMatch::TooManyWords {
-                words: words.len(),
-                limit: MAX_FUZZY_WORDS,
-            }));
-        }
-        let q = words.len();
-        let (lo, hi) = length_bounds(q, threshold);
-        // Need grows with the message's length, so the shortest feasible length needs
-        // the fewest shared words.
-        let fewest = (lo.max(1) as usize..=q.max(lo as usize) * 2 + 1)
-            .find_map(|count| words_needed(q, count, threshold))
-            .ok_or(None)?;
-        Ok(Query {
-            words,
-            threshold,
-            lo,
-            hi,
-            fewest,
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.words.len()
-    }
-
-    /// Whether a message of `count` words sharing `n` words (with `left` query words
-    /// still to count) can still match.
-    fn can_reach(&self, count: usize, n: usize, left: usize) -> bool {
-        words_needed(self.len(), count, self.threshold).is_some_and(|need| n + left >= need)
-    }
-}
 
 /// The query's words with their posting counts, rarest first.
 fn rarest_first<'q>(
@@ -302,7 +232,7 @@ fn fuzzy(c: &Connection, agent_id: i64, message: &str, options: FuzzyOptions) ->
 
 #[cfg(test)]
 mod tests {
-    use super::{jaccard, words_needed};
+    use crate::store::words::{jaccard, words_needed};
 
     proptest::proptest! {
         /// The binary search agrees with the scan it replaced.
