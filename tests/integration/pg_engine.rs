@@ -186,17 +186,30 @@ fn memory_on_postgres_behaves_as_on_sqlite() -> TestResult {
     let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
+    let settings = MemorySettings::default()
+        .with_cleanup_interval(7)
+        .with_max_entries(25)
+        .with_max_memory_mb(400.0 / 1_048_576.0);
+    side_by_side(&server, op(), Some(&settings), apply, observe)
+}
+
+/// Runs random sequences of `ops` on an SQLite store and a PostgreSQL one (one agent
+/// `bot`, `settings` if given, one manual clock): every result of `apply`, and what
+/// `observe` sees at the end, must be equal.
+fn side_by_side<O: std::fmt::Debug>(
+    server: &Server,
+    ops: impl Strategy<Value = O>,
+    settings: Option<&MemorySettings>,
+    apply: fn(&Store, &ManualClock, &O) -> String,
+    observe: fn(&Store) -> String,
+) -> TestResult {
     let mut runner = TestRunner::new(Config {
         cases: 24,
         failure_persistence: None,
         ..Config::default()
     });
-    let settings = MemorySettings::default()
-        .with_cleanup_interval(7)
-        .with_max_entries(25)
-        .with_max_memory_mb(400.0 / 1_048_576.0);
     runner
-        .run(&proptest::collection::vec(op(), 1..40), |ops| {
+        .run(&proptest::collection::vec(ops, 1..40), |ops| {
             let clock = ManualClock::new(1_700_000_000_000_000);
             let db = TempDb::new();
             let sqlite = Store::open(
@@ -205,12 +218,14 @@ fn memory_on_postgres_behaves_as_on_sqlite() -> TestResult {
                     .with_shared_clock(Arc::new(clock.clone()) as Arc<dyn Clock>),
             )
             .expect("sqlite");
-            let pg = pg_store(&server, &schema(), &clock).expect("postgres");
+            let pg = pg_store(server, &schema(), &clock).expect("postgres");
             for store in [&sqlite, &pg] {
                 store.agent("bot").expect("agent");
-                store
-                    .set_memory_settings("bot", &settings)
-                    .expect("settings");
+                if let Some(settings) = settings {
+                    store
+                        .set_memory_settings("bot", settings)
+                        .expect("settings");
+                }
             }
             for op in &ops {
                 let a = apply(&sqlite, &clock, op);
@@ -734,35 +749,7 @@ fn caches_and_the_log_on_postgres_behave_as_on_sqlite() -> TestResult {
     let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
-    let mut runner = TestRunner::new(Config {
-        cases: 24,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    runner
-        .run(&proptest::collection::vec(cache_op(), 1..40), |ops| {
-            let clock = ManualClock::new(1_700_000_000_000_000);
-            let db = TempDb::new();
-            let sqlite = Store::open(
-                &db.path,
-                StoreOptions::default()
-                    .with_shared_clock(Arc::new(clock.clone()) as Arc<dyn Clock>),
-            )
-            .expect("sqlite");
-            let pg = pg_store(&server, &schema(), &clock).expect("postgres");
-            for store in [&sqlite, &pg] {
-                store.agent("bot").expect("agent");
-            }
-            for op in &ops {
-                let a = apply_cache(&sqlite, &clock, op);
-                let b = apply_cache(&pg, &clock, op);
-                prop_assert_eq!(a, b, "after {:?}", op);
-            }
-            prop_assert_eq!(observe_caches(&sqlite), observe_caches(&pg));
-            Ok(())
-        })
-        .map_err(|e| format!("{e}"))?;
-    Ok(())
+    side_by_side(&server, cache_op(), None, apply_cache, observe_caches)
 }
 
 /// `a` and `b` are the same JSON, but for the last bits of floats: each engine's
