@@ -97,8 +97,10 @@ fn a_killed_leader_is_taken_over_after_its_lease() -> TestResult {
                 std::thread::sleep(Duration::from_millis(5));
             }
             // Others start while it holds the lease; then it is killed.
+            // (Their own leases are long: once one takes over, nothing may expire it on
+            // a loaded machine; the leader's short one is what must run out.)
             let waiters: Vec<Child> = (0..3)
-                .map(|_| call(&location, mode, "bot", &log, 100, 300))
+                .map(|_| call(&location, mode, "bot", &log, 100, 10_000))
                 .collect();
             std::thread::sleep(Duration::from_millis(150));
             let killed = leader.kill();
