@@ -102,6 +102,9 @@ pub enum Command {
     Export(cmd::transfer::ExportArgs),
     /// Read an export in one transaction: all of it, or nothing at the first bad line.
     Import(cmd::transfer::ImportArgs),
+    /// Copy agents' state into another database (SQLite or PostgreSQL) in one step:
+    /// an export of this one, imported there in one transaction.
+    Copy(cmd::transfer::CopyArgs),
     /// Create the database file (owner-only permissions) and its schema, or check an
     /// existing one.
     Init(cmd::init::Args),
@@ -192,6 +195,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => cmd::stats::run(&ctx, a)?,
         Command::Export(a) => cmd::transfer::run_export(&ctx, a)?,
         Command::Import(a) => cmd::transfer::run_import(&ctx, a)?,
+        Command::Copy(a) => cmd::transfer::run_copy(&ctx, a)?,
         Command::Init(a) => cmd::init::run(&ctx, a)?,
         Command::Agents(c) => cmd::agents::run(&ctx, c)?,
         Command::Memory(c) => cmd::memory::run(&ctx, c)?,

@@ -1225,3 +1225,33 @@ fn large_contexts_on_postgres_pick_what_sqlite_picks() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn copy_moves_agents_between_engines_in_one_step() -> TestResult {
+    let Some(server) = crate::postgres::server() else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let a = dir.path().join("a.db");
+    let a = a.to_str().unwrap();
+    ok(agentstore_at(
+        a,
+        &["demo", "--messages", "12", "--simulated-latency", "none"],
+    ));
+    let exported = ok(agentstore_at(a, &["export"]));
+    let pg = format!("{}?schema=copied", server.url());
+    ok(agentstore_at(a, &["copy", "--to", &pg]));
+    assert_eq!(ok(agentstore_at(&pg, &["export"])), exported);
+    let b = dir.path().join("b.db");
+    let b = b.to_str().unwrap();
+    ok(agentstore_at(&pg, &["copy", "--to", b]));
+    assert_eq!(ok(agentstore_at(b, &["export"])), exported);
+    // Twice is refused whole, and into itself at once.
+    let again = agentstore_at(a, &["copy", "--to", &pg]);
+    assert!(!again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stderr).lines().count(), 1);
+    assert_eq!(ok(agentstore_at(&pg, &["export"])), exported);
+    let itself = agentstore_at(a, &["copy", "--to", a]);
+    assert_eq!(itself.status.code(), Some(1));
+    Ok(())
+}

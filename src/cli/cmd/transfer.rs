@@ -43,6 +43,51 @@ pub struct ImportArgs {
     pub agent: Option<String>,
 }
 
+/// `copy`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  agentstore --db agent.db copy --to postgres://bob@db.example/agents?schema=team_a
+  agentstore --db postgres://bob@db.example/agents copy --to backup.db --agent bot")]
+pub struct CopyArgs {
+    /// The database to copy into: an SQLite file path (created if missing) or a
+    /// PostgreSQL URL; `--db` is the one copied from.
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: String,
+    /// Only this agent (with the cached tool results of its scope); all by default.
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+/// Runs `copy`: the export of `--db` (from one snapshot, spooled to an owner-only
+/// temporary file, so memory stays bounded) imported into `--to` in one transaction,
+/// all of it or nothing. Importing an agent the target already has is refused, as
+/// `import` refuses it.
+pub fn run_copy(ctx: &Context, args: CopyArgs) -> anyhow::Result<Reply> {
+    let target = agentstore::Location::parse(&args.to)?;
+    if target == ctx.location {
+        anyhow::bail!("--to names the database --db names; copy into another one");
+    }
+    let source = ctx.open_existing()?;
+    let mut spool = tempfile::tempfile().context("cannot create a temporary file")?;
+    {
+        let mut out = BufWriter::new(&mut spool);
+        source.export(args.agent.as_deref(), &mut out)?;
+        out.flush()?;
+    }
+    drop(source);
+    use std::io::Seek;
+    spool.rewind()?;
+    let store = agentstore::Store::open_at(
+        target,
+        agentstore::StoreOptions::default()
+            .with_busy_timeout(ctx.busy_timeout)
+            .with_migrate(ctx.migrate),
+    )?;
+    let mut reader = BufReader::new(spool);
+    let report = store.import(&mut reader, None)?;
+    Ok(output::report(&report)?)
+}
+
 /// A progress bar on stderr when it is a terminal; hidden otherwise.
 fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     if !io::stderr().is_terminal() {
