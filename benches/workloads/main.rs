@@ -136,6 +136,9 @@ fn main() {
         if b.wants("W7") {
             postgres::responses(&mut b, pg);
         }
+        if b.wants("W4") || b.wants("W9") {
+            postgres::stats(&mut b, pg);
+        }
     }
     if b.config.workloads.iter().any(|w| w == "W11")
         || (b.config.workloads.is_empty() && pg.is_some())

@@ -503,3 +503,117 @@ pub fn w11(b: &mut Bench, pg: Option<&mut Pg>) {
     }
     b.summary("W11_fleet", Value::Object(summary));
 }
+
+/// W4 (memory stats at 1k and 100k entries) and W9 (response-time stats over 10k and
+/// 100k logged responses) on PostgreSQL: both read kept counters or buckets, so their
+/// time must not grow with the rows, where the bare aggregates' does.
+pub fn stats(b: &mut Bench, pg: &mut Pg) {
+    use agentstore::{LoggedResponse, Outcome};
+    let sizes: &[usize] = if b.config.quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 100_000]
+    };
+    let reps = if b.config.quick { 20 } else { 50 };
+    let mut summary = serde_json::Map::new();
+    for &n in sizes {
+        let pairs = memory_pairs(201, n, &b.vocab);
+        let url = pg.url();
+        let s = store(&url);
+        let agent = s.agent("bench").expect("agent");
+        let entries: Vec<agentstore::NewEntry> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (c, imp))| agentstore::NewEntry {
+                role: Default::default(),
+                content: c.clone(),
+                importance: *imp,
+                created_at: PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,
+            })
+            .collect();
+        let memory = s.memory(&agent);
+        memory.import_entries(&entries).expect("preload");
+        let mut bare = pg.bare(BARE_MEMORY);
+        let mut tx = bare.transaction().expect("tx");
+        let insert = tx
+            .prepare("INSERT INTO m (agent_id, importance, created_at, id, size_bytes, content)
+                      SELECT 1, i, t, n, octet_length(x), x
+                        FROM unnest($1::float8[], $2::int8[], $3::int8[], $4::text[]) AS u(i, t, n, x)")
+            .expect("prepare");
+        let imp: Vec<f64> = entries.iter().map(|e| e.importance).collect();
+        let at: Vec<i64> = entries.iter().map(|e| e.created_at).collect();
+        let ids: Vec<i64> = (1..=n as i64).collect();
+        let texts: Vec<&str> = entries.iter().map(|e| e.content.as_str()).collect();
+        tx.execute(&insert, &[&imp, &at, &ids, &texts])
+            .expect("bare preload");
+        tx.commit().expect("commit");
+        let agg = bare
+            .prepare("SELECT count(*), sum(size_bytes), avg(importance), min(created_at), max(created_at)
+                      FROM m WHERE agent_id = 1")
+            .expect("prepare");
+        let (ours, base) = alternate(
+            reps,
+            |_| {
+                memory.stats().expect("stats");
+            },
+            |_| {
+                bare.query_one(&agg, &[]).expect("aggregates");
+            },
+        );
+        let r = pair(
+            b,
+            "W4_memory_stats",
+            "stats_pg",
+            json!({ "N": n }),
+            &ours,
+            &base,
+        );
+        summary.insert(format!("W4_N{n}_median_us"), json!(median(&ours)));
+        summary.insert(format!("W4_N{n}_ratio"), json!(r));
+
+        // W9: n logged responses (10x the memory sizes, capped at 100k).
+        let t_n = (n * 10).min(100_000);
+        let cache = s.response_cache(&agent);
+        let mut rng = SplitMix64::new(901);
+        let rows: Vec<LoggedResponse> = (0..t_n)
+            .map(|i| LoggedResponse {
+                at: PRELOAD_EPOCH_MICROS + i as i64,
+                duration: rng.below(5_000_000) as f64 / 1e6,
+                outcome: Outcome::Generated,
+            })
+            .collect();
+        for chunk in rows.chunks(5_000) {
+            cache.log(chunk, u64::MAX).expect("log");
+        }
+        let mut bare = pg.bare("CREATE TABLE l (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, d double precision NOT NULL);");
+        let ins = bare
+            .prepare("INSERT INTO l (d) SELECT unnest($1::float8[])")
+            .expect("prepare");
+        let ds: Vec<f64> = rows.iter().map(|r| r.duration).collect();
+        bare.execute(&ins, &[&ds]).expect("bare log");
+        let pct = bare
+            .prepare("SELECT count(*), avg(d), min(d), max(d),
+                             percentile_disc(ARRAY[0.5, 0.9, 0.95]) WITHIN GROUP (ORDER BY d) FROM l")
+            .expect("prepare");
+        let (ours, base) = alternate(
+            reps,
+            |_| {
+                cache.time_stats().expect("time stats");
+            },
+            |_| {
+                bare.query_one(&pct, &[]).expect("percentiles");
+            },
+        );
+        let r = pair(
+            b,
+            "W9_response_stats",
+            "time_stats_pg",
+            json!({ "T": t_n }),
+            &ours,
+            &base,
+        );
+        summary.insert(format!("W9_T{t_n}_median_us"), json!(median(&ours)));
+        summary.insert(format!("W9_T{t_n}_ratio"), json!(r));
+    }
+    b.summary("PG_stats", Value::Object(summary));
+}

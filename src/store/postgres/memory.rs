@@ -63,6 +63,9 @@ const INSERT: &str = "INSERT INTO memory_entries
     (agent_id, importance, created_at, id, size_bytes, content, role)
     VALUES ($1, $2, $3, $4, octet_length($5), $5, $6)";
 
+/// Entries restored per INSERT.
+const RESTORE_CHUNK: usize = 1000;
+
 /// The most message numbers an agent can have (as on SQLite, whose `doc` needs it).
 const MAX_MESSAGE_ID: i64 = (1 << 40) - 1;
 
@@ -543,15 +546,27 @@ impl MemoryOps for Postgres {
                 BUMP,
             )?;
             let first = last - entries.len() as i64 + 1;
-            for (i, e) in entries.iter().enumerate() {
-                let id = first + i as i64;
-                check_id(id)?;
-                restore_entry(
+            check_id(first)?;
+            check_id(last)?;
+            // In chunks of one INSERT each (the same statement an add uses).
+            for (k, chunk) in entries.chunks(RESTORE_CHUNK).enumerate() {
+                let start = first + (k * RESTORE_CHUNK) as i64;
+                let importance: Vec<f64> = chunk.iter().map(|e| e.importance).collect();
+                let created: Vec<i64> = chunk.iter().map(|e| e.created_at).collect();
+                let ids: Vec<i64> = (0..chunk.len() as i64).map(|i| start + i).collect();
+                let content: Vec<&str> = chunk.iter().map(|e| e.content.as_str()).collect();
+                let role: Vec<&str> = chunk.iter().map(|e| e.role.as_str()).collect();
+                super::exec(
                     c,
-                    agent_id,
-                    id,
-                    (e.role, &e.content, e.importance),
-                    e.created_at,
+                    INSERT_MANY,
+                    &[
+                        (&agent_id, postgres::types::Type::INT8),
+                        (&importance, postgres::types::Type::FLOAT8_ARRAY),
+                        (&created, postgres::types::Type::INT8_ARRAY),
+                        (&ids, postgres::types::Type::INT8_ARRAY),
+                        (&content, postgres::types::Type::TEXT_ARRAY),
+                        (&role, postgres::types::Type::TEXT_ARRAY),
+                    ],
                 )?;
             }
             Ok(entries.len() as u64)
