@@ -547,6 +547,8 @@ pub fn stats(b: &mut Bench, pg: &mut Pg) {
         tx.execute(&insert, &[&imp, &at, &ids, &texts])
             .expect("bare preload");
         tx.commit().expect("commit");
+        s.compact(false).expect("vacuum");
+        bare.batch_execute("VACUUM ANALYZE m").expect("bare vacuum");
         let agg = bare
             .prepare("SELECT count(*), sum(size_bytes), avg(importance), min(created_at), max(created_at)
                       FROM m WHERE agent_id = 1")
@@ -591,6 +593,10 @@ pub fn stats(b: &mut Bench, pg: &mut Pg) {
             .expect("prepare");
         let ds: Vec<f64> = rows.iter().map(|r| r.duration).collect();
         bare.execute(&ins, &[&ds]).expect("bare log");
+        // As autovacuum would after a bulk load: visibility map and statistics, for
+        // both sides.
+        s.compact(false).expect("vacuum");
+        bare.batch_execute("VACUUM ANALYZE l").expect("bare vacuum");
         let pct = bare
             .prepare("SELECT count(*), avg(d), min(d), max(d),
                              percentile_disc(ARRAY[0.5, 0.9, 0.95]) WITHIN GROUP (ORDER BY d) FROM l")
