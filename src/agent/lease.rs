@@ -123,15 +123,18 @@ where
     RF: std::future::Future<Output = U>,
 {
     let mut delay = FIRST_POLL;
+    let mut waited = false;
     loop {
         if let Some(lease) = Lease::take(store, key, duration).await? {
-            // The holder before may have finished just now: its result wins.
-            if let Some(found) = look().await? {
+            // After a wait, the holder before may have finished just now: its result
+            // wins. (On the first take the caller has just looked and missed.)
+            if waited && let Some(found) = look().await? {
                 drop(lease);
                 return Ok(Once::Found(found));
             }
             return Ok(Once::Ran(run(lease).await));
         }
+        waited = true;
         let mut pause = delay;
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -37,12 +37,8 @@ impl PostgresUrl {
         let mut kept = Vec::new();
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
             match pair.split_once('=') {
-                Some(("schema", value)) => {
-                    let value = percent_decode(value).ok_or_else(|| {
-                        Error::invalid("the schema parameter is not valid percent-encoded UTF-8")
-                    })?;
-                    schema = Some(check_schema(&value)?);
-                }
+                // A schema name is a plain identifier: nothing in it is ever encoded.
+                Some(("schema", value)) => schema = Some(check_schema(value)?),
                 _ if pair.is_empty() => {}
                 _ => kept.push(pair),
             }
@@ -137,24 +133,6 @@ fn redact(url: &str) -> String {
         out.push_str(&pairs.join("&"));
     }
     out
-}
-
-/// `%XX` decoded; `None` when malformed or not UTF-8.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

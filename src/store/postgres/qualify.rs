@@ -3,7 +3,6 @@
 //! statement then runs in autocommit, one round trip, with no session state. The
 //! rewritten text of each statement is computed once and cached.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -110,11 +109,31 @@ pub(crate) fn with<T>(q: &Arc<Qualifier>, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// `sql` qualified for the operation running on this thread (as it is outside one).
-pub(crate) fn qualified(sql: &str) -> Cow<'_, str> {
+/// A statement as it is sent: qualified (shared with the cache) or as written.
+pub(crate) enum Qualified<'a> {
+    /// Rewritten for the store's schema.
+    Shared(Arc<str>),
+    /// Outside an operation (migration): as written.
+    AsWritten(&'a str),
+}
+
+impl std::ops::Deref for Qualified<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Qualified::Shared(s) => s,
+            Qualified::AsWritten(s) => s,
+        }
+    }
+}
+
+/// `sql` qualified for the operation running on this thread (as it is outside one),
+/// without copying the cached text.
+pub(crate) fn qualified(sql: &str) -> Qualified<'_> {
     CURRENT.with(|c| match c.borrow().as_ref() {
-        Some(q) => Cow::Owned(q.apply(sql).to_string()),
-        None => Cow::Borrowed(sql),
+        Some(q) => Qualified::Shared(q.apply(sql)),
+        None => Qualified::AsWritten(sql),
     })
 }
 

@@ -14,7 +14,9 @@ use postgres::types::Type;
 use super::{Postgres, args, exec, get, opt_row, refuse_nul, row, rows};
 use crate::error::{Error, Result};
 use crate::store::engine::ResponseOps;
-use crate::store::responses::{TuneRule, check_size, message_hash, older_than, time_bucket};
+use crate::store::responses::{
+    TuneRule, check_size, message_hash, older_than, time_bucket, tuning,
+};
 use crate::store::words::{FuzzyQuery, differ_in_meaning, jaccard, word_set};
 use crate::store::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, NoMatch, Outcome,
@@ -418,26 +420,12 @@ fn tune_on(c: &mut Client, agent_id: i64, rule: TuneRule) -> Result<Tuning> {
     const SET: &str = "UPDATE agents SET target_response_time = $2 WHERE id = $1";
     // The agent's row lock orders tunings from many hosts: each reads the target the
     // previous one wrote.
-    row(c, LOCK, args![agent_id])?;
-    let ResponseTimeStats::Data(s) = time_stats_on(c, agent_id)? else {
-        let target = target_on(c, agent_id)?;
-        return Ok(Tuning {
-            old_target: target,
-            new_target: target,
-            achievement_rate: None,
-        });
-    };
-    let rate = s.target_achievement_rate;
-    let old = s.target_response_time;
-    let new = rule(rate, old);
-    if new != old {
-        exec(c, SET, args![agent_id, new])?;
+    let target: f64 = get(&row(c, LOCK, args![agent_id])?, 0, LOCK)?;
+    let tuned = tuning(&time_stats_on(c, agent_id)?, target, rule);
+    if tuned.new_target != tuned.old_target {
+        exec(c, SET, args![agent_id, tuned.new_target])?;
     }
-    Ok(Tuning {
-        old_target: old,
-        new_target: new,
-        achievement_rate: Some(rate),
-    })
+    Ok(tuned)
 }
 
 pub(super) fn response_from_row(r: &postgres::Row, sql: &str) -> Result<CachedResponse> {

@@ -83,6 +83,26 @@ pub struct Tuning {
 /// import accepts however many tunings run.
 pub(crate) type TuneRule = fn(achievement_rate: f64, old_target: f64) -> f64;
 
+/// What tuning by `rule` makes of `stats`; `target` is the current target (the one in
+/// `stats` when anything is logged). The engine writes the new target if it differs.
+pub(crate) fn tuning(stats: &ResponseTimeStats, target: f64, rule: TuneRule) -> Tuning {
+    match stats {
+        ResponseTimeStats::Data(s) => {
+            let rate = s.target_achievement_rate;
+            Tuning {
+                old_target: s.target_response_time,
+                new_target: rule(rate, s.target_response_time),
+                achievement_rate: Some(rate),
+            }
+        }
+        ResponseTimeStats::NoData => Tuning {
+            old_target: target,
+            new_target: target,
+            achievement_rate: None,
+        },
+    }
+}
+
 /// The original's tuning: with more than 90% of the logged responses under the target
 /// it becomes 0.9x, under 50% 1.2x, else it stays; clamped to 1 µs ..= a year.
 pub(crate) fn tuned_target(rate: f64, old: f64) -> f64 {

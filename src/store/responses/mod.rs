@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use log::{LoggedResponse, ResponseTimeStats, TimeFigures, Tuning};
-pub(crate) use log::{TuneRule, time_bucket, validate_duration};
+pub(crate) use log::{TuneRule, time_bucket, tuning, validate_duration};
 
 use super::{AgentRecord, MAX_CONTENT_BYTES, Store, batch};
 use crate::clock::serialize_micros;

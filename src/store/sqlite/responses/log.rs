@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::super::stmt::{SqlContext, exec, opt_row, row, rows};
 use crate::error::{Error, Result};
-use crate::store::responses::{TuneRule, time_bucket};
+use crate::store::responses::{TuneRule, time_bucket, tuning};
 use crate::store::{LoggedResponse, ResponseTimeStats, TimeFigures, Tuning};
 
 /// Log rows deleted, at most, by each log write that finds the log over its retention.
@@ -153,23 +153,14 @@ pub(super) fn time_stats_on(c: &Connection, agent_id: i64) -> Result<ResponseTim
 /// Tunes the target by `rule` in the caller's transaction.
 pub(super) fn tune_on(tx: &Connection, agent_id: i64, rule: TuneRule) -> Result<Tuning> {
     const SET: &str = "UPDATE agents SET target_response_time = ?2 WHERE id = ?1";
-    let ResponseTimeStats::Data(s) = time_stats_on(tx, agent_id)? else {
-        let target = target_on(tx, agent_id)?;
-        return Ok(Tuning {
-            old_target: target,
-            new_target: target,
-            achievement_rate: None,
-        });
+    let stats = time_stats_on(tx, agent_id)?;
+    let target = match &stats {
+        ResponseTimeStats::Data(s) => s.target_response_time,
+        ResponseTimeStats::NoData => target_on(tx, agent_id)?,
     };
-    let rate = s.target_achievement_rate;
-    let old = s.target_response_time;
-    let new = rule(rate, old);
-    if new != old {
-        exec(tx, SET, params![agent_id, new])?;
+    let tuned = tuning(&stats, target, rule);
+    if tuned.new_target != tuned.old_target {
+        exec(tx, SET, params![agent_id, tuned.new_target])?;
     }
-    Ok(Tuning {
-        old_target: old,
-        new_target: new,
-        achievement_rate: Some(rate),
-    })
+    Ok(tuned)
 }
