@@ -187,8 +187,12 @@ fn many_threads_creating_one_new_file_agree_on_one_schema() -> TestResult {
 #[test]
 fn the_wal_stays_bounded_under_a_steady_writer() -> TestResult {
     // 4,000 commits of about three 4 KiB pages each would make a WAL of about 48 MiB
-    // without checkpoints; the commit past 1,000 pages checkpoints and the log starts
-    // over, so the file stays near 4 MiB.
+    // without checkpoints. The commit past 1,000 pages checkpoints and the log usually
+    // starts over near 4 MiB; when the background checkpoint holds the lock at that
+    // moment (a loaded machine), the commit past 2,000 pages waits for the restart, so
+    // the file never passes 2,000 frames (8.2 MiB) plus one commit. Small batches
+    // (bulk commits, which take the hook off for themselves) come in between, so this
+    // also fails if a bulk commit left a connection without the hook.
     let db = TempDb::new();
     let store = Store::open(&db.path, StoreOptions::default())?;
     let memory = store.memory(&store.agent("a")?);
@@ -196,11 +200,14 @@ fn the_wal_stays_bounded_under_a_steady_writer() -> TestResult {
     let mut largest = 0;
     for i in 0..4000 {
         memory.add(&format!("entry {i} {}", "x".repeat(200)), 0.5)?;
+        if i % 500 == 0 {
+            memory.add_many(&[("batched", 0.5), ("batched too", 0.5)])?;
+        }
         if i % 100 == 0 {
             largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
         }
     }
-    assert!(largest < 8 * 1024 * 1024, "the WAL grew to {largest} bytes");
+    assert!(largest < 9 * 1024 * 1024, "the WAL grew to {largest} bytes");
     Ok(())
 }
 

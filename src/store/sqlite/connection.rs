@@ -310,10 +310,10 @@ pub(crate) fn configure(conn: &Connection, s: ConnectionSettings) -> rusqlite::R
     conn.pragma_update(None, "secure_delete", "FAST")?;
     // Sorts and temporary b-trees in memory, never in a temp file beside the database.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // A commit that takes the WAL past this many pages checkpoints it (SQLite's
-    // default, stated here because bulk writes turn it off for their commit; see
-    // checkpoint.rs).
-    conn.pragma_update(None, "wal_autocheckpoint", super::checkpoint::AUTO_PAGES)?;
+    // Our WAL hook in place of SQLite's automatic checkpoint: a commit that takes the
+    // WAL past 1,000 pages checkpoints it, past 2,000 it waits for the log to start
+    // over; bulk writes take it off for their commit (checkpoint.rs).
+    super::checkpoint::install(conn);
     // The store has more hot statements than rusqlite's default cache of 16 holds.
     conn.set_prepared_statement_cache_capacity(64);
     // Backstop for the size checks done in Rust: no single value above 64 MiB, and

@@ -154,7 +154,8 @@ impl Sqlite {
     /// writes can fail with SQLITE_BUSY whatever the busy timeout. Commits when `f`
     /// returns Ok, rolls back otherwise. A commit that takes the WAL past
     /// [`checkpoint::AUTO_PAGES`] checkpoints what the background thread has not yet
-    /// copied (see checkpoint.rs).
+    /// copied, past [`checkpoint::HARD_PAGES`] it waits for the log to start over
+    /// (see checkpoint.rs).
     fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let _turn = self.write_turn();
         let conn = self.conn()?;
@@ -183,14 +184,12 @@ impl Sqlite {
     /// prune, a batch): its commit does not checkpoint; the background thread copies
     /// the WAL right after, so the caller does not wait for that copy and its fsyncs.
     fn write_bulk<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        const OFF: &str = "PRAGMA wal_autocheckpoint = 0";
         let _turn = self.write_turn();
         let conn = self.conn()?;
-        conn.execute_batch(OFF).sql(OFF)?;
+        checkpoint::remove(&conn);
         let done = WriteTx::run(&conn, self.settings.busy_timeout, f);
-        let restored = checkpoint::restore_auto(&conn);
+        checkpoint::install(&conn);
         let out = done?;
-        restored?;
         self.after_commit();
         Ok(out)
     }
