@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod connect;
+mod engines;
 mod context;
 mod crash;
 mod faults;
