@@ -29,10 +29,10 @@ impl Tool for Square {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, db, agent, n] = args.as_slice() else {
-        return Err("usage: tool_call DB AGENT N".into());
+        return Err("usage: tool_call DB AGENT N (DB: a file or a postgres:// URL)".into());
     };
     let n: i64 = n.parse()?;
-    let store = Store::open(db, StoreOptions::default())?;
+    let store = Store::connect(db, StoreOptions::default())?;
     let agent = store.agent(agent)?;
     let ran = Arc::new(AtomicBool::new(false));
     let registry = ToolRegistry::new().with(Square(ran.clone()));

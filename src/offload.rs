@@ -26,16 +26,53 @@ pub(crate) fn finish_off_worker(f: impl FnOnce() + Send) {
 }
 
 /// Runs `f` where it may block on a runtime of its own (as the `postgres` client
-/// does): on a multi-threaded runtime's worker inside `block_in_place`, which moves
-/// the worker's other tasks away and leaves the runtime's context; anywhere else right
-/// here. (A current-thread runtime's own thread cannot be left: code there must call
-/// the store inside `spawn_blocking`, as the agent layer does.)
+/// does, which panics inside a runtime's context): on a multi-threaded runtime's
+/// worker inside `block_in_place`, which moves the worker's other tasks away and
+/// leaves the runtime's context; on a current-thread runtime's thread (which cannot be
+/// left, and where `block_in_place` is not allowed) on a helper thread while this one
+/// waits (a thread start per call, tens of µs), so that a store called straight from
+/// `#[tokio::main(flavor = "current_thread")]` works instead of aborting the process;
+/// outside a runtime right here.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
     match Handle::try_current() {
         Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
-        _ => f(),
+        Ok(_) => on_helper_thread(f),
+        Err(_) => f(),
     }
+}
+
+/// Moves a value to the helper thread of [`on_helper_thread`] and back.
+struct Handover<T>(T);
+
+// SAFETY: a `Handover` only crosses to a scoped helper thread and back while the
+// thread that made it is blocked waiting for that helper, so what it holds is never
+// used by two threads at once, and everything it borrows outlives the helper. The
+// values that are not `Send` in this crate's calls are sinks and callbacks borrowed
+// for the call (`&mut dyn FnMut`, an output writer, a `Cell` flag): none is tied to
+// its thread (no guard is released and no thread-local is read through them).
+unsafe impl<T> Send for Handover<T> {}
+
+/// Runs `f` on a scoped helper thread while this thread waits; a panic in `f` goes on
+/// unwinding here.
+fn on_helper_thread<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
+    let f = Handover(f);
+    std::thread::scope(|s| {
+        let helper = std::thread::Builder::new()
+            .name("agentstore-io".into())
+            .spawn_scoped(s, move || {
+                let f = f;
+                Handover((f.0)())
+            })
+            .map_err(|source| crate::Error::Io {
+                context: "cannot start a thread for a database call".into(),
+                source,
+            })?;
+        match helper.join() {
+            Ok(result) => result.0,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }

@@ -1,7 +1,8 @@
 //! One behavioural suite, both engines: a test written once as
 //! `engines! { fn name(db: &Db) -> TestResult { ... } }` runs as `name::sqlite` on a
 //! fresh file and as `name::postgres` in a fresh schema of the test server (see
-//! `postgres.rs`; one throwaway cluster shared by the tests running at the same time).
+//! `postgres.rs`; one throwaway cluster shared by the tests running at the same time);
+//! `engines_async!` does the same for `async fn`.
 //! A [`Db`] hands out stores, the CLI and the `--db` location; it has no file path, so
 //! a test that inspects the SQLite file cannot be written against it by mistake.
 
@@ -114,6 +115,40 @@ impl Db {
         serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON")
     }
 
+    /// Everything stored, to compare before and after something that must change
+    /// nothing: on SQLite every file's length and hash (the file, its WAL), on
+    /// PostgreSQL every row of every table of the schema, as text.
+    pub fn snapshot(&self) -> Vec<String> {
+        match &self.server {
+            None => crate::common::snapshot_dir(self.dir.path())
+                .into_iter()
+                .map(|f| format!("{f:?}"))
+                .collect(),
+            Some(server) => {
+                let mut c = postgres::Client::connect(server.url(), postgres::NoTls)
+                    .expect("connect to the test server");
+                let tables: Vec<String> = c
+                    .query(
+                        "SELECT table_name::text FROM information_schema.tables
+                          WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1",
+                        &[&self.schema],
+                    )
+                    .expect("tables")
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let mut rows = Vec::new();
+                for t in tables {
+                    let q = format!("SELECT t::text FROM {}.{t} t ORDER BY 1", self.schema);
+                    for r in c.query(&q, &[]).expect("rows") {
+                        rows.push(format!("{t}: {}", r.get::<_, String>(0)));
+                    }
+                }
+                rows
+            }
+        }
+    }
+
     /// `--db` for a [`std::process::Command`].
     pub fn db_arg(&self) -> [OsString; 2] {
         ["--db".into(), self.location.clone().into()]
@@ -160,3 +195,46 @@ macro_rules! engines {
     };
 }
 pub(crate) use engines;
+
+/// [`engines!`] for one `async fn name(db: &Db) -> TestResult { .. }`: it runs on a
+/// current-thread tokio runtime (as `#[tokio::test]`), or on a two-worker one when
+/// marked `#[multi_thread]`; the database is made and dropped outside the runtime.
+macro_rules! engines_async {
+    (#[multi_thread] $(#[$meta:meta])* async fn $name:ident($db:ident: &Db) -> TestResult $body:block) => {
+        $crate::engines::engines_async!(@gen (new_multi_thread().worker_threads(2))
+            $(#[$meta])* $name $db $body);
+    };
+    ($(#[$meta:meta])* async fn $name:ident($db:ident: &Db) -> TestResult $body:block) => {
+        $crate::engines::engines_async!(@gen (new_current_thread()) $(#[$meta])* $name $db $body);
+    };
+    (@gen ($($builder:tt)*) $(#[$meta:meta])* $name:ident $db:ident $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($db: &$crate::engines::Db) -> $crate::common::TestResult $body
+
+            fn on(db: &$crate::engines::Db) -> $crate::common::TestResult {
+                tokio::runtime::Builder::$($builder)*
+                    .enable_all()
+                    .build()?
+                    .block_on(run(db))
+            }
+
+            #[test]
+            fn sqlite() -> $crate::common::TestResult {
+                on(&$crate::engines::Db::sqlite())
+            }
+
+            #[test]
+            fn postgres() -> $crate::common::TestResult {
+                match $crate::engines::Db::postgres() {
+                    Some(db) => on(&db),
+                    None => Ok(()),
+                }
+            }
+        }
+    };
+}
+pub(crate) use engines_async;

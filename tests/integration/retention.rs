@@ -44,15 +44,7 @@ fn ops_strategy(engine: Engine) -> impl Strategy<Value = Vec<(String, f64, u8, b
         Engine::Sqlite => "[a-z é\u{0}]{1,120}",
         Engine::Postgres => "[a-z é]{1,120}",
     };
-    prop::collection::vec(
-        (
-            text,
-            importance_strategy(),
-            0u8..3,
-            any::<bool>(),
-        ),
-        1..60,
-    )
+    prop::collection::vec((text, importance_strategy(), 0u8..3, any::<bool>()), 1..60)
 }
 
 /// A runner of `cases` random cases, and a fresh agent name for each.
@@ -62,7 +54,13 @@ fn runner(cases: u32) -> (TestRunner, impl Fn() -> String) {
         case.set(case.get() + 1);
         format!("a{}", case.get())
     };
-    (TestRunner::new(Config { cases, ..Config::default() }), name)
+    (
+        TestRunner::new(Config {
+            cases,
+            ..Config::default()
+        }),
+        name,
+    )
 }
 
 engines! {
