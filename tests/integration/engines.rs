@@ -6,7 +6,6 @@
 //! A [`Db`] hands out stores, the CLI and the `--db` location; it has no file path, so
 //! a test that inspects the SQLite file cannot be written against it by mistake.
 
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -147,11 +146,6 @@ impl Db {
                 rows
             }
         }
-    }
-
-    /// `--db` for a [`std::process::Command`].
-    pub fn db_arg(&self) -> [OsString; 2] {
-        ["--db".into(), self.location.clone().into()]
     }
 }
 
