@@ -114,6 +114,29 @@ impl Db {
         serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON")
     }
 
+    /// The rows of a read-only `query` through `agentstore sql`, as JSON objects.
+    pub fn sql(&self, query: &str) -> Vec<serde_json::Value> {
+        match self.json(&["sql", query]) {
+            serde_json::Value::Array(rows) => rows,
+            other => panic!("sql printed {other}"),
+        }
+    }
+
+    /// Whether the database exists: the file, or the schema on the server.
+    pub fn exists(&self) -> bool {
+        match &self.server {
+            None => std::path::Path::new(&self.location).exists(),
+            Some(server) => postgres::Client::connect(server.url(), postgres::NoTls)
+                .expect("connect to the test server")
+                .query_opt(
+                    "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+                    &[&self.schema],
+                )
+                .expect("schemata")
+                .is_some(),
+        }
+    }
+
     /// Everything stored, to compare before and after something that must change
     /// nothing: on SQLite every file's length and hash (the file, its WAL), on
     /// PostgreSQL every row of every table of the schema, as text.

@@ -293,7 +293,8 @@ pub(super) fn vet(sql: &str) -> Result<()> {
     Ok(())
 }
 
-/// A column value as JSON: numbers, booleans and text as themselves, NULL as null,
+/// A column value as JSON: numbers, booleans and text as themselves (a numeric as a
+/// number when it is whole and fits in 64 bits, else as exact decimal text), NULL as null,
 /// bytea as `X'..'`, and anything else in PostgreSQL's text form where it is text on
 /// the wire, else as its type name and hex.
 struct Any(Value);
@@ -315,7 +316,15 @@ impl<'a> FromSql<'a> for Any {
                 "X'{}'",
                 crate::store::tool_cache::hex(raw).to_uppercase()
             )),
-            Type::NUMERIC => Value::from(numeric_text(raw)?),
+            // `sum` of a bigint is a numeric: a whole one that fits is the number it
+            // is on SQLite; any other stays exact, as decimal text.
+            Type::NUMERIC => {
+                let text = numeric_text(raw)?;
+                match text.parse::<i64>() {
+                    Ok(n) => Value::from(n),
+                    Err(_) => Value::from(text),
+                }
+            }
             // Microseconds since 2000-01-01 UTC.
             Type::TIMESTAMPTZ | Type::TIMESTAMP => Value::from(crate::clock::to_rfc3339(
                 i64::from_sql(&Type::INT8, raw)?.saturating_add(946_684_800_000_000),
