@@ -14,6 +14,7 @@ use agentstore::{
 use proptest::prelude::*;
 
 use crate::common::{TempDb, TestResult};
+use crate::engines::{Db, Engine, engines, engines_async};
 
 const T0: i64 = 1_700_000_000_000_000;
 
@@ -67,6 +68,13 @@ fn corpus() -> impl Strategy<
         proptest::collection::vec(words(1..8), 0..10),
         proptest::sample::subsequence(&VOCAB[..], 1..4),
     )
+}
+
+/// The store in `db` with the agent `bot`.
+fn bot_in(db: &Db) -> (Store, agentstore::AgentRecord) {
+    let store = db.open(StoreOptions::default()).expect("open");
+    let agent = store.agent("bot").expect("agent");
+    (store, agent)
 }
 
 /// A new store with the agent `bot`.
@@ -264,73 +272,76 @@ fn queries_are_any_text_and_match_prefixes_phrases_and_accents() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn rate_keeps_the_entry_and_the_counters_right() -> TestResult {
-    let (_db, store, agent) = bot();
-    let m = store.memory(&agent);
-    m.add_as(Role::User, "first", 0.2)?;
-    m.add("second", 0.4)?;
-    let before = m.get(1)?.unwrap();
-    let after = m.rate(1, 0.9)?.unwrap();
-    assert_eq!(
-        (after.id, after.role, &after.content, after.created_at),
-        (before.id, before.role, &before.content, before.created_at)
-    );
-    assert_eq!(m.get(1)?.unwrap(), after);
-    let stats = m.stats()?;
-    assert!((stats.avg_importance_score.unwrap() - 0.65).abs() < 1e-12);
-    assert_eq!(m.rate(7, 0.5)?, None);
-    assert!(m.rate(1, f64::NAN).is_err());
-    assert_eq!(
-        m.search("first", &SearchOptions::default())?[0].importance,
-        0.9
-    );
-    assert!(store.check()?.ok);
-    Ok(())
+engines! {
+    fn rate_keeps_the_entry_and_the_counters_right(db: &Db) -> TestResult {
+        let (store, agent) = bot_in(db);
+        let m = store.memory(&agent);
+        m.add_as(Role::User, "first", 0.2)?;
+        m.add("second", 0.4)?;
+        let before = m.get(1)?.unwrap();
+        let after = m.rate(1, 0.9)?.unwrap();
+        assert_eq!(
+            (after.id, after.role, &after.content, after.created_at),
+            (before.id, before.role, &before.content, before.created_at)
+        );
+        assert_eq!(m.get(1)?.unwrap(), after);
+        let stats = m.stats()?;
+        assert!((stats.avg_importance_score.unwrap() - 0.65).abs() < 1e-12);
+        assert_eq!(m.rate(7, 0.5)?, None);
+        assert!(m.rate(1, f64::NAN).is_err());
+        assert_eq!(
+            m.search("first", &SearchOptions::default())?[0].importance,
+            0.9
+        );
+        assert!(store.check()?.ok);
+        Ok(())
+    }
 }
 
-#[test]
-fn forget_removes_exactly_what_it_lists_and_refuses_unknown_ids() -> TestResult {
-    let (_db, store, agent) = bot();
-    let other = store.agent("other")?;
-    let m = store.memory(&agent);
-    for text in [
-        "my address is 5 Elm Road",
-        "I like Elm trees",
-        "road works ahead",
-    ] {
-        m.add(text, 0.5)?;
+engines! {
+    fn forget_removes_exactly_what_it_lists_and_refuses_unknown_ids(db: &Db) -> TestResult {
+        let (store, agent) = bot_in(db);
+        let other = store.agent("other")?;
+        let m = store.memory(&agent);
+        for text in [
+            "my address is 5 Elm Road",
+            "I like Elm trees",
+            "road works ahead",
+        ] {
+            m.add(text, 0.5)?;
+        }
+        store.memory(&other).add("elm road in another agent", 0.5)?;
+
+        let matching = ForgetTarget::Matching("elm road".into());
+        let dry = m.forget(&matching, true)?;
+        assert_eq!(dry.entries.iter().map(|e| e.id).collect::<Vec<_>>(), [1]);
+        assert_eq!(m.stats()?.total_entries, 3, "a dry run removes nothing");
+        let done = m.forget(&matching, false)?;
+        assert_eq!(done.entries, dry.entries);
+        // PostgreSQL cannot scrub its pages and WAL (README, Engines).
+        assert_eq!(done.scrubbed, db.engine == Engine::Sqlite);
+        assert_eq!(m.get(1)?, None);
+        assert_eq!(store.memory(&other).stats()?.total_entries, 1);
+
+        let err = m
+            .forget(&ForgetTarget::Ids(vec![2, 99]), false)
+            .unwrap_err();
+        assert!(err.to_string().contains("99"), "{err}");
+        assert_eq!(m.stats()?.total_entries, 2, "nothing removed on a bad id");
+        // An id of the other agent is not this agent's.
+        assert!(m.forget(&ForgetTarget::Ids(vec![1]), true).is_err());
+        let none = m.forget(&ForgetTarget::Matching("nothing like it".into()), false)?;
+        assert!(none.entries.is_empty());
+        assert_eq!(
+            m.forget(&ForgetTarget::Ids(vec![2, 3]), false)?
+                .entries
+                .len(),
+            2
+        );
+        assert_eq!(m.stats()?.total_entries, 0);
+        assert!(store.check()?.ok);
+        Ok(())
     }
-    store.memory(&other).add("elm road in another agent", 0.5)?;
-
-    let matching = ForgetTarget::Matching("elm road".into());
-    let dry = m.forget(&matching, true)?;
-    assert_eq!(dry.entries.iter().map(|e| e.id).collect::<Vec<_>>(), [1]);
-    assert_eq!(m.stats()?.total_entries, 3, "a dry run removes nothing");
-    let done = m.forget(&matching, false)?;
-    assert_eq!(done.entries, dry.entries);
-    assert!(done.scrubbed);
-    assert_eq!(m.get(1)?, None);
-    assert_eq!(store.memory(&other).stats()?.total_entries, 1);
-
-    let err = m
-        .forget(&ForgetTarget::Ids(vec![2, 99]), false)
-        .unwrap_err();
-    assert!(err.to_string().contains("99"), "{err}");
-    assert_eq!(m.stats()?.total_entries, 2, "nothing removed on a bad id");
-    // An id of the other agent is not this agent's.
-    assert!(m.forget(&ForgetTarget::Ids(vec![1]), true).is_err());
-    let none = m.forget(&ForgetTarget::Matching("nothing like it".into()), false)?;
-    assert!(none.entries.is_empty());
-    assert_eq!(
-        m.forget(&ForgetTarget::Ids(vec![2, 3]), false)?
-            .entries
-            .len(),
-        2
-    );
-    assert_eq!(m.stats()?.total_entries, 0);
-    assert!(store.check()?.ok);
-    Ok(())
 }
 
 /// Every file of the database (the file, its WAL and shared memory) as bytes.
@@ -458,103 +469,106 @@ async fn agent_with(
     (Agent::open(store, "bot", config).await.unwrap(), prompts)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_remembers_who_said_what_and_prompts_with_roles() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    let (agent, prompts) = agent_with(&store, Duration::ZERO, Duration::from_secs(5)).await;
-    agent.remember("the user's name is Ada", 0.9).await?;
-    agent
-        .process_message("what is the capital of France?")
-        .await?;
-    agent.process_message("and of Italy, Ada asks").await?;
-    let entries = agent.memories(ListOrder::Time, 10).await?;
-    let roles: Vec<(Role, &str)> = entries
-        .iter()
-        .rev()
-        .map(|e| (e.role, e.content.as_str()))
-        .collect();
-    assert_eq!(
-        roles,
-        [
-            (Role::Note, "the user's name is Ada"),
-            (Role::User, "what is the capital of France?"),
-            (
-                Role::Assistant,
-                "the real answer to what is the capital of France?"
-            ),
-            (Role::User, "and of Italy, Ada asks"),
-            (Role::Assistant, "the real answer to and of Italy, Ada asks"),
-        ]
-    );
-    let prompts = prompts.lock().unwrap();
-    let last = prompts.last().unwrap();
-    assert!(last.contains(agentstore::agent::CONTEXT_HEADER), "{last}");
-    assert!(last.contains("\nnote: the user's name is Ada\nuser: what is the capital of France?\nassistant: the real answer to what is the capital of France?"), "{last}");
-    Ok(())
+engines_async! {
+    #[multi_thread]
+    async fn the_agent_remembers_who_said_what_and_prompts_with_roles(db: &Db) -> TestResult {
+        let store = db.open(StoreOptions::default())?;
+        let (agent, prompts) = agent_with(&store, Duration::ZERO, Duration::from_secs(5)).await;
+        agent.remember("the user's name is Ada", 0.9).await?;
+        agent
+            .process_message("what is the capital of France?")
+            .await?;
+        agent.process_message("and of Italy, Ada asks").await?;
+        let entries = agent.memories(ListOrder::Time, 10).await?;
+        let roles: Vec<(Role, &str)> = entries
+            .iter()
+            .rev()
+            .map(|e| (e.role, e.content.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                (Role::Note, "the user's name is Ada"),
+                (Role::User, "what is the capital of France?"),
+                (
+                    Role::Assistant,
+                    "the real answer to what is the capital of France?"
+                ),
+                (Role::User, "and of Italy, Ada asks"),
+                (Role::Assistant, "the real answer to and of Italy, Ada asks"),
+            ]
+        );
+        let prompts = prompts.lock().unwrap();
+        let last = prompts.last().unwrap();
+        assert!(last.contains(agentstore::agent::CONTEXT_HEADER), "{last}");
+        assert!(last.contains("\nnote: the user's name is Ada\nuser: what is the capital of France?\nassistant: the real answer to what is the capital of France?"), "{last}");
+        Ok(())
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fallback_is_never_remembered_and_the_late_answer_is() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    store.agent("bot")?;
-    store.set_target_response_time("bot", 0.05)?;
-    let (agent, _) = agent_with(&store, Duration::from_millis(300), Duration::from_secs(5)).await;
-    let reply = agent.process_message("tell me about tides").await?;
-    assert_eq!(reply.outcome, Outcome::Fallback);
-    let now: Vec<(Role, String)> = agent
-        .memories(ListOrder::Time, 10)
-        .await?
-        .into_iter()
-        .map(|e| (e.role, e.content))
-        .collect();
-    assert_eq!(now, [(Role::User, "tell me about tides".to_string())]);
-    assert_eq!(agent.responder().settle().await, 1);
-    let later: Vec<(Role, String)> = agent
-        .memories(ListOrder::Time, 10)
-        .await?
-        .into_iter()
-        .rev()
-        .map(|e| (e.role, e.content))
-        .collect();
-    assert_eq!(
-        later,
-        [
-            (Role::User, "tell me about tides".to_string()),
-            (
-                Role::Assistant,
-                "the real answer to tell me about tides".to_string()
-            ),
-        ]
-    );
-    Ok(())
+engines_async! {
+    #[multi_thread]
+    async fn a_fallback_is_never_remembered_and_the_late_answer_is(db: &Db) -> TestResult {
+        let store = db.open(StoreOptions::default())?;
+        store.agent("bot")?;
+        store.set_target_response_time("bot", 0.05)?;
+        let (agent, _) = agent_with(&store, Duration::from_millis(300), Duration::from_secs(5)).await;
+        let reply = agent.process_message("tell me about tides").await?;
+        assert_eq!(reply.outcome, Outcome::Fallback);
+        let now: Vec<(Role, String)> = agent
+            .memories(ListOrder::Time, 10)
+            .await?
+            .into_iter()
+            .map(|e| (e.role, e.content))
+            .collect();
+        assert_eq!(now, [(Role::User, "tell me about tides".to_string())]);
+        assert_eq!(agent.responder().settle().await, 1);
+        let later: Vec<(Role, String)> = agent
+            .memories(ListOrder::Time, 10)
+            .await?
+            .into_iter()
+            .rev()
+            .map(|e| (e.role, e.content))
+            .collect();
+        assert_eq!(
+            later,
+            [
+                (Role::User, "tell me about tides".to_string()),
+                (
+                    Role::Assistant,
+                    "the real answer to tell me about tides".to_string()
+                ),
+            ]
+        );
+        Ok(())
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_answer_past_the_grace_period_leaves_only_the_question() -> TestResult {
-    let db = TempDb::new();
-    let store = Store::open(&db.path, StoreOptions::default())?;
-    store.agent("bot")?;
-    store.set_target_response_time("bot", 0.02)?;
-    let (agent, _) = agent_with(
-        &store,
-        Duration::from_millis(400),
-        Duration::from_millis(100),
-    )
-    .await;
-    assert_eq!(
-        agent.process_message("slow one").await?.outcome,
-        Outcome::Fallback
-    );
-    agent.responder().settle().await;
-    let all = agent.memories(ListOrder::Time, 10).await?;
-    assert_eq!(all.len(), 1);
-    assert_eq!(
-        (all[0].role, all[0].content.as_str()),
-        (Role::User, "slow one")
-    );
-    Ok(())
+engines_async! {
+    #[multi_thread]
+    async fn a_late_answer_past_the_grace_period_leaves_only_the_question(db: &Db) -> TestResult {
+        let store = db.open(StoreOptions::default())?;
+        store.agent("bot")?;
+        store.set_target_response_time("bot", 0.02)?;
+        let (agent, _) = agent_with(
+            &store,
+            Duration::from_millis(400),
+            Duration::from_millis(100),
+        )
+        .await;
+        assert_eq!(
+            agent.process_message("slow one").await?.outcome,
+            Outcome::Fallback
+        );
+        agent.responder().settle().await;
+        let all = agent.memories(ListOrder::Time, 10).await?;
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].role, all[0].content.as_str()),
+            (Role::User, "slow one")
+        );
+        Ok(())
+    }
 }
 
 #[test]
@@ -993,65 +1007,64 @@ fn roles_and_the_relevance_weight_survive_export_and_import() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn the_fuzzy_guard_blocks_swapped_repeated_and_changed_numbers() -> TestResult {
-    let (_db, store, agent) = bot();
-    let cache = store.response_cache(&agent);
-    cache.put(
-        "please transfer 5 dollars to account 7 today",
-        "done: 5 to 7",
-    )?;
-    cache.put("please add 5 5 7 to the running total now", "17")?;
-    cache.put(
-        "please pay 1,000 dollars to the landlord today",
-        "paid 1000",
-    )?;
-    let options = agentstore::FuzzyOptions::default().with_threshold(0.5);
-    let guarded = |message: &str| -> bool {
-        let lookup = cache.lookup_explained(message, options).unwrap();
-        assert!(lookup.found.is_none() || lookup.no_match.is_none());
-        matches!(lookup.no_match, Some(agentstore::NoMatch::Guarded { .. }))
-    };
-    assert!(guarded("please transfer 7 dollars to account 5 today"));
-    assert!(guarded("please add 5 7 7 to the running total now"));
-    assert!(guarded("please pay 1,001 dollars to the landlord today"));
-    // One number written two ways is the same number: a fuzzy hit.
-    let hit = cache
-        .lookup("please pay 1000 dollars to the landlord today", options)?
-        .expect("a fuzzy match");
-    assert_eq!(hit.response, "paid 1000");
-    Ok(())
+engines! {
+    fn the_fuzzy_guard_blocks_swapped_repeated_and_changed_numbers(db: &Db) -> TestResult {
+        let (store, agent) = bot_in(db);
+        let cache = store.response_cache(&agent);
+        cache.put(
+            "please transfer 5 dollars to account 7 today",
+            "done: 5 to 7",
+        )?;
+        cache.put("please add 5 5 7 to the running total now", "17")?;
+        cache.put(
+            "please pay 1,000 dollars to the landlord today",
+            "paid 1000",
+        )?;
+        let options = agentstore::FuzzyOptions::default().with_threshold(0.5);
+        let guarded = |message: &str| -> bool {
+            let lookup = cache.lookup_explained(message, options).unwrap();
+            assert!(lookup.found.is_none() || lookup.no_match.is_none());
+            matches!(lookup.no_match, Some(agentstore::NoMatch::Guarded { .. }))
+        };
+        assert!(guarded("please transfer 7 dollars to account 5 today"));
+        assert!(guarded("please add 5 7 7 to the running total now"));
+        assert!(guarded("please pay 1,001 dollars to the landlord today"));
+        // One number written two ways is the same number: a fuzzy hit.
+        let hit = cache
+            .lookup("please pay 1000 dollars to the landlord today", options)?
+            .expect("a fuzzy match");
+        assert_eq!(hit.response, "paid 1000");
+        Ok(())
+    }
 }
 
-#[test]
-fn search_since_keeps_only_recent_entries() -> TestResult {
-    let db = TempDb::new();
-    {
-        let store = Store::open(&db.path, StoreOptions::default())?;
-        let agent = store.agent("bot")?;
-        let old = NewEntry {
-            role: Role::Note,
-            content: "tide tables from long ago".into(),
-            importance: 0.5,
-            created_at: T0,
-        };
-        store.memory(&agent).import_entries(&[old])?;
-        store.memory(&agent).add("tide tables for today", 0.5)?;
+engines! {
+    fn search_since_keeps_only_recent_entries(db: &Db) -> TestResult {
+        {
+            let store = db.open(StoreOptions::default())?;
+            let agent = store.agent("bot")?;
+            let old = NewEntry {
+                role: Role::Note,
+                content: "tide tables from long ago".into(),
+                importance: 0.5,
+                created_at: T0,
+            };
+            store.memory(&agent).import_entries(&[old])?;
+            store.memory(&agent).add("tide tables for today", 0.5)?;
+        }
+        let recent = db.json(&[
+                "memory", "search", "--agent", "bot", "--since", "1h", "tide",
+            ],
+        );
+        let ids: Vec<i64> = recent
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, [2]);
+        let all = db.json(&["memory", "search", "--agent", "bot", "tide"]);
+        assert_eq!(all.as_array().unwrap().len(), 2);
+        Ok(())
     }
-    let recent = crate::common::json_of(
-        &db,
-        &[
-            "memory", "search", "--agent", "bot", "--since", "1h", "tide",
-        ],
-    );
-    let ids: Vec<i64> = recent
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids, [2]);
-    let all = crate::common::json_of(&db, &["memory", "search", "--agent", "bot", "tide"]);
-    assert_eq!(all.as_array().unwrap().len(), 2);
-    Ok(())
 }
