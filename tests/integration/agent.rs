@@ -103,7 +103,7 @@ fn chat(db: &Db, args: &[&str], input: &str) -> assert_cmd::assert::Assert {
 engines! {
     fn chat_answers_piped_lines_with_time_and_outcome(db: &Db) -> TestResult {
         let out = chat(
-            &db,
+            db,
             &["--agent", "bot", "--simulated-latency", "none"],
             "what is a WAL?\n\nwhat is a WAL?\n/stats\n/context\n/bogus\n/quit\nnot read\n",
         )
@@ -257,7 +257,7 @@ engines! {
 engines! {
     fn a_bad_base_url_is_a_usage_error(db: &Db) -> TestResult {
         chat(
-            &db,
+            db,
             &["--agent", "bot", "--llm", "openai", "--base-url", "ftp://x"],
             "hi\n",
         )
@@ -272,13 +272,13 @@ engines! {
 engines! {
     fn stats_shows_the_three_views(db: &Db) -> TestResult {
         chat(
-            &db,
+            db,
             &["--agent", "bot", "--simulated-latency", "none"],
             "hello\nhello\n",
         )
         .success();
         chat(
-            &db,
+            db,
             &["--agent", "other", "--simulated-latency", "none"],
             "hey\n",
         )
