@@ -130,11 +130,20 @@ fn main() {
         if b.wants("W1") || b.wants("W3") || b.wants("W12") {
             postgres::memory(&mut b, pg);
         }
+        if b.wants("W2") {
+            postgres::cleanup(&mut b, pg);
+        }
         if b.wants("W5") {
             postgres::tools(&mut b, pg);
         }
+        if b.wants("W6") {
+            postgres::parallel_tools(&mut b, pg);
+        }
         if b.wants("W7") {
             postgres::responses(&mut b, pg);
+        }
+        if b.wants("W8") {
+            postgres::fuzzy(&mut b, pg);
         }
         if b.wants("W4") || b.wants("W9") {
             postgres::stats(&mut b, pg);

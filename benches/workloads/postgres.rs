@@ -1,4 +1,5 @@
-//! `--engine postgres`: the hot paths of W1, W3, W5, W7 and W12 on PostgreSQL, each
+//! `--engine postgres`: W1 to W9 and W12 on PostgreSQL (W6 and W8 beside what they
+//! are compared with on SQLite: one tool call, the original's scan), the others each
 //! beside a bare `postgres`-crate baseline of the same operation (prepared statements,
 //! the same indexes, one transaction per write as the store does) in the same run,
 //! alternating one op of each; and W11 (on both engines): a fleet of K processes, each
@@ -12,11 +13,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use agentstore::agent::{Agent, AgentConfig, SimulatedClient, ToolConfig, ToolRegistry, Tools};
-use agentstore::{MemorySettings, SearchOptions, Store, StoreOptions};
+use agentstore::{MemorySettings, NewEntry, SearchOptions, Store, StoreOptions};
 use postgres::{Client, NoTls};
 use serde_json::{Value, json};
 
-use crate::data::{PRELOAD_EPOCH_MICROS, SplitMix64, memory_pairs, prompt_pairs, tool_params};
+use crate::data::{
+    PRELOAD_EPOCH_MICROS, SplitMix64, fuzzy_messages, memory_pairs, prompt_pairs, tool_params,
+};
 use crate::harness::{Bench, median, summarize, throughput};
 use crate::pg_cluster::Server;
 use crate::tools::Lookup;
@@ -622,4 +625,225 @@ pub fn stats(b: &mut Bench, pg: &mut Pg) {
         summary.insert(format!("W9_T{t_n}_ratio"), json!(r));
     }
     b.summary("PG_stats", Value::Object(summary));
+}
+
+/// W2 on PostgreSQL: one cleanup (keep the top 70% by importance and time) of N
+/// preloaded entries, against a bare `DELETE ... NOT IN (top 70%)`; both rebuilt
+/// before each rep, untimed.
+pub fn cleanup(b: &mut Bench, pg: &mut Pg) {
+    let sizes: &[usize] = if b.config.quick {
+        &[10_000]
+    } else {
+        &[10_000, 100_000]
+    };
+    let (warmups, timed) = if b.config.quick { (1, 3) } else { (1, 7) };
+    let all = memory_pairs(201, *sizes.iter().max().unwrap_or(&10_000), &b.vocab);
+    let url = pg.url();
+    let s = store(&url);
+    let mut bare = pg.bare(BARE_MEMORY);
+    let mut ratios = serde_json::Map::new();
+    for &n in sizes {
+        let pairs = &all[..n];
+        let entries: Vec<NewEntry> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (c, imp))| NewEntry {
+                role: Default::default(),
+                content: c.clone(),
+                importance: *imp,
+                created_at: PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,
+            })
+            .collect();
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        let mut kept = 0;
+        for rep in 0..warmups + timed {
+            // A fresh agent each rep, preloaded, untimed.
+            let agent = s.agent(&format!("w2-{n}-{rep}")).expect("agent");
+            let memory = s.memory(&agent);
+            for chunk in entries.chunks(10_000) {
+                memory.import_entries(chunk).expect("preload");
+            }
+            let t = Instant::now();
+            memory.cleanup().expect("cleanup");
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            kept = memory.stats().expect("stats").total_entries;
+
+            bare.batch_execute("TRUNCATE m").expect("truncate");
+            let (imp, created, ids, sizes, contents): (
+                Vec<f64>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<&str>,
+            ) = pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (c, imp))| {
+                    (
+                        *imp,
+                        PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,
+                        i as i64 + 1,
+                        c.len() as i64,
+                        c.as_str(),
+                    )
+                })
+                .fold(
+                    Default::default(),
+                    |mut v: (Vec<_>, Vec<_>, Vec<_>, Vec<_>, Vec<_>), r| {
+                        v.0.push(r.0);
+                        v.1.push(r.1);
+                        v.2.push(r.2);
+                        v.3.push(r.3);
+                        v.4.push(r.4);
+                        v
+                    },
+                );
+            bare.execute(
+                "INSERT INTO m (agent_id, importance, created_at, id, size_bytes, content)
+                 SELECT 1, * FROM unnest($1::float8[], $2::int8[], $3::int8[], $4::int8[], $5::text[])",
+                &[&imp, &created, &ids, &sizes, &contents],
+            )
+            .expect("bare preload");
+            bare.batch_execute("VACUUM ANALYZE m").expect("analyze");
+            let keep = (n as f64 * 0.7).floor() as i64;
+            let t = Instant::now();
+            bare.execute(
+                "DELETE FROM m WHERE agent_id = 1 AND id NOT IN (SELECT id FROM m WHERE agent_id = 1
+                  ORDER BY importance DESC, created_at DESC LIMIT $1)",
+                &[&keep],
+            )
+            .expect("bare delete");
+            let bus = t.elapsed().as_secs_f64() * 1e6;
+            if rep >= warmups {
+                ours.push(us);
+                base.push(bus);
+            }
+        }
+        assert_eq!(
+            kept,
+            (n as f64 * 0.7).floor() as u64,
+            "W2 on PostgreSQL kept"
+        );
+        let r = pair(
+            b,
+            "W2_memory_cleanup",
+            "cleanup_pg",
+            json!({ "N": n, "entries_after": kept }),
+            &ours,
+            &base,
+        );
+        ratios.insert(format!("N={n}_ratio"), json!(r));
+        ratios.insert(format!("N={n}_median_us"), json!(median(&ours)));
+    }
+    b.summary("PG_W2_memory_cleanup", Value::Object(ratios));
+}
+
+/// W6 on PostgreSQL: the 32-request batch (24 distinct) against a 10 ms tool.
+pub fn parallel_tools(b: &mut Bench, pg: &mut Pg) {
+    let url = pg.url();
+    let s = store(&url);
+    crate::tools::w6_on(b, &s, "agentstore_pg", "PG_W6_parallel_tools");
+}
+
+/// W8 on PostgreSQL: the indexed fuzzy lookup at R = 1k, 10k (and 100k), hits and
+/// both kinds of miss, with the same answers as the original's scan; the bare
+/// baseline is that scan over the messages read from the server.
+pub fn fuzzy(b: &mut Bench, pg: &mut Pg) {
+    use crate::responses::{fuzzy_queries, scan, timed};
+    let sizes: &[(usize, usize)] = if b.config.quick {
+        &[(1_000, 3), (10_000, 2)]
+    } else {
+        &[(1_000, 10), (10_000, 3), (100_000, 2)]
+    };
+    let all = fuzzy_messages(
+        801,
+        sizes.iter().map(|s| s.0).max().unwrap_or(1_000),
+        &b.vocab,
+    );
+    let options = agentstore::FuzzyOptions::default();
+    let mut summary = serde_json::Map::new();
+    for &(r, reps) in sizes {
+        let messages = &all[..r];
+        let url = pg.url();
+        let s = store(&url);
+        let agent = s.agent("bench").expect("agent");
+        let cache = s.response_cache(&agent);
+        let pairs: Vec<(&str, String)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.as_str(), format!("response-{i}")))
+            .collect();
+        for chunk in pairs.chunks(10_000) {
+            cache.put_many(chunk).expect("preload");
+        }
+        let kinds = fuzzy_queries(messages, r, &b.vocab);
+        let lookup = |q: &str| cache.lookup_fuzzy(q, options).expect("lookup");
+        lookup(&kinds[0][0].0);
+        lookup(&kinds[1][0].0);
+        for (kind, queries) in ["hit", "miss_no_shared_words", "miss_random_vocab"]
+            .iter()
+            .zip(&kinds)
+        {
+            let mut samples = Vec::new();
+            let mut same_as_scan = true;
+            for _ in 0..reps {
+                for (q, _) in queries {
+                    let mut got = None;
+                    samples.push(timed(&mut || got = lookup(q)));
+                    let index = got.map(|m| {
+                        m.response["response-".len()..]
+                            .parse::<usize>()
+                            .unwrap_or(usize::MAX)
+                    });
+                    same_as_scan &= index == scan(messages, q, options);
+                }
+            }
+            assert!(
+                same_as_scan,
+                "W8 on PostgreSQL {kind} R={r}: differs from the scan"
+            );
+            b.row(
+                "W8_response_fuzzy",
+                "agentstore_pg",
+                &format!("indexed_{kind}_pg"),
+                json!({ "R": r }),
+                summarize(&samples),
+                json!({ "same_answers_as_scan": same_as_scan }),
+            );
+            summary.insert(format!("R={r}_{kind}_median_us"), json!(median(&samples)));
+        }
+        // The bare baseline: every message read from the server, then the scan.
+        let mut bare = Client::connect(pg.server.url(), NoTls).expect("bare connect");
+        let schema = url.rsplit("schema=").next().expect("schema").to_string();
+        let select = bare
+            .prepare(&format!(
+                "SELECT message FROM {schema}.response_cache WHERE agent_id = $1 ORDER BY id"
+            ))
+            .expect("prepare");
+        let mut scan_samples = Vec::new();
+        for (q, _) in &kinds[2] {
+            scan_samples.push(timed(&mut || {
+                let rows: Vec<String> = bare
+                    .query(&select, &[&agent.id])
+                    .expect("rows")
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                scan(&rows, q, options);
+            }));
+        }
+        b.row(
+            "W8_response_fuzzy",
+            "bare_postgres",
+            "scan_every_message_pg",
+            json!({ "R": r }),
+            summarize(&scan_samples),
+            json!({}),
+        );
+        summary.insert(
+            format!("R={r}_scan_median_us"),
+            json!(median(&scan_samples)),
+        );
+    }
+    b.summary("PG_W8_response_fuzzy", Value::Object(summary));
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Bench, median, summarize};
 
-fn timed(f: &mut dyn FnMut()) -> f64 {
+pub fn timed(f: &mut dyn FnMut()) -> f64 {
     let t = Instant::now();
     f();
     t.elapsed().as_nanos() as f64 / 1000.0
@@ -197,7 +197,7 @@ pub fn w7(b: &mut Bench) {
 }
 
 /// The original's scan: every cached message, in order, re-split on every call.
-fn scan(cached: &[String], query: &str, options: FuzzyOptions) -> Option<usize> {
+pub fn scan(cached: &[String], query: &str, options: FuzzyOptions) -> Option<usize> {
     let q = word_set(query);
     let mut best = None;
     let mut best_similarity = 0.0;
@@ -219,7 +219,7 @@ fn scan(cached: &[String], query: &str, options: FuzzyOptions) -> Option<usize> 
 }
 
 /// W8's three kinds of query for a cache of `r` messages.
-fn fuzzy_queries(
+pub fn fuzzy_queries(
     messages: &[String],
     r: usize,
     vocab: &[String],

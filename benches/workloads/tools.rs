@@ -265,16 +265,21 @@ fn w6_requests() -> Vec<ToolRequest> {
 }
 
 pub fn w6(b: &mut Bench) {
+    let store = Store::open(b.db_path(), StoreOptions::default()).expect("open");
+    w6_on(b, &store, "agentstore", "W6_parallel_tools");
+}
+
+/// W6 on `store`, its rows under `who` and its summary as `summary`.
+pub fn w6_on(b: &mut Bench, store: &Store, who: &str, summary: &str) {
     let (warmups, timed) = if b.config.quick { (1, 5) } else { (2, 15) };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let store = Store::open(b.db_path(), StoreOptions::default()).expect("open");
     let runs = Arc::new(AtomicUsize::new(0));
     let registry = ToolRegistry::new().with(SlowLookup(runs.clone()));
     let (mut cold, mut warm, mut seq) = (Vec::new(), Vec::new(), Vec::new());
     let mut cold_execs = Vec::new();
     for rep in 0..warmups + timed {
         // Each rep on fresh agents: their scopes (their names) start empty.
-        let agent = tools(&store, &format!("w6-{rep}"), registry.clone());
+        let agent = tools(store, &format!("w6-{rep}"), registry.clone());
         let before = runs.load(Ordering::SeqCst);
         let t = Instant::now();
         let out = rt.block_on(agent.execute_tools_parallel(w6_requests()));
@@ -285,7 +290,7 @@ pub fn w6(b: &mut Bench) {
         rt.block_on(agent.execute_tools_parallel(w6_requests()));
         let warm_us = t.elapsed().as_nanos() as f64 / 1000.0;
 
-        let reference = tools(&store, &format!("w6-seq-{rep}"), registry.clone());
+        let reference = tools(store, &format!("w6-seq-{rep}"), registry.clone());
         let t = Instant::now();
         rt.block_on(async {
             for r in w6_requests() {
@@ -307,7 +312,7 @@ pub fn w6(b: &mut Bench) {
     let execs = cold_execs.iter().max().copied().unwrap_or(0);
     b.row(
         "W6_parallel_tools",
-        "agentstore",
+        who,
         "parallel_cold",
         p.clone(),
         summarize(&cold),
@@ -315,7 +320,7 @@ pub fn w6(b: &mut Bench) {
     );
     b.row(
         "W6_parallel_tools",
-        "agentstore",
+        who,
         "parallel_warm",
         p.clone(),
         summarize(&warm),
@@ -323,14 +328,14 @@ pub fn w6(b: &mut Bench) {
     );
     b.row(
         "W6_parallel_tools",
-        "agentstore",
+        who,
         "sequential_reference",
         p,
         summarize(&seq),
         json!({ "tool_executions": 24 }),
     );
     b.summary(
-        "W6_parallel_tools",
+        summary,
         json!({
             "cold_median_ms": median(&cold) / 1000.0,
             "cold_vs_one_tool_call": median(&cold) / 10_000.0,

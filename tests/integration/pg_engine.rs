@@ -919,7 +919,7 @@ fn every_sql_trick_is_refused_on_postgres_and_changes_nothing() -> TestResult {
     let Some(server) = crate::postgres::server() else {
         return Ok(());
     };
-    let pg = format!("{}?schema=tricks", server.url());
+    let pg = format!("{}?schema={}", server.url(), schema());
     ok(agentstore_at(
         &pg,
         &["memory", "add", "--agent", "bot", "a secret note"],
