@@ -669,35 +669,13 @@ pub fn cleanup(b: &mut Bench, pg: &mut Pg) {
             kept = memory.stats().expect("stats").total_entries;
 
             bare.batch_execute("TRUNCATE m").expect("truncate");
-            let (imp, created, ids, sizes, contents): (
-                Vec<f64>,
-                Vec<i64>,
-                Vec<i64>,
-                Vec<i64>,
-                Vec<&str>,
-            ) = pairs
-                .iter()
-                .enumerate()
-                .map(|(i, (c, imp))| {
-                    (
-                        *imp,
-                        PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,
-                        i as i64 + 1,
-                        c.len() as i64,
-                        c.as_str(),
-                    )
-                })
-                .fold(
-                    Default::default(),
-                    |mut v: (Vec<_>, Vec<_>, Vec<_>, Vec<_>, Vec<_>), r| {
-                        v.0.push(r.0);
-                        v.1.push(r.1);
-                        v.2.push(r.2);
-                        v.3.push(r.3);
-                        v.4.push(r.4);
-                        v
-                    },
-                );
+            let imp: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+            let created: Vec<i64> = (0..n as i64)
+                .map(|i| PRELOAD_EPOCH_MICROS + i * 1_000_000)
+                .collect();
+            let ids: Vec<i64> = (1..=n as i64).collect();
+            let sizes: Vec<i64> = pairs.iter().map(|p| p.0.len() as i64).collect();
+            let contents: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
             bare.execute(
                 "INSERT INTO m (agent_id, importance, created_at, id, size_bytes, content)
                  SELECT 1, * FROM unnest($1::float8[], $2::int8[], $3::int8[], $4::int8[], $5::text[])",

@@ -52,9 +52,16 @@ fn exact(c: &mut Client, agent_id: i64, message: &str) -> Result<Option<CacheMat
 }
 
 fn fuzzy(c: &mut Client, agent_id: i64, message: &str, options: FuzzyOptions) -> Result<Lookup> {
-    const SHARED: &str = "SELECT response_id, word_count, count(*) FROM response_words
-         WHERE agent_id = $1 AND word = ANY($2) AND word_count BETWEEN $3 AND $4
-         GROUP BY response_id, word_count HAVING count(*) >= $5";
+    // One index range per query word (a lateral subquery kept apart by OFFSET 0), so
+    // that the plan does not depend on statistics: on a table bulk-loaded and not yet
+    // analyzed, `word = ANY($2)` was planned as a filter over every posting of the
+    // agent in the length range (22 ms instead of 0.2 at 10k cached).
+    const SHARED: &str = "SELECT w.response_id, w.word_count, count(*)
+         FROM unnest($2::text[]) AS q (word) CROSS JOIN LATERAL (
+             SELECT response_id, word_count FROM response_words
+             WHERE agent_id = $1 AND word = q.word AND word_count BETWEEN $3 AND $4
+             OFFSET 0) AS w
+         GROUP BY w.response_id, w.word_count HAVING count(*) >= $5";
     const BY_IDS: &str = "SELECT id, message, response FROM response_cache
          WHERE agent_id = $1 AND id = ANY($2)";
     let none = |no_match| {
