@@ -72,7 +72,7 @@ fn main() {
     if let [_, flag, kind, db, prompt] = args.as_slice()
         && flag == "--w10-child"
     {
-        restart::child(kind, std::path::Path::new(db), prompt);
+        restart::child(kind, db, prompt);
         return;
     }
     if let [_, flag, db, agent, m] = args.as_slice()
@@ -147,6 +147,12 @@ fn main() {
         }
         if b.wants("W4") || b.wants("W9") {
             postgres::stats(&mut b, pg);
+        }
+        if b.wants("W10") {
+            let url = pg.url();
+            let store = agentstore::Store::connect(&url, agentstore::StoreOptions::default())
+                .expect("connect");
+            restart::measure(&mut b, store, &url, "bare_pg");
         }
     }
     if b.config.workloads.iter().any(|w| w == "W11")

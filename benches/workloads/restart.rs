@@ -4,7 +4,6 @@
 //! (`--w10-child KIND DB`), so the timed process is a real new process; the child
 //! times open + first lookup itself and the parent times spawn to exit.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,11 +25,11 @@ fn probe(pairs: &[(String, String)]) -> &(String, String) {
 /// what it found, untimed), `agent` (a tokio runtime,
 /// Agent::open and process_message, a cache hit) or `bare` (rusqlite open + the same
 /// primary-key read). Prints one JSON line.
-pub fn child(kind: &str, db: &Path, prompt: &str) {
+pub fn child(kind: &str, db: &str, prompt: &str) {
     let t = Instant::now();
     let (response, survival) = match kind {
         "store" | "survival" => {
-            let store = Store::open(db, StoreOptions::existing()).expect("open");
+            let store = open(db);
             let agent = store.existing_agent("bench").expect("agent");
             let hit = store
                 .response_cache(&agent)
@@ -50,7 +49,7 @@ pub fn child(kind: &str, db: &Path, prompt: &str) {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            let store = Store::open(db, StoreOptions::existing()).expect("open");
+            let store = open(db);
             let reply = rt.block_on(async {
                 let config = AgentConfig::new(SimulatedClient::instant(1));
                 let agent = Agent::open(&store, "bench", config).await.expect("agent");
@@ -62,6 +61,22 @@ pub fn child(kind: &str, db: &Path, prompt: &str) {
             });
             assert_eq!(reply.outcome, Outcome::Exact);
             (reply.response, Some((t.elapsed(), Value::Null)))
+        }
+        "bare_pg" => {
+            // `db` is the server's URL and `?schema=NAME`.
+            let (url, schema) = db.split_once("?schema=").expect("a schema");
+            let mut c = postgres::Client::connect(url, postgres::NoTls).expect("bare connect");
+            let select = c
+                .prepare(&format!(
+                    "SELECT response FROM {schema}.response_cache \
+                     WHERE agent_id = 1 AND message_hash = $1"
+                ))
+                .expect("prepare");
+            let hash = blake3::hash(prompt.as_bytes());
+            let row = c
+                .query_one(&select, &[&&hash.as_bytes()[..]])
+                .expect("bare hit");
+            (row.get(0), Some((t.elapsed(), Value::Null)))
         }
         _ => {
             let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)
@@ -89,6 +104,15 @@ pub fn child(kind: &str, db: &Path, prompt: &str) {
             "survival": survival,
         })
     );
+}
+
+/// The existing store at `db`: a path, or a `postgres://` URL.
+fn open(db: &str) -> Store {
+    if db.starts_with("postgres") {
+        Store::connect(db, StoreOptions::existing()).expect("connect")
+    } else {
+        Store::open(db, StoreOptions::existing()).expect("open")
+    }
 }
 
 /// What a new process finds in the store.
@@ -119,7 +143,7 @@ fn survival(store: &Store) -> Value {
     })
 }
 
-fn run_child(kind: &str, db: &Path, prompt: &str) -> (f64, Value) {
+fn run_child(kind: &str, db: &str, prompt: &str) -> (f64, Value) {
     let exe = std::env::current_exe().expect("bench binary");
     let t = Instant::now();
     let out = Command::new(exe)
@@ -139,13 +163,19 @@ fn run_child(kind: &str, db: &Path, prompt: &str) -> (f64, Value) {
 }
 
 pub fn w10(b: &mut Bench) {
+    let path = b.db_path();
+    let store = Store::open(&path, StoreOptions::default()).expect("open");
+    measure(b, store, path.to_str().expect("a UTF-8 path"), "bare");
+}
+
+/// W10 on the store at `db` (left empty by `store`, which is dropped once loaded):
+/// `bare` is the child kind of the bare baseline (`bare` or `bare_pg`).
+pub fn measure(b: &mut Bench, store: Store, db: &str, bare: &str) {
     let r = if b.config.quick { 10_000 } else { 100_000 };
     let procs = 7;
     let pairs = prompt_pairs(701, r, &b.vocab);
-    let path = b.db_path();
     let start_micros;
     {
-        let store = Store::open(&path, StoreOptions::default()).expect("open");
         let agent = store.agent("bench").expect("agent");
         for chunk in pairs.chunks(10_000) {
             store
@@ -183,21 +213,31 @@ pub fn w10(b: &mut Bench) {
             .record(&[], &log, 100_000)
             .expect("log");
         store.checkpoint().expect("checkpoint");
+        drop(store);
     }
     let (prompt, expected) = probe(&pairs);
     let p = json!({ "R": r });
     let mut ratios = serde_json::Map::new();
     let survival;
     let mut medians = std::collections::HashMap::new();
+    let pg = bare == "bare_pg";
+    let suffix = if pg { "_pg" } else { "" };
     for (kind, peer, case) in [
         ("store", "agentstore", "open_and_first_lookup"),
         ("agent", "agentstore", "runtime_agent_open_and_first_hit"),
-        ("bare", "bare_sqlite", "open_and_pk_lookup"),
+        (bare, "bare_sqlite", "open_and_pk_lookup"),
     ] {
-        run_child(kind, &path, prompt); // warm-up process
+        let peer = match (pg, peer) {
+            (true, "agentstore") => "agentstore_pg",
+            (true, _) => "bare_postgres",
+            _ => peer,
+        };
+        let case = format!("{case}{suffix}");
+        let case = case.as_str();
+        run_child(kind, db, prompt); // warm-up process
         let (mut inside, mut wall) = (Vec::new(), Vec::new());
         for _ in 0..procs {
-            let (w, line) = run_child(kind, &path, prompt);
+            let (w, line) = run_child(kind, db, prompt);
             assert_eq!(line["response_len"], expected.len());
             inside.push(line["open_lookup_us"].as_f64().expect("timed"));
             wall.push(w);
@@ -219,15 +259,15 @@ pub fn w10(b: &mut Bench) {
             json!({ "process_wall_us": wall_summary, "processes": procs }),
         );
     }
-    let (_, line) = run_child("survival", &path, prompt);
+    let (_, line) = run_child("survival", db, prompt);
     survival = line["survival"].clone();
     let (store_in, store_wall) = medians["store"];
-    let (bare_in, bare_wall) = medians["bare"];
+    let (bare_in, bare_wall) = medians[bare];
     ratios.insert("open_lookup_vs_bare".into(), json!(store_in / bare_in));
     ratios.insert("process_vs_bare".into(), json!(store_wall / bare_wall));
     let checked = pairs.len().min(100);
     b.summary(
-        "W10_restart",
+        if pg { "PG_W10_restart" } else { "W10_restart" },
         json!({
             "R": r,
             "open_lookup_median_us": store_in,

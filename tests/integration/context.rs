@@ -1,7 +1,7 @@
 //! The compressed context against a reference that scores every entry and packs in
 //! Rust, on both engines.
 
-use agentstore::{MemorySettings, NewEntry};
+use agentstore::{MemorySettings, NewEntry, StoreOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -121,6 +121,22 @@ engines! {
         let got = memory.context(2000)?;
         assert_eq!(got.text, reference_context(&model, 0.7, 0.3, 2000));
         assert_eq!(got.included, 9, "W3 expects 9 entries of about 204 chars");
+        Ok(())
+    }
+}
+
+engines! {
+    /// Nothing to add is no error on either engine, and changes nothing (found by the
+    /// reference proptest drawing an empty list on PostgreSQL).
+    fn adding_or_importing_nothing_is_a_no_op(db: &Db) -> TestResult {
+        let store = db.open(StoreOptions::default())?;
+        let agent = store.agent("a")?;
+        let memory = store.memory(&agent);
+        assert_eq!(memory.add_many::<&str>(&[])?, Vec::<i64>::new());
+        memory.import_entries(&[])?;
+        let agent = store.existing_agent("a")?;
+        assert_eq!((agent.message_count, agent.memory_entries), (0, 0));
+        assert_eq!(memory.add("first", 0.5)?, 1);
         Ok(())
     }
 }

@@ -527,6 +527,9 @@ impl MemoryOps for Postgres {
         now: i64,
         _bulk: bool,
     ) -> Result<Vec<i64>> {
+        if items.is_empty() {
+            return Ok(Vec::new()); // no transaction (and no id to reserve)
+        }
         for (_, content, _) in items {
             refuse_nul("the entry's content", content)?;
         }
@@ -534,6 +537,9 @@ impl MemoryOps for Postgres {
     }
 
     fn memory_restore(&self, agent_id: i64, entries: &[NewEntry]) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
         for e in entries {
             refuse_nul("the entry's content", &e.content)?;
         }

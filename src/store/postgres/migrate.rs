@@ -56,6 +56,9 @@ pub(super) fn open(
     options: &StoreOptions,
 ) -> Result<(String, String)> {
     let shown = url.to_string();
+    if let Some(found) = current(engine, schema) {
+        return Ok(found);
+    }
     let may_create = options.create && options.migrate;
     let identity = engine.write(|c| {
         // Which schema the tables live in: the named one, else the first of the
@@ -152,14 +155,51 @@ pub(super) fn open(
             )
         };
         let (host, port, db) = place;
-        let identity = format!(
-            "postgres://{}:{}/{db}?schema={target}",
-            host.unwrap_or_else(|| "local".to_string()),
-            port.unwrap_or(5432)
-        );
-        Ok((identity, target))
+        Ok((identity_of(host, port, &db, &target), target))
     })?;
     Ok(identity)
+}
+
+/// `postgres://host:port/dbname?schema=NAME`, the store's identity.
+fn identity_of(host: Option<String>, port: Option<i32>, db: &str, schema: &str) -> String {
+    format!(
+        "postgres://{}:{}/{db}?schema={schema}",
+        host.unwrap_or_else(|| "local".to_string()),
+        port.unwrap_or(5432)
+    )
+}
+
+/// The common case in one round trip and no lock: a named schema that is already at
+/// this build's version. `None` for anything else (no such schema or table, another
+/// version or application, an error), which the full check then handles and reports.
+fn current(engine: &Postgres, schema: Option<&str>) -> Option<(String, String)> {
+    let schema = schema?;
+    let sql = format!(
+        "SELECT application, version::int8, host(inet_server_addr()), inet_server_port(), \
+         current_database() FROM {}.agentstore_schema",
+        ident(schema)
+    );
+    let found = engine.read_one(|c| {
+        let r = opt_row(c, &sql, args![])?;
+        r.map(|r| -> Result<_> {
+            let application: String = get(&r, 0, &sql)?;
+            let version: i64 = get(&r, 1, &sql)?;
+            let identity = identity_of(
+                get(&r, 2, &sql)?,
+                get(&r, 3, &sql)?,
+                &get::<String>(&r, 4, &sql)?,
+                schema,
+            );
+            Ok((application, version, identity))
+        })
+        .transpose()
+    });
+    match found {
+        Ok(Some((application, VERSION, identity))) if application == "agentstore" => {
+            Some((identity, schema.to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// The version in `schema`'s `agentstore_schema`, if the table exists; a foreign

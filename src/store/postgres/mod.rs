@@ -251,13 +251,12 @@ impl Postgres {
     fn open_here(url: &PostgresUrl, options: &StoreOptions) -> Result<Postgres> {
         let config = pool::config(url, options.postgres.connect_timeout)?;
         // One connection first, so that a wrong address, user or password is reported
-        // now, with the server's own words (the pool would only time out).
-        drop(
-            config
-                .connect(postgres::NoTls)
-                .map_err(|e| pool::cannot_connect(url, &e))?,
-        );
-        let manager = pool::Manager::new(config.clone());
+        // now, with the server's own words (the pool would only time out); it becomes
+        // the pool's first connection.
+        let first = config
+            .connect(postgres::NoTls)
+            .map_err(|e| pool::cannot_connect(url, &e))?;
+        let manager = pool::Manager::new(config.clone(), first);
         let generation = manager.generation();
         let pool = r2d2::Pool::builder()
             .max_size(options.postgres.pool_size.max(1))
