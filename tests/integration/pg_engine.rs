@@ -1265,3 +1265,37 @@ fn copy_moves_agents_between_engines_in_one_step() -> TestResult {
     assert_eq!(itself.status.code(), Some(1));
     Ok(())
 }
+
+#[test]
+fn an_add_behind_a_held_lock_gives_up_after_the_lock_timeout_and_changes_nothing() -> TestResult {
+    let Some(server) = crate::postgres::server() else {
+        return Ok(());
+    };
+    let schema = schema();
+    let url = format!("{}?schema={schema}", server.url());
+    let options = StoreOptions::default().with_postgres(
+        agentstore::PostgresOptions::default().with_lock_timeout(Duration::from_millis(200)),
+    );
+    let store = Store::connect(&url, options)?;
+    let agent = store.agent("bot")?;
+    let memory = store.memory(&agent);
+    memory.add("before", 0.5)?;
+    // Another session holds the agent's counters row (an operator's open transaction).
+    let mut holder = crate::postgres::client(&server);
+    let mut tx = holder.transaction()?;
+    tx.execute(
+        &format!("SELECT 1 FROM {schema}.memory_counters WHERE agent_id = $1 FOR UPDATE"),
+        &[&agent.id],
+    )?;
+    // The one-statement add (autocommit) and the batched one (a transaction) both stop
+    // waiting, as busy, instead of waiting for the holder.
+    let one = memory.add("blocked", 0.5).unwrap_err();
+    assert!(one.is_busy(), "{one}");
+    let many = memory.add_many(&[("a", 0.5), ("b", 0.5)]).unwrap_err();
+    assert!(many.is_busy(), "{many}");
+    tx.rollback()?;
+    let agent = store.existing_agent("bot")?;
+    assert_eq!((agent.message_count, agent.memory_entries), (1, 1));
+    assert_eq!(memory.add("after", 0.5)?, 2, "no message number was taken");
+    Ok(())
+}

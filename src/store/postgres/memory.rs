@@ -53,6 +53,28 @@ const RESERVE: &str = "UPDATE memory_counters c SET message_count = c.message_co
 
 const COUNTERS: &str = "SELECT entries, bytes FROM memory_counters WHERE agent_id = $1";
 
+/// One add in one autocommit statement (one round trip, as a bare INSERT), when it
+/// takes no retention step: the message number is not a cleanup point and the entry
+/// fits under both caps (the same arithmetic as [`add_in`], in float8 as in Rust).
+/// Otherwise it changes nothing and returns no row, and [`add_in`] does the add in a
+/// transaction. The lock timeout is set first (a materialized CTE the UPDATE joins,
+/// so it is evaluated before the counters row is locked).
+const ADD_ONE: &str = "WITH timeout AS MATERIALIZED (
+        SELECT set_config('lock_timeout', $6, true) AS ms),
+    r AS (
+        UPDATE memory_counters c SET message_count = c.message_count + 1
+          FROM agents a, timeout
+         WHERE c.agent_id = $1 AND a.id = c.agent_id AND timeout.ms IS NOT NULL
+           AND NOT (a.cleanup_interval > 0 AND (c.message_count + 1) % a.cleanup_interval = 0)
+           AND c.entries + 1 <= a.max_entries
+           AND (c.bytes + octet_length($4))::float8
+               <= a.max_memory_mb * 1024::float8 * 1024::float8
+           AND c.message_count + 1 <= $7
+        RETURNING c.message_count)
+    INSERT INTO memory_entries (agent_id, importance, created_at, id, size_bytes, content, role)
+    SELECT $1, $2, $3, r.message_count, octet_length($4), $4, $5 FROM r
+    RETURNING id";
+
 /// One statement for a whole batch of entries: arrays unnested in order.
 const INSERT_MANY: &str = "INSERT INTO memory_entries
     (agent_id, importance, created_at, id, size_bytes, content, role)
@@ -532,6 +554,27 @@ impl MemoryOps for Postgres {
         }
         for (_, content, _) in items {
             refuse_nul("the entry's content", content)?;
+        }
+        if let [(role, content, importance)] = items {
+            let timeout = self.lock_timeout_ms();
+            let added = self.write_one(|c| {
+                let args = args![
+                    agent_id,
+                    *importance,
+                    now,
+                    *content,
+                    role.as_str(),
+                    timeout.as_str(),
+                    MAX_MESSAGE_ID
+                ];
+                Ok(match opt_row(c, ADD_ONE, args)? {
+                    Some(r) => Some(get::<i64>(&r, 0, ADD_ONE)?),
+                    None => None,
+                })
+            })?;
+            if let Some(id) = added {
+                return Ok(vec![id]);
+            }
         }
         self.write(|c| add_in(c, agent_id, items, now))
     }

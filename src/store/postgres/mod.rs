@@ -403,24 +403,54 @@ impl Postgres {
     /// A write is never retried: one whose connection was lost may have committed or
     /// not, and says so.
     pub(crate) fn write<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
-        self.transaction("BEGIN ISOLATION LEVEL READ COMMITTED", &mut f)
-            .map_err(|e| {
-                if connection_lost(&e) {
-                    self.lost();
-                    Error::Sql {
-                        kind: DbErrorKind::Other,
-                        statement: e.statement().unwrap_or("COMMIT").to_string(),
-                        source: format!(
-                            "the connection to the server was lost during a write, which \
+        let result = self.transaction("BEGIN ISOLATION LEVEL READ COMMITTED", &mut f);
+        self.write_result(result)
+    }
+
+    /// Runs `f`, one statement that writes, outside a transaction (autocommit: the
+    /// statement is its own transaction, one round trip). Never retried, as
+    /// [`Postgres::write`]. The statement sets its own lock timeout
+    /// (`set_config('lock_timeout', ..., true)`, see [`Postgres::lock_timeout_ms`]):
+    /// there is no preamble.
+    pub(crate) fn write_one<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+        let result = crate::offload::off_runtime(|| {
+            let mut conn = self.connection()?;
+            let client = conn.client();
+            match &self.qualifier {
+                Some(q) => qualify::with(q, || f(client)),
+                None => f(client),
+            }
+        });
+        self.write_result(result)
+    }
+
+    /// The lock timeout of writes, in milliseconds, as text for `set_config`.
+    pub(crate) fn lock_timeout_ms(&self) -> String {
+        self.lock_timeout
+            .as_millis()
+            .clamp(1, i32::MAX as u128)
+            .to_string()
+    }
+
+    /// A write's outcome; a lost connection is said to leave the write undecided.
+    fn write_result<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|e| {
+            if connection_lost(&e) {
+                self.lost();
+                Error::Sql {
+                    kind: DbErrorKind::Other,
+                    statement: e.statement().unwrap_or("COMMIT").to_string(),
+                    source: format!(
+                        "the connection to the server was lost during a write, which \
                              was rolled back unless it had reached COMMIT; check and \
                              retry ({e})"
-                        )
-                        .into(),
-                    }
-                } else {
-                    e
+                    )
+                    .into(),
                 }
-            })
+            } else {
+                e
+            }
+        })
     }
 }
 
