@@ -62,7 +62,7 @@ pub use store::{
     PurgeReport, QueryResult, QuerySink, ResponseCache, ResponseOrder, ResponsePurge,
     ResponsePurgeReport, ResponseTimeStats, Role, SCHEMA_SQL, SCHEMA_VERSION, SearchHit,
     SearchOptions, SqliteOptions, StatsView, Store, StoreOptions, Synchronous, TimeFigures,
-    ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, Tuning, canonical_json,
+    TlsMode, ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, Tuning, canonical_json,
     query_read_only, query_read_only_with, report, words,
 };
 

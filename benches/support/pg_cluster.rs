@@ -54,6 +54,13 @@ impl Server {
 
     /// A cluster of its own, or why none can be started here.
     pub fn start_cluster() -> Result<Server, String> {
+        Server::start_cluster_with(&|_| String::new())
+    }
+
+    /// A cluster of its own, `setup` run on its data directory after `initdb` (it may
+    /// write files there: they are given to the server's user) and returning more
+    /// `-c` options for the server.
+    pub fn start_cluster_with(setup: &dyn Fn(&Path) -> String) -> Result<Server, String> {
         let Some(bin) = bindir() else {
             return Err("no PostgreSQL server binaries (pg_config --bindir has no initdb)".into());
         };
@@ -92,12 +99,21 @@ impl Server {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let extra = setup(&data);
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the data dir failed");
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let options = format!(
-            "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} -c fsync=off"
+            "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} -c fsync=off {extra}"
         );
         let log = data.join("server.log");
         let out = run(

@@ -37,7 +37,7 @@ pub use memory::{
     MAX_QUERY_BYTES, MAX_QUERY_TERMS, Memory, MemoryEntry, MemoryStats, NewEntry, Prune,
     PruneReport, Role, SearchHit, SearchOptions,
 };
-pub use pg_url::PostgresUrl;
+pub use pg_url::{PostgresUrl, TlsMode};
 pub use responses::{
     CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, MAX_FUZZY_WORDS, NoMatch,
     Optimization, Outcome, ResponseCache, ResponseOrder, ResponsePurge, ResponsePurgeReport,

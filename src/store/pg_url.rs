@@ -8,10 +8,38 @@ use crate::error::{Error, Result};
 /// password, so it can be printed in errors and logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresUrl {
-    /// The URL as the driver reads it (without `schema`), password included.
+    /// The URL as the driver reads it (without `schema`, `sslrootcert`, and with a
+    /// `verify-*` sslmode as `require`), password included.
     url: String,
+    /// The URL as given, password blanked.
+    shown: String,
     /// The schema named by `?schema=`, if any.
     schema: Option<String>,
+    /// `sslmode`.
+    tls: TlsMode,
+    /// `sslrootcert`: the PEM file of the certificate authorities the server's
+    /// certificate must chain to.
+    root_cert: Option<String>,
+}
+
+/// How a connection is encrypted and the server checked: the URL's `sslmode`, with
+/// libpq's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Plain TCP (or a Unix socket), never TLS.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate; else plain
+    /// (the default, as libpq's).
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is checked against `sslrootcert` when one
+    /// is given (as libpq does), else not checked.
+    Require,
+    /// TLS, and the server's certificate must chain to a trusted authority
+    /// (`sslrootcert`, else the Mozilla roots); its name is not checked.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host connected to.
+    VerifyFull,
 }
 
 /// The longest schema name PostgreSQL keeps (NAMEDATALEN - 1).
@@ -34,21 +62,71 @@ impl PostgresUrl {
             None => (rest, None),
         };
         let mut schema = None;
+        let mut tls = TlsMode::default();
+        let mut root_cert = None;
         let mut kept = Vec::new();
+        let mut shown = Vec::new();
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
             match pair.split_once('=') {
                 // A schema name is a plain identifier: nothing in it is ever encoded.
-                Some(("schema", value)) => schema = Some(check_schema(value)?),
-                _ if pair.is_empty() => {}
+                Some(("schema", value)) => {
+                    schema = Some(check_schema(value)?);
+                    continue;
+                }
+                Some(("sslmode", value)) => {
+                    tls = match value {
+                        "disable" => TlsMode::Disable,
+                        "prefer" => TlsMode::Prefer,
+                        "require" => TlsMode::Require,
+                        "verify-ca" => TlsMode::VerifyCa,
+                        "verify-full" => TlsMode::VerifyFull,
+                        other => {
+                            return Err(Error::invalid(format!(
+                                "sslmode={other} is not one agentstore knows: disable, \
+                                 prefer, require, verify-ca or verify-full"
+                            )));
+                        }
+                    };
+                }
+                Some(("sslrootcert", value)) => root_cert = Some(value.to_string()),
+                _ if pair.is_empty() => continue,
                 _ => kept.push(pair),
             }
+            shown.push(pair);
         }
         let mut url = format!("postgres://{base}");
         if !kept.is_empty() {
             url.push('?');
             url.push_str(&kept.join("&"));
         }
-        Ok(PostgresUrl { url, schema })
+        let mut given = format!("postgres://{base}");
+        if !shown.is_empty() {
+            given.push('?');
+            given.push_str(&shown.join("&"));
+        }
+        let mut shown = redact(&given);
+        if let Some(schema) = &schema {
+            shown.push(if shown.contains('?') { '&' } else { '?' });
+            shown.push_str("schema=");
+            shown.push_str(schema);
+        }
+        Ok(PostgresUrl {
+            url,
+            shown,
+            schema,
+            tls,
+            root_cert,
+        })
+    }
+
+    /// The URL's `sslmode` (`prefer` when it names none).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls
+    }
+
+    /// The URL's `sslrootcert`, if any.
+    pub fn root_cert(&self) -> Option<&str> {
+        self.root_cert.as_deref()
     }
 
     /// The URL the driver connects with (password included: never print it).
@@ -64,13 +142,7 @@ impl PostgresUrl {
 
     /// The URL with the password (in the user part or a `password` parameter) blanked.
     pub fn redacted(&self) -> String {
-        let mut shown = redact(&self.url);
-        if let Some(schema) = &self.schema {
-            shown.push(if shown.contains('?') { '&' } else { '?' });
-            shown.push_str("schema=");
-            shown.push_str(schema);
-        }
-        shown
+        self.shown.clone()
     }
 }
 
@@ -166,6 +238,27 @@ mod tests {
         // A password holding '@' or ':' is still blanked whole.
         let u = PostgresUrl::parse("postgres://bob:p%40ss:w@h/db").unwrap();
         assert!(!u.to_string().contains("ss:w"), "{u}");
+    }
+
+    #[test]
+    fn tls_settings_are_read_and_kept_from_the_driver() {
+        let u = PostgresUrl::parse(
+            "postgres://bob:pw@db.example/agents?sslmode=verify-full&sslrootcert=/etc/ca.pem&schema=a",
+        )
+        .unwrap();
+        assert_eq!(u.tls_mode(), TlsMode::VerifyFull);
+        assert_eq!(u.root_cert(), Some("/etc/ca.pem"));
+        assert_eq!(u.secret_url(), "postgres://bob:pw@db.example/agents");
+        assert_eq!(
+            u.to_string(),
+            "postgres://bob:***@db.example/agents?sslmode=verify-full&sslrootcert=/etc/ca.pem&schema=a"
+        );
+        assert_eq!(
+            PostgresUrl::parse("postgres://h/db").unwrap().tls_mode(),
+            TlsMode::Prefer
+        );
+        let err = PostgresUrl::parse("postgres://h/db?sslmode=allow-ish").unwrap_err();
+        assert!(err.to_string().contains("verify-full"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod report;
 mod responses;
 mod retention;
 mod sql;
+mod tls;
 mod tools;
 mod transfer;
 mod zz_report;

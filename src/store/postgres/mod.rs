@@ -253,10 +253,11 @@ impl Postgres {
         // One connection first, so that a wrong address, user or password is reported
         // now, with the server's own words (the pool would only time out); it becomes
         // the pool's first connection.
-        let first = config
-            .connect(postgres::NoTls)
+        let connector = pool::Connector::for_url(url)?;
+        let first = connector
+            .connect(&config)
             .map_err(|e| pool::cannot_connect(url, &e))?;
-        let manager = pool::Manager::new(config.clone(), first);
+        let manager = pool::Manager::new(config.clone(), connector, first);
         let generation = manager.generation();
         let pool = r2d2::Pool::builder()
             .max_size(options.postgres.pool_size.max(1))

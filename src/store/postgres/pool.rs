@@ -6,11 +6,20 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use postgres::config::Host;
+use std::sync::Arc;
+
+use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
-use crate::store::PostgresUrl;
+use crate::store::{PostgresUrl, TlsMode};
 
 /// A connection idle for longer than this is checked with an empty query before use
 /// (a server restart or a firewall may have closed it meanwhile); a busier one is
@@ -68,10 +77,184 @@ pub(super) fn config(url: &PostgresUrl, connect_timeout: Duration) -> Result<Con
     if config.get_application_name().is_none() {
         config.application_name("agentstore");
     }
+    config.ssl_mode(match url.tls_mode() {
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+    });
     // Detect a peer that vanished without closing the socket.
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
     Ok(config)
+}
+
+/// How connections are made: plain, or with TLS and the certificate check the URL's
+/// `sslmode` asks for.
+#[derive(Clone)]
+pub(super) enum Connector {
+    /// `sslmode=disable`.
+    Plain,
+    /// Every other mode (`prefer` falls back to plain when the server has no TLS).
+    Tls(MakeRustlsConnect),
+}
+
+impl Connector {
+    /// The connector for `url`.
+    pub(super) fn for_url(url: &PostgresUrl) -> Result<Connector> {
+        let mode = url.tls_mode();
+        if mode == TlsMode::Disable {
+            return Ok(Connector::Plain);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = || -> Result<Arc<RootCertStore>> {
+            let mut roots = RootCertStore::empty();
+            match url.root_cert() {
+                Some(path) => {
+                    let bad = |e: &dyn std::fmt::Display| {
+                        Error::invalid(format!("{url}: sslrootcert {path}: {e}"))
+                    };
+                    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+                    }
+                    if roots.is_empty() {
+                        return Err(bad(&"no certificate in the file"));
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            Ok(Arc::new(roots))
+        };
+        let checked = |names: bool| -> Result<Arc<dyn ServerCertVerifier>> {
+            let inner = WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
+                .build()
+                .map_err(|e| Error::invalid(format!("{url}: sslrootcert: {e}")))?;
+            Ok(Arc::new(Checked { inner, names }))
+        };
+        let verifier: Arc<dyn ServerCertVerifier> = match mode {
+            TlsMode::VerifyFull => checked(true)?,
+            TlsMode::VerifyCa => checked(false)?,
+            // As libpq: `require` with a root certificate file checks against it.
+            TlsMode::Require if url.root_cert().is_some() => checked(false)?,
+            _ => Arc::new(Unchecked(provider.clone())),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::invalid(format!("{url}: TLS: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Connector::Tls(MakeRustlsConnect::new(config)))
+    }
+
+    /// A new connection with `config`.
+    pub(super) fn connect(&self, config: &Config) -> std::result::Result<Client, postgres::Error> {
+        match self {
+            Connector::Plain => config.connect(NoTls),
+            Connector::Tls(tls) => config.connect(tls.clone()),
+        }
+    }
+}
+
+/// The certificate check of `verify-ca` (`names: false`: the chain only, as libpq) and
+/// `verify-full` (the chain and the host's name).
+#[derive(Debug)]
+struct Checked {
+    inner: Arc<WebPkiServerVerifier>,
+    names: bool,
+}
+
+impl ServerCertVerifier for Checked {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.names => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The check of `prefer` and `require` without a root certificate: none, as libpq
+/// (the connection is encrypted, the server not authenticated); the handshake's
+/// signatures are still verified.
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The password for `config` in the password file (`PGPASSFILE`, else
@@ -165,6 +348,8 @@ impl Connection {
 /// Makes, checks and discards clients for r2d2.
 pub(crate) struct Manager {
     config: Config,
+    /// Plain or TLS.
+    connector: Connector,
     /// Bumped when a connection was found lost: every connection of an earlier
     /// generation is then checked before its next use, so a retry gets one that works
     /// (after a server restart, all of them were cut).
@@ -177,9 +362,10 @@ pub(crate) struct Manager {
 
 impl Manager {
     /// A manager whose first connection is `seed`, already made with `config`.
-    pub(super) fn new(config: Config, seed: Client) -> Manager {
+    pub(super) fn new(config: Config, connector: Connector, seed: Client) -> Manager {
         Manager {
             config,
+            connector,
             generation: Default::default(),
             seed: std::sync::Mutex::new(Some(seed)),
         }
@@ -208,7 +394,7 @@ impl r2d2::ManageConnection for Manager {
         let seed = self.seed.lock().ok().and_then(|mut s| s.take());
         let client = match seed {
             Some(client) if !client.is_closed() => client,
-            _ => self.config.connect(NoTls)?,
+            _ => self.connector.connect(&self.config)?,
         };
         Ok(Connection {
             client,
