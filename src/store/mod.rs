@@ -222,6 +222,12 @@ pub struct PostgresOptions {
     /// How long a statement waits for another transaction's row lock before failing as
     /// busy (PostgreSQL's `lock_timeout`; default 5 s, as SQLite's busy timeout).
     pub lock_timeout: Duration,
+    /// Whether each connection keeps the statements it prepared (default false; the
+    /// URL's `prepare=true` also turns it on). A hot read is then bound and run
+    /// without being parsed and planned again; only for a direct connection or a
+    /// session-mode pooler: a prepared statement outlives its transaction, which a
+    /// transaction-mode pooler such as PgBouncer (before 1.21) does not allow.
+    pub prepared_statements: bool,
 }
 
 impl Default for PostgresOptions {
@@ -230,6 +236,7 @@ impl Default for PostgresOptions {
             pool_size: 4,
             connect_timeout: Duration::from_secs(10),
             lock_timeout: Duration::from_secs(5),
+            prepared_statements: false,
         }
     }
 }
@@ -250,6 +257,13 @@ impl PostgresOptions {
     /// These options with another lock timeout.
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// These options with prepared statements kept per connection, or not (see
+    /// [`PostgresOptions::prepared_statements`]).
+    pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
+        self.prepared_statements = prepared;
         self
     }
 }

@@ -20,6 +20,8 @@ pub struct PostgresUrl {
     /// `sslrootcert`: the PEM file of the certificate authorities the server's
     /// certificate must chain to.
     root_cert: Option<String>,
+    /// `prepare=true`: connections keep prepared statements.
+    prepare: bool,
 }
 
 /// How a connection is encrypted and the server checked: the URL's `sslmode`, with
@@ -64,6 +66,7 @@ impl PostgresUrl {
         let mut schema = None;
         let mut tls = TlsMode::default();
         let mut root_cert = None;
+        let mut prepare = false;
         let mut kept = Vec::new();
         let mut shown = Vec::new();
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
@@ -89,6 +92,17 @@ impl PostgresUrl {
                     };
                 }
                 Some(("sslrootcert", value)) => root_cert = Some(value.to_string()),
+                Some(("prepare", value)) => {
+                    prepare = match value {
+                        "true" | "on" | "1" => true,
+                        "false" | "off" | "0" => false,
+                        other => {
+                            return Err(Error::invalid(format!(
+                                "prepare={other}: say true or false"
+                            )));
+                        }
+                    };
+                }
                 _ if pair.is_empty() => continue,
                 _ => kept.push(pair),
             }
@@ -116,7 +130,14 @@ impl PostgresUrl {
             schema,
             tls,
             root_cert,
+            prepare,
         })
+    }
+
+    /// The URL's `prepare=true`: connections keep prepared statements (for a direct
+    /// connection; see `PostgresOptions::prepared_statements`).
+    pub fn prepare(&self) -> bool {
+        self.prepare
     }
 
     /// The URL's `sslmode` (`prefer` when it names none).

@@ -36,6 +36,21 @@ fn pg_store(server: &Server, schema: &str, clock: &ManualClock) -> agentstore::R
     )
 }
 
+/// As [`pg_store`], with prepared statements kept per connection (`?prepare=true`)
+/// every other call: both statement paths run every sequence.
+fn pg_store_either(
+    server: &Server,
+    schema: &str,
+    clock: &ManualClock,
+) -> agentstore::Result<Store> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let prepare = N.fetch_add(1, Ordering::SeqCst) % 2 == 1;
+    Store::connect(
+        &format!("{}?schema={schema}&prepare={prepare}", server.url()),
+        StoreOptions::default().with_shared_clock(Arc::new(clock.clone()) as Arc<dyn Clock>),
+    )
+}
+
 /// One operation of a random sequence.
 #[derive(Debug, Clone)]
 enum Op {
@@ -218,7 +233,7 @@ fn side_by_side<O: std::fmt::Debug>(
                     .with_shared_clock(Arc::new(clock.clone()) as Arc<dyn Clock>),
             )
             .expect("sqlite");
-            let pg = pg_store(server, &schema(), &clock).expect("postgres");
+            let pg = pg_store_either(server, &schema(), &clock).expect("postgres");
             for store in [&sqlite, &pg] {
                 store.agent("bot").expect("agent");
                 if let Some(settings) = settings {

@@ -1,7 +1,8 @@
 //! Leases on PostgreSQL, as on SQLite: one upsert that takes a free or expired lease
-//! (the row lock orders concurrent takers on many hosts), a renewal and a release.
+//! (the row lock orders concurrent takers on many hosts), a renewal and a release;
+//! each one autocommit statement (one round trip).
 
-use super::{Postgres, args, exec, get, opt_row};
+use super::{Postgres, args, exec, get, opt_row, row};
 use crate::error::Result;
 use crate::store::engine::LeaseOps;
 
@@ -13,36 +14,63 @@ impl LeaseOps for Postgres {
         now: i64,
         until: i64,
     ) -> Result<Option<i64>> {
-        const TAKE: &str = "INSERT INTO leases AS l (key, holder, expires_at) VALUES ($1, $2, $3)
-            ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE l.expires_at <= $4 OR l.holder = excluded.holder
-            RETURNING holder";
+        // One autocommit statement (its lock timeout set first, by a materialized CTE
+        // the others read): up to 8 other expired leases removed, then the take; the
+        // holder's expiry when the take lost (seen by the statement's snapshot).
+        const TAKE: &str = "WITH timeout AS MATERIALIZED (
+                SELECT set_config('lock_timeout', $5, true) AS ms),
+            gone AS (
+                DELETE FROM leases WHERE key IN (
+                    SELECT l2.key FROM leases l2, timeout
+                     WHERE expires_at <= $4 AND key <> $1 AND timeout.ms IS NOT NULL
+                     LIMIT 8 FOR UPDATE OF l2 SKIP LOCKED)),
+            took AS (
+                INSERT INTO leases AS l (key, holder, expires_at)
+                SELECT $1, $2, $3 FROM timeout WHERE timeout.ms IS NOT NULL
+                ON CONFLICT (key) DO UPDATE SET holder = excluded.holder,
+                    expires_at = excluded.expires_at
+                 WHERE l.expires_at <= $4 OR l.holder = excluded.holder
+                RETURNING holder)
+            SELECT (SELECT count(*) FROM took), (SELECT expires_at FROM leases WHERE key = $1)";
+        // A holder that committed after that snapshot began.
         const HELD: &str = "SELECT expires_at FROM leases WHERE key = $1";
-        const EXPIRE: &str = "DELETE FROM leases WHERE key IN (SELECT key FROM leases
-            WHERE expires_at <= $1 AND key <> $2 LIMIT 8 FOR UPDATE SKIP LOCKED)";
         let key: &[u8] = key;
-        self.write(|c| {
-            exec(c, EXPIRE, args![now, key])?;
-            if opt_row(c, TAKE, args![key, holder, until, now])?.is_some() {
-                return Ok(None);
-            }
-            Ok(Some(match opt_row(c, HELD, args![key])? {
-                Some(r) => get(&r, 0, HELD)?,
-                None => now,
-            }))
-        })
+        let timeout = self.lock_timeout_ms();
+        let (took, held): (i64, Option<i64>) = self.write_one(|c| {
+            let r = row(c, TAKE, args![key, holder, until, now, timeout.as_str()])?;
+            Ok((get(&r, 0, TAKE)?, get(&r, 1, TAKE)?))
+        })?;
+        if took > 0 {
+            return Ok(None);
+        }
+        if let Some(expires_at) = held {
+            return Ok(Some(expires_at));
+        }
+        let held = self.read_one(|c| opt_row(c, HELD, args![key]))?;
+        Ok(Some(match held {
+            Some(r) => get(&r, 0, HELD)?,
+            None => now,
+        }))
     }
 
     fn lease_renew(&self, key: &[u8; 32], holder: &str, until: i64) -> Result<bool> {
-        const RENEW: &str = "UPDATE leases SET expires_at = $3 WHERE key = $1 AND holder = $2";
+        const RENEW: &str = "WITH timeout AS MATERIALIZED (
+                SELECT set_config('lock_timeout', $4, true) AS ms)
+            UPDATE leases SET expires_at = $3 FROM timeout
+             WHERE key = $1 AND holder = $2 AND timeout.ms IS NOT NULL";
         let key: &[u8] = key;
-        Ok(self.write(|c| exec(c, RENEW, args![key, holder, until]))? > 0)
+        let timeout = self.lock_timeout_ms();
+        Ok(self.write_one(|c| exec(c, RENEW, args![key, holder, until, timeout.as_str()]))? > 0)
     }
 
     fn lease_release(&self, key: &[u8; 32], holder: &str) -> Result<()> {
-        const RELEASE: &str = "DELETE FROM leases WHERE key = $1 AND holder = $2";
+        const RELEASE: &str = "WITH timeout AS MATERIALIZED (
+                SELECT set_config('lock_timeout', $3, true) AS ms)
+            DELETE FROM leases USING timeout
+             WHERE key = $1 AND holder = $2 AND timeout.ms IS NOT NULL";
         let key: &[u8] = key;
-        self.write(|c| exec(c, RELEASE, args![key, holder]))?;
+        let timeout = self.lock_timeout_ms();
+        self.write_one(|c| exec(c, RELEASE, args![key, holder, timeout.as_str()]))?;
         Ok(())
     }
 }

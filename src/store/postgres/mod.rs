@@ -20,6 +20,7 @@ mod lease;
 mod memory;
 mod migrate;
 mod pool;
+mod prepared;
 mod prune;
 mod qualify;
 mod report;
@@ -139,7 +140,27 @@ pub(crate) fn wrap(source: postgres::Error, statement: &str) -> Error {
     Error::Sql {
         kind,
         statement: short_statement(statement),
-        source: Box::new(source),
+        source: Box::new(Driver(source)),
+    }
+}
+
+/// A driver error shown with the server's own words (the driver's `Display` of a
+/// server error is only "db error").
+#[derive(Debug)]
+pub(crate) struct Driver(pub(crate) postgres::Error);
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(f, "{}", db.message()),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for Driver {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 
@@ -158,12 +179,26 @@ impl<T> PgContext<T> for std::result::Result<T, postgres::Error> {
 /// Runs `sql` once; the rows it changed. Every statement of the engine goes through
 /// these helpers, which qualify agentstore's names with the store's schema.
 pub(crate) fn exec(c: &mut Client, sql: &str, args: Args<'_>) -> Result<u64> {
-    c.execute_typed(&qualify::qualified(sql), args).sql(sql)
+    let q = qualify::qualified(sql);
+    match prepared::statement(c, &q, args) {
+        None => c.execute_typed(&q, args).sql(sql),
+        Some(s) => {
+            let run = s.and_then(|s| c.execute(&s, &prepared::values(args)));
+            run.inspect_err(|_| prepared::forget(&q)).sql(sql)
+        }
+    }
 }
 
 /// Every row `sql` returns.
 pub(crate) fn rows(c: &mut Client, sql: &str, args: Args<'_>) -> Result<Vec<Row>> {
-    c.query_typed(&qualify::qualified(sql), args).sql(sql)
+    let q = qualify::qualified(sql);
+    match prepared::statement(c, &q, args) {
+        None => c.query_typed(&q, args).sql(sql),
+        Some(s) => {
+            let run = s.and_then(|s| c.query(&s, &prepared::values(args)));
+            run.inspect_err(|_| prepared::forget(&q)).sql(sql)
+        }
+    }
 }
 
 /// The rows `sql` returns, streamed.
@@ -225,7 +260,7 @@ fn connection_lost(e: &Error) -> bool {
     let Error::Sql { source, .. } = e else {
         return false;
     };
-    match source.downcast_ref::<postgres::Error>() {
+    match source.downcast_ref::<Driver>().map(|d| &d.0) {
         Some(pe) => {
             pe.is_closed()
                 || pe.code().is_some_and(|c| {
@@ -257,7 +292,8 @@ impl Postgres {
         let first = connector
             .connect(&config)
             .map_err(|e| pool::cannot_connect(url, &e))?;
-        let manager = pool::Manager::new(config.clone(), connector, first);
+        let prepare = options.postgres.prepared_statements || url.prepare();
+        let manager = pool::Manager::new(config.clone(), connector, prepare, first);
         let generation = manager.generation();
         let pool = r2d2::Pool::builder()
             .max_size(options.postgres.pool_size.max(1))
@@ -326,25 +362,27 @@ impl Postgres {
         f: &mut dyn FnMut(&mut Client) -> Result<T>,
     ) -> Result<T> {
         let mut conn = self.connection()?;
+        let mut statements = conn.take_statements();
         let client = conn.client();
         let start = format!("{begin}; {}", self.preamble);
-        let mut run = |client: &mut Client| match &self.qualifier {
-            Some(q) => qualify::with(q, || f(client)),
-            None => f(client),
+        let mut run = |client: &mut Client| {
+            prepared::with(&mut statements, || match &self.qualifier {
+                Some(q) => qualify::with(q, || f(client)),
+                None => f(client),
+            })
         };
         client.batch_execute(&start).sql("BEGIN")?;
-        match run(client) {
-            Ok(value) => {
-                client.batch_execute("COMMIT").sql("COMMIT")?;
-                Ok(value)
-            }
+        let outcome = match run(client) {
+            Ok(value) => client.batch_execute("COMMIT").sql("COMMIT").map(|()| value),
             Err(e) => {
                 // A rollback that fails has lost its connection, which the pool then
                 // finds closed and drops.
                 let _ = client.batch_execute("ROLLBACK");
                 Err(e)
             }
-        }
+        };
+        conn.put_statements(statements);
+        outcome
     }
 
     /// After a lost connection: every pooled connection is checked before its next use.
@@ -369,11 +407,14 @@ impl Postgres {
         let mut once = || {
             crate::offload::off_runtime(|| {
                 let mut conn = self.connection()?;
+                let mut statements = conn.take_statements();
                 let client = conn.client();
-                match &self.qualifier {
+                let out = prepared::with(&mut statements, || match &self.qualifier {
                     Some(q) => qualify::with(q, || f(client)),
                     None => f(client),
-                }
+                });
+                conn.put_statements(statements);
+                out
             })
         };
         match once() {
@@ -416,11 +457,14 @@ impl Postgres {
     pub(crate) fn write_one<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         let result = crate::offload::off_runtime(|| {
             let mut conn = self.connection()?;
+            let mut statements = conn.take_statements();
             let client = conn.client();
-            match &self.qualifier {
+            let out = prepared::with(&mut statements, || match &self.qualifier {
                 Some(q) => qualify::with(q, || f(client)),
                 None => f(client),
-            }
+            });
+            conn.put_statements(statements);
+            out
         });
         self.write_result(result)
     }

@@ -335,9 +335,21 @@ pub(crate) struct Connection {
     returned: Instant,
     /// The pool's generation when this connection was last known good.
     generation: u64,
+    /// The statements prepared on this connection, when the store prepares them.
+    statements: Option<super::prepared::Statements>,
 }
 
 impl Connection {
+    /// The connection's prepared statements, for the length of one operation.
+    pub(crate) fn take_statements(&mut self) -> Option<super::prepared::Statements> {
+        self.statements.take()
+    }
+
+    /// Gives them back (the connection keeps them for its next operation).
+    pub(crate) fn put_statements(&mut self, statements: Option<super::prepared::Statements>) {
+        self.statements = statements;
+    }
+
     /// The client.
     pub(crate) fn client(&mut self) -> &mut Client {
         self.returned = Instant::now();
@@ -350,6 +362,8 @@ pub(crate) struct Manager {
     config: Config,
     /// Plain or TLS.
     connector: Connector,
+    /// Whether connections keep prepared statements.
+    prepare: bool,
     /// Bumped when a connection was found lost: every connection of an earlier
     /// generation is then checked before its next use, so a retry gets one that works
     /// (after a server restart, all of them were cut).
@@ -362,10 +376,16 @@ pub(crate) struct Manager {
 
 impl Manager {
     /// A manager whose first connection is `seed`, already made with `config`.
-    pub(super) fn new(config: Config, connector: Connector, seed: Client) -> Manager {
+    pub(super) fn new(
+        config: Config,
+        connector: Connector,
+        prepare: bool,
+        seed: Client,
+    ) -> Manager {
         Manager {
             config,
             connector,
+            prepare,
             generation: Default::default(),
             seed: std::sync::Mutex::new(Some(seed)),
         }
@@ -397,6 +417,7 @@ impl r2d2::ManageConnection for Manager {
             _ => self.connector.connect(&self.config)?,
         };
         Ok(Connection {
+            statements: self.prepare.then(Default::default),
             client,
             returned: Instant::now(),
             generation: self.generation.load(std::sync::atomic::Ordering::SeqCst),

@@ -134,30 +134,52 @@ fn fuzzy(c: &mut Client, agent_id: i64, message: &str, options: FuzzyOptions) ->
 }
 
 /// Stores one pair and its postings (replacing the response of a message the agent
-/// has); returns its id.
-fn put_on(c: &mut Client, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64> {
-    const UPSERT: &str = "INSERT INTO response_cache \
-         (agent_id, message_hash, message, response, word_count, created_at, last_used_at, indexed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, true) \
-         ON CONFLICT (agent_id, message_hash) DO UPDATE SET \
-         response = excluded.response, last_used_at = excluded.last_used_at \
-         RETURNING id, (xmax = 0) AS inserted";
+/// has) with one statement; returns its id. `timeout` is the lock timeout in ms, set
+/// by the statement itself (a materialized CTE the upsert reads), so that the
+/// statement can run alone in autocommit: one round trip.
+fn put_on(
+    c: &mut Client,
+    agent_id: i64,
+    message: &str,
+    response: &str,
+    now: i64,
+    timeout: &str,
+) -> Result<i64> {
+    const PUT: &str = "WITH timeout AS MATERIALIZED (
+            SELECT set_config('lock_timeout', $7, true) AS ms),
+        r AS (
+            INSERT INTO response_cache (agent_id, message_hash, message, response, word_count,
+                                        created_at, last_used_at, indexed)
+            SELECT $1, $2, $3, $4, $5, $6, $6, true FROM timeout WHERE timeout.ms IS NOT NULL
+            ON CONFLICT (agent_id, message_hash) DO UPDATE SET
+                response = excluded.response, last_used_at = excluded.last_used_at
+            RETURNING id, (xmax = 0) AS inserted),
+        postings AS (
+            INSERT INTO response_words (agent_id, word, word_count, response_id)
+            SELECT $1, u.w, $5, r.id FROM r, unnest($8::text[]) AS u (w) WHERE r.inserted
+            ON CONFLICT DO NOTHING)
+        SELECT id FROM r";
     refuse_nul("the message", message)?;
     refuse_nul("the response", response)?;
     let words = word_set(message);
     let hash = message_hash(message);
     let hash: &[u8] = &hash;
+    let count = words.len() as i64;
     let r = row(
         c,
-        UPSERT,
-        args![agent_id, hash, message, response, words.len() as i64, now],
+        PUT,
+        &[
+            (&agent_id, Type::INT8),
+            (&hash, Type::BYTEA),
+            (&message, Type::TEXT),
+            (&response, Type::TEXT),
+            (&count, Type::INT8),
+            (&now, Type::INT8),
+            (&timeout, Type::TEXT),
+            (&words, Type::TEXT_ARRAY),
+        ],
     )?;
-    let id: i64 = get(&r, 0, UPSERT)?;
-    let inserted: bool = get(&r, 1, UPSERT)?;
-    if inserted {
-        index_row(c, agent_id, id, &words)?;
-    }
-    Ok(id)
+    get(&r, 0, PUT)
 }
 
 /// The postings of one row, in one statement.
@@ -478,13 +500,15 @@ impl ResponseOps for Postgres {
     }
 
     fn response_put(&self, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64> {
-        self.write(|c| put_on(c, agent_id, message, response, now))
+        let timeout = self.lock_timeout_ms();
+        self.write_one(|c| put_on(c, agent_id, message, response, now, &timeout))
     }
 
     fn response_put_many(&self, agent_id: i64, pairs: &[(&str, &str)], now: i64) -> Result<()> {
+        let timeout = self.lock_timeout_ms();
         self.write(|c| {
             for (m, r) in pairs {
-                put_on(c, agent_id, m, r, now)?;
+                put_on(c, agent_id, m, r, now, &timeout)?;
             }
             Ok(())
         })

@@ -94,20 +94,6 @@ pub(super) fn upsert(
     Ok(())
 }
 
-/// Removes up to `limit` expired rows, the oldest expiry first, when the earliest
-/// expiry has passed (a one-row probe of the expiry index).
-fn expire_batch(c: &mut Client, now: i64, limit: i64) -> Result<u64> {
-    const EARLIEST: &str = "SELECT min(expires_at) FROM tool_cache";
-    const EXPIRE: &str = "DELETE FROM tool_cache WHERE key IN \
-         (SELECT key FROM tool_cache WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 \
-          FOR UPDATE SKIP LOCKED)";
-    let earliest: Option<i64> = get(&row(c, EARLIEST, args![])?, 0, EARLIEST)?;
-    if earliest.is_none_or(|e| e > now) {
-        return Ok(0);
-    }
-    exec(c, EXPIRE, args![now, limit])
-}
-
 /// Adds counter deltas, one upsert per (agent, tool): processes add, never overwrite.
 pub(super) fn add_counts_on(c: &mut Client, deltas: &[(i64, String, ToolCounts)]) -> Result<()> {
     const UPSERT: &str = "INSERT INTO tool_counters AS t \
@@ -209,18 +195,38 @@ impl ToolOps for Postgres {
         ] {
             refuse_nul(what, text)?;
         }
-        self.write(|c| {
-            upsert(
+        // One autocommit statement: the lock timeout (a materialized CTE the others
+        // read), a bounded batch of other expired rows removed over the expiry index,
+        // the upsert.
+        const PUT: &str = "WITH timeout AS MATERIALIZED (
+                SELECT set_config('lock_timeout', $8, true) AS ms),
+            gone AS (
+                DELETE FROM tool_cache WHERE key IN (
+                    SELECT t.key FROM tool_cache t, timeout
+                     WHERE expires_at <= $6 AND key <> $1 AND timeout.ms IS NOT NULL
+                     ORDER BY expires_at LIMIT $9 FOR UPDATE OF t SKIP LOCKED))
+            INSERT INTO tool_cache (key, scope, tool, params, result, created_at, expires_at)
+            SELECT $1, $2, $3, $4, $5, $6, $7 FROM timeout WHERE timeout.ms IS NOT NULL
+            ON CONFLICT (key) DO UPDATE SET result = excluded.result,
+                created_at = excluded.created_at, expires_at = excluded.expires_at";
+        let timeout = self.lock_timeout_ms();
+        let key: &[u8] = &key.0;
+        self.write_one(|c| {
+            exec(
                 c,
-                key,
-                scope,
-                tool,
-                canonical_params,
-                result,
-                now,
-                expires_at,
+                PUT,
+                args![
+                    key,
+                    scope,
+                    tool,
+                    canonical_params,
+                    result,
+                    now,
+                    expires_at,
+                    timeout.as_str(),
+                    EXPIRE_BATCH_ON_WRITE
+                ],
             )?;
-            expire_batch(c, now, EXPIRE_BATCH_ON_WRITE)?;
             Ok(())
         })
     }
