@@ -71,6 +71,8 @@ pub struct Config {
     pub keep_tmp: bool,
     /// `--engine postgres`: run the PostgreSQL workloads too.
     pub postgres: bool,
+    /// `--pg-prepared`: the PostgreSQL stores keep prepared statements.
+    pub pg_prepared: bool,
 }
 
 pub fn parse_args() -> Config {
@@ -80,6 +82,7 @@ pub fn parse_args() -> Config {
         out: None,
         keep_tmp: false,
         postgres: false,
+        pg_prepared: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -94,9 +97,10 @@ pub fn parse_args() -> Config {
             "--keep-tmp" => c.keep_tmp = true,
             "--out" => c.out = args.next().map(PathBuf::from),
             "--engine" => c.postgres = args.next().is_some_and(|e| e == "postgres"),
+            "--pg-prepared" => c.pg_prepared = true,
             "--help" | "-h" => {
                 println!(
-                    "workloads [--workload W1[,W2..]] [--quick] [--out FILE] [--keep-tmp] [--engine postgres]"
+                    "workloads [--workload W1[,W2..]] [--quick] [--out FILE] [--keep-tmp] [--engine postgres [--pg-prepared]]"
                 );
                 std::process::exit(0);
             }

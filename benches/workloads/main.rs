@@ -8,6 +8,7 @@
 //! cargo bench --bench workloads -- --quick           # small N, few reps
 //! cargo bench --bench workloads -- --out rows.json   # where the JSON goes
 //! cargo bench --bench workloads -- --engine postgres # also PostgreSQL (and W11 on it)
+//! cargo bench --bench workloads -- --engine postgres --pg-prepared  # with prepare=true
 //! ```
 //!
 //! Rows follow section 4 of WORKLOADS.md (`peer`, `case`, `params`, `status`,
@@ -82,6 +83,7 @@ fn main() {
         return;
     }
     let config = parse_args();
+    postgres::PREPARED.store(config.pg_prepared, std::sync::atomic::Ordering::Relaxed);
     let started = chrono::Utc::now();
     let clock = Instant::now();
     let tmp = tempfile::Builder::new()
@@ -164,7 +166,7 @@ fn main() {
         "schema": "peers-bench/1",
         "started_utc": started.to_rfc3339(),
         "total_runtime_s": clock.elapsed().as_secs_f64(),
-        "config": { "quick": b.config.quick, "workloads": b.config.workloads },
+        "config": { "quick": b.config.quick, "workloads": b.config.workloads, "pg_prepared": b.config.pg_prepared },
         "seeds": { "W1": 101, "W2-W4": 201, "W5": [501, 502], "W7": [701, 702, 705], "W8": [801, 802, 803, 804], "W9": 901, "W10": [701, 702], "W12": [201, 1201], "vocab": 1 },
         "machine": machine_start,
         "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),

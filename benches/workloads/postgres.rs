@@ -25,6 +25,9 @@ use crate::pg_cluster::Server;
 use crate::tools::Lookup;
 
 /// The server the run uses, and the schema counter.
+/// `--pg-prepared`: every store of the run keeps prepared statements (`prepare=true`).
+pub static PREPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub struct Pg {
     server: Server,
     next: usize,
@@ -43,8 +46,13 @@ impl Pg {
     /// A fresh schema's URL.
     pub fn url(&mut self) -> String {
         self.next += 1;
+        let prepare = if PREPARED.load(std::sync::atomic::Ordering::Relaxed) {
+            "&prepare=true"
+        } else {
+            ""
+        };
         format!(
-            "{}?schema=bench{}_{}",
+            "{}?schema=bench{}_{}{prepare}",
             self.server.url(),
             std::process::id(),
             self.next
@@ -792,7 +800,12 @@ pub fn fuzzy(b: &mut Bench, pg: &mut Pg) {
         }
         // The bare baseline: every message read from the server, then the scan.
         let mut bare = Client::connect(pg.server.url(), NoTls).expect("bare connect");
-        let schema = url.rsplit("schema=").next().expect("schema").to_string();
+        let schema = url
+            .rsplit("schema=")
+            .next()
+            .and_then(|s| s.split('&').next())
+            .expect("schema")
+            .to_string();
         let select = bare
             .prepare(&format!(
                 "SELECT message FROM {schema}.response_cache WHERE agent_id = $1 ORDER BY id"

@@ -65,6 +65,7 @@ pub fn child(kind: &str, db: &str, prompt: &str) {
         "bare_pg" => {
             // `db` is the server's URL and `?schema=NAME`.
             let (url, schema) = db.split_once("?schema=").expect("a schema");
+            let schema = schema.split('&').next().expect("a schema");
             let mut c = postgres::Client::connect(url, postgres::NoTls).expect("bare connect");
             let select = c
                 .prepare(&format!(
