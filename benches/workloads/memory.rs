@@ -16,11 +16,9 @@ pub fn open_store(path: &Path) -> Store {
     Store::open(path, StoreOptions::default()).expect("open store")
 }
 
-/// A fresh store with one agent whose retention cannot interfere with preloading.
-pub fn preloaded_store(path: &Path, pairs: &[(String, f64)]) -> (Store, agentstore::Memory) {
-    let store = open_store(path);
-    let agent = store.agent("bench").expect("agent");
-    let entries: Vec<NewEntry> = pairs
+/// The entries a preload imports: `pairs` one second apart from the preload epoch.
+pub fn preload_entries(pairs: &[(String, f64)]) -> Vec<NewEntry> {
+    pairs
         .iter()
         .enumerate()
         .map(|(i, (c, imp))| NewEntry {
@@ -29,7 +27,14 @@ pub fn preloaded_store(path: &Path, pairs: &[(String, f64)]) -> (Store, agentsto
             importance: *imp,
             created_at: PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,
         })
-        .collect();
+        .collect()
+}
+
+/// A fresh store with one agent whose retention cannot interfere with preloading.
+pub fn preloaded_store(path: &Path, pairs: &[(String, f64)]) -> (Store, agentstore::Memory) {
+    let store = open_store(path);
+    let agent = store.agent("bench").expect("agent");
+    let entries = preload_entries(pairs);
     let memory = store.memory(&agent);
     memory.import_entries(&entries).expect("preload");
     // Settle: the bare baseline's preload checkpoints inside its commit, ours in the

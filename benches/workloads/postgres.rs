@@ -13,13 +13,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use agentstore::agent::{Agent, AgentConfig, SimulatedClient, ToolConfig, ToolRegistry, Tools};
-use agentstore::{MemorySettings, NewEntry, SearchOptions, Store, StoreOptions};
+use agentstore::{MemorySettings, SearchOptions, Store, StoreOptions};
 use postgres::{Client, NoTls};
 use serde_json::{Value, json};
 
-use crate::data::{
-    PRELOAD_EPOCH_MICROS, SplitMix64, fuzzy_messages, memory_pairs, prompt_pairs, tool_params,
-};
+use crate::data::{PRELOAD_EPOCH_MICROS, SplitMix64, memory_pairs, prompt_pairs, tool_params};
 use crate::harness::{Bench, median, summarize, throughput};
 use crate::pg_cluster::Server;
 use crate::tools::Lookup;
@@ -652,16 +650,7 @@ pub fn cleanup(b: &mut Bench, pg: &mut Pg) {
     let mut ratios = serde_json::Map::new();
     for &n in sizes {
         let pairs = &all[..n];
-        let entries: Vec<NewEntry> = pairs
-            .iter()
-            .enumerate()
-            .map(|(i, (c, imp))| NewEntry {
-                role: Default::default(),
-                content: c.clone(),
-                importance: *imp,
-                created_at: PRELOAD_EPOCH_MICROS + i as i64 * 1_000_000,
-            })
-            .collect();
+        let entries = crate::memory::preload_entries(pairs);
         let (mut ours, mut base) = (Vec::new(), Vec::new());
         let mut kept = 0;
         for rep in 0..warmups + timed {
@@ -735,17 +724,8 @@ pub fn parallel_tools(b: &mut Bench, pg: &mut Pg) {
 /// both kinds of miss, with the same answers as the original's scan; the bare
 /// baseline is that scan over the messages read from the server.
 pub fn fuzzy(b: &mut Bench, pg: &mut Pg) {
-    use crate::responses::{fuzzy_queries, scan, timed};
-    let sizes: &[(usize, usize)] = if b.config.quick {
-        &[(1_000, 3), (10_000, 2)]
-    } else {
-        &[(1_000, 10), (10_000, 3), (100_000, 2)]
-    };
-    let all = fuzzy_messages(
-        801,
-        sizes.iter().map(|s| s.0).max().unwrap_or(1_000),
-        &b.vocab,
-    );
+    use crate::responses::{fuzzy_queries, fuzzy_sizes, scan, timed};
+    let (sizes, all) = fuzzy_sizes(b);
     let options = agentstore::FuzzyOptions::default();
     let mut summary = serde_json::Map::new();
     for &(r, reps) in sizes {

@@ -271,7 +271,8 @@ pub fn fuzzy_queries(
     [hits, strangers, random]
 }
 
-pub fn w8(b: &mut Bench) {
+/// W8's sizes `(R, reps)` and the cached messages of the largest.
+pub fn fuzzy_sizes(b: &Bench) -> (&'static [(usize, usize)], Vec<String>) {
     let sizes: &[(usize, usize)] = if b.config.quick {
         &[(1_000, 3), (10_000, 2)]
     } else {
@@ -282,6 +283,11 @@ pub fn w8(b: &mut Bench) {
         sizes.iter().map(|s| s.0).max().unwrap_or(1_000),
         &b.vocab,
     );
+    (sizes, all)
+}
+
+pub fn w8(b: &mut Bench) {
+    let (sizes, all) = fuzzy_sizes(b);
     let options = FuzzyOptions::default();
     let unguarded = options.with_negation_guard(false);
     let mut ratios = serde_json::Map::new();

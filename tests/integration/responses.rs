@@ -172,6 +172,40 @@ engines! {
     }
 }
 
+engines! {
+    /// More guarded candidates than one round reads (16 on PostgreSQL), all as similar
+    /// as the one the guard lets through, which was cached last: it is still found.
+    fn the_guard_reads_past_a_round_of_blocked_candidates(db: &Db) -> TestResult {
+        let store = db.open(StoreOptions::default())?;
+        let agent = store.agent("bot")?;
+        let cache = store.response_cache(&agent);
+        let query = "alpha bravo charlie delta echo foxtrot golf hotel india juliet";
+        for i in 0..20 {
+            cache.put(&format!("{query} not x{i}"), &format!("negated {i}"))?;
+        }
+        cache.put(&format!("{query} kilo lima"), "the one")?;
+        let options = FuzzyOptions::default();
+        let m = cache.lookup_fuzzy(query, options)?.expect("a match");
+        assert_eq!(m.response, "the one");
+        assert!((m.similarity - 10.0 / 12.0).abs() < 1e-12);
+        // With only negated ones cached, the first of them is what the guard blocked.
+        let other = store.agent("other")?;
+        let cache = store.response_cache(&other);
+        for i in 0..20 {
+            cache.put(&format!("{query} not x{i}"), &format!("negated {i}"))?;
+        }
+        let found = cache.lookup_explained(query, options)?;
+        assert_eq!(found.found, None);
+        match found.no_match {
+            Some(agentstore::NoMatch::Guarded { message, .. }) => {
+                assert_eq!(message, format!("{query} not x0"));
+            }
+            other => panic!("expected the guard, got {other:?}"),
+        }
+        Ok(())
+    }
+}
+
 type Setup = (Store, agentstore::AgentRecord, Responder, Arc<AtomicUsize>);
 
 /// A store with the agent "bot" answering through [`slow_echo`], and its call count.

@@ -4,6 +4,7 @@
 //! row first, so one agent's concurrent adds (on any host) run their cleanups one
 //! after another, and other agents never wait.
 
+use postgres::types::Type;
 use postgres::{Client, Row};
 
 use super::{Postgres, args, exec, get, opt_row, refuse_nul, row, rows};
@@ -53,26 +54,31 @@ const RESERVE: &str = "UPDATE memory_counters c SET message_count = c.message_co
 
 const COUNTERS: &str = "SELECT entries, bytes FROM memory_counters WHERE agent_id = $1";
 
-/// One add in one autocommit statement (one round trip, as a bare INSERT), when it
-/// takes no retention step: the message number is not a cleanup point and the entry
-/// fits under both caps (the same arithmetic as [`add_in`], in float8 as in Rust).
-/// Otherwise it changes nothing and returns no row, and [`add_in`] does the add in a
-/// transaction. The lock timeout is set first (a materialized CTE the UPDATE joins,
-/// so it is evaluated before the counters row is locked).
-const ADD_ONE: &str = "WITH timeout AS MATERIALIZED (
-        SELECT set_config('lock_timeout', $6, true) AS ms),
+/// An add of one or more entries in one autocommit statement (one round trip, as a
+/// bare INSERT), when it takes no retention step: no message number of the batch is
+/// a cleanup point, and the entries fit under both caps at the end of the batch (so
+/// after each of them: the counts only grow), with the arithmetic of [`add_in`]
+/// (float8, as in Rust). Otherwise it changes nothing and returns no row, and
+/// [`add_in`] does the add in a transaction. The lock timeout is set first (a
+/// materialized CTE the UPDATE joins, so it is evaluated before the counters row is
+/// locked). Entries come as arrays, numbered in order after the reserved range.
+const ADD_FAST: &str = "WITH timeout AS MATERIALIZED (
+        SELECT set_config('lock_timeout', $5, true) AS ms),
     r AS (
-        UPDATE memory_counters c SET message_count = c.message_count + 1
+        UPDATE memory_counters c SET message_count = c.message_count + $6
           FROM agents a, timeout
          WHERE c.agent_id = $1 AND a.id = c.agent_id AND timeout.ms IS NOT NULL
-           AND NOT (a.cleanup_interval > 0 AND (c.message_count + 1) % a.cleanup_interval = 0)
-           AND c.entries + 1 <= a.max_entries
-           AND (c.bytes + octet_length($4))::float8
-               <= a.max_memory_mb * 1024::float8 * 1024::float8
-           AND c.message_count + 1 <= $7
+           AND (a.cleanup_interval <= 0
+                OR (c.message_count + $6) / a.cleanup_interval
+                   = c.message_count / a.cleanup_interval)
+           AND c.entries + $6 <= a.max_entries
+           AND (c.bytes + $7)::float8 <= a.max_memory_mb * 1024::float8 * 1024::float8
+           AND c.message_count + $6 <= $8
         RETURNING c.message_count)
     INSERT INTO memory_entries (agent_id, importance, created_at, id, size_bytes, content, role)
-    SELECT $1, $2, $3, r.message_count, octet_length($4), $4, $5 FROM r
+    SELECT $1, u.i, $9, r.message_count - $6 + u.n, octet_length(u.x), u.x, u.r
+      FROM r, unnest($2::float8[], $3::text[], $4::text[]) WITH ORDINALITY AS u (i, x, r, n)
+     ORDER BY u.n
     RETURNING id";
 
 /// One statement for a whole batch of entries: arrays unnested in order.
@@ -555,26 +561,33 @@ impl MemoryOps for Postgres {
         for (_, content, _) in items {
             refuse_nul("the entry's content", content)?;
         }
-        if let [(role, content, importance)] = items {
-            let timeout = self.lock_timeout_ms();
-            let added = self.write_one(|c| {
-                let args = args![
-                    agent_id,
-                    *importance,
-                    now,
-                    *content,
-                    role.as_str(),
-                    timeout.as_str(),
-                    MAX_MESSAGE_ID
-                ];
-                Ok(match opt_row(c, ADD_ONE, args)? {
-                    Some(r) => Some(get::<i64>(&r, 0, ADD_ONE)?),
-                    None => None,
-                })
-            })?;
-            if let Some(id) = added {
-                return Ok(vec![id]);
-            }
+        let timeout = self.lock_timeout_ms();
+        let importance: Vec<f64> = items.iter().map(|i| i.2).collect();
+        let content: Vec<&str> = items.iter().map(|i| i.1).collect();
+        let role: Vec<&str> = items.iter().map(|i| i.0.as_str()).collect();
+        let n = items.len() as i64;
+        let bytes: i64 = content.iter().map(|c| c.len() as i64).sum();
+        let mut added: Vec<i64> = self.write_one(|c| {
+            let found = super::rows(
+                c,
+                ADD_FAST,
+                &[
+                    (&agent_id, Type::INT8),
+                    (&importance, Type::FLOAT8_ARRAY),
+                    (&content, Type::TEXT_ARRAY),
+                    (&role, Type::TEXT_ARRAY),
+                    (&timeout, Type::TEXT),
+                    (&n, Type::INT8),
+                    (&bytes, Type::INT8),
+                    (&MAX_MESSAGE_ID, Type::INT8),
+                    (&now, Type::INT8),
+                ],
+            )?;
+            found.iter().map(|r| get(r, 0, ADD_FAST)).collect()
+        })?;
+        if !added.is_empty() {
+            added.sort_unstable();
+            return Ok(added);
         }
         self.write(|c| add_in(c, agent_id, items, now))
     }

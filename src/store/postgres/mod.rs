@@ -365,12 +365,7 @@ impl Postgres {
         let mut statements = conn.take_statements();
         let client = conn.client();
         let start = format!("{begin}; {}", self.preamble);
-        let mut run = |client: &mut Client| {
-            prepared::with(&mut statements, || match &self.qualifier {
-                Some(q) => qualify::with(q, || f(client)),
-                None => f(client),
-            })
-        };
+        let mut run = |client: &mut Client| self.in_scope(&mut statements, client, f);
         client.batch_execute(&start).sql("BEGIN")?;
         let outcome = match run(client) {
             Ok(value) => client.batch_execute("COMMIT").sql("COMMIT").map(|()| value),
@@ -404,19 +399,7 @@ impl Postgres {
     /// statement is its own snapshot). Retried once on a fresh connection when the
     /// connection was lost.
     pub(crate) fn read_one<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
-        let mut once = || {
-            crate::offload::off_runtime(|| {
-                let mut conn = self.connection()?;
-                let mut statements = conn.take_statements();
-                let client = conn.client();
-                let out = prepared::with(&mut statements, || match &self.qualifier {
-                    Some(q) => qualify::with(q, || f(client)),
-                    None => f(client),
-                });
-                conn.put_statements(statements);
-                out
-            })
-        };
+        let mut once = || self.autocommit(&mut f);
         match once() {
             Err(e) if connection_lost(&e) => {
                 self.lost();
@@ -455,18 +438,33 @@ impl Postgres {
     /// (`set_config('lock_timeout', ..., true)`, see [`Postgres::lock_timeout_ms`]):
     /// there is no preamble.
     pub(crate) fn write_one<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
-        let result = crate::offload::off_runtime(|| {
+        let result = self.autocommit(&mut f);
+        self.write_result(result)
+    }
+
+    /// Runs `f` on a pooled connection outside a transaction, off the async workers,
+    /// with the store's qualifier and the connection's prepared statements current.
+    fn autocommit<T>(&self, f: &mut dyn FnMut(&mut Client) -> Result<T>) -> Result<T> {
+        crate::offload::off_runtime(|| {
             let mut conn = self.connection()?;
             let mut statements = conn.take_statements();
-            let client = conn.client();
-            let out = prepared::with(&mut statements, || match &self.qualifier {
-                Some(q) => qualify::with(q, || f(client)),
-                None => f(client),
-            });
+            let out = self.in_scope(&mut statements, conn.client(), f);
             conn.put_statements(statements);
             out
-        });
-        self.write_result(result)
+        })
+    }
+
+    /// Runs `f` on `client` with the qualifier and `statements` current.
+    fn in_scope<T>(
+        &self,
+        statements: &mut Option<prepared::Statements>,
+        client: &mut Client,
+        f: &mut dyn FnMut(&mut Client) -> Result<T>,
+    ) -> Result<T> {
+        prepared::with(statements, || match &self.qualifier {
+            Some(q) => qualify::with(q, || f(client)),
+            None => f(client),
+        })
     }
 
     /// The lock timeout of writes, in milliseconds, as text for `set_config`.

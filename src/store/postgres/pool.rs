@@ -124,19 +124,24 @@ impl Connector {
             }
             Ok(Arc::new(roots))
         };
-        let checked = |names: bool| -> Result<Arc<dyn ServerCertVerifier>> {
-            let inner = WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
+        let chain = || -> Result<Option<Arc<WebPkiServerVerifier>>> {
+            WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
                 .build()
-                .map_err(|e| Error::invalid(format!("{url}: sslrootcert: {e}")))?;
-            Ok(Arc::new(Checked { inner, names }))
+                .map(Some)
+                .map_err(|e| Error::invalid(format!("{url}: sslrootcert: {e}")))
         };
-        let verifier: Arc<dyn ServerCertVerifier> = match mode {
-            TlsMode::VerifyFull => checked(true)?,
-            TlsMode::VerifyCa => checked(false)?,
+        let (chain, names) = match mode {
+            TlsMode::VerifyFull => (chain()?, true),
+            TlsMode::VerifyCa => (chain()?, false),
             // As libpq: `require` with a root certificate file checks against it.
-            TlsMode::Require if url.root_cert().is_some() => checked(false)?,
-            _ => Arc::new(Unchecked(provider.clone())),
+            TlsMode::Require if url.root_cert().is_some() => (chain()?, false),
+            _ => (None, false),
         };
+        let verifier = Arc::new(Verifier {
+            chain,
+            names,
+            provider: provider.clone(),
+        });
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::invalid(format!("{url}: TLS: {e}")))?
@@ -155,15 +160,18 @@ impl Connector {
     }
 }
 
-/// The certificate check of `verify-ca` (`names: false`: the chain only, as libpq) and
-/// `verify-full` (the chain and the host's name).
+/// The server's certificate check: none for `prefer` and `require` without a root
+/// file (`chain` None: encrypted, the server not authenticated, as libpq), the chain
+/// for `verify-ca` (`names` false), the chain and the host's name for `verify-full`.
+/// The handshake's signatures are verified in every mode.
 #[derive(Debug)]
-struct Checked {
-    inner: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
     names: bool,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Checked {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -172,10 +180,10 @@ impl ServerCertVerifier for Checked {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.names => Ok(ServerCertVerified::assertion()),
@@ -189,7 +197,8 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -198,62 +207,14 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// The check of `prefer` and `require` without a root certificate: none, as libpq
-/// (the connection is encrypted, the server not authenticated); the handshake's
-/// signatures are still verified.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

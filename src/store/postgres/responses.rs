@@ -133,6 +133,93 @@ fn fuzzy(c: &mut Client, agent_id: i64, message: &str, options: FuzzyOptions) ->
     none(guarded)
 }
 
+/// The fuzzy lookup in one statement (one round trip): the best `CANDIDATE_BATCH`
+/// candidates above the threshold, by similarity then id (as the scan and [`fuzzy`]
+/// order them), with their texts. `None` when the guard blocked all of them and there
+/// may be more: [`fuzzy`] then reads on, batch by batch.
+fn fuzzy_first(
+    c: &mut Client,
+    agent_id: i64,
+    message: &str,
+    options: FuzzyOptions,
+) -> Result<Option<Lookup>> {
+    // The similarity is computed as `words::jaccard` does (one float8 division of the
+    // same integers: the same bits), so the order and the threshold are the scan's.
+    const BEST: &str = "WITH shared AS (
+            SELECT w.response_id, w.word_count, count(*) AS n
+              FROM unnest($2::text[]) AS q (word) CROSS JOIN LATERAL (
+                  SELECT response_id, word_count FROM response_words
+                   WHERE agent_id = $1 AND word = q.word AND word_count BETWEEN $3 AND $4
+                   OFFSET 0) AS w
+             GROUP BY w.response_id, w.word_count HAVING count(*) >= $5),
+        scored AS (
+            SELECT response_id, word_count, n,
+                   n::float8 / ($6 + word_count - n)::float8 AS similarity
+              FROM shared)
+        SELECT s.response_id, s.word_count, s.n, r.message, r.response
+          FROM scored s JOIN response_cache r ON r.agent_id = $1 AND r.id = s.response_id
+         WHERE s.similarity > $7
+         ORDER BY s.similarity DESC, s.response_id
+         LIMIT $8";
+    let query = match FuzzyQuery::new(message, options.threshold) {
+        Ok(query) => query,
+        Err(no_match) => {
+            return Ok(Some(Lookup {
+                found: None,
+                no_match,
+            }));
+        }
+    };
+    let (q, t) = (query.len(), query.threshold);
+    let found = super::rows(
+        c,
+        BEST,
+        &[
+            (&agent_id, Type::INT8),
+            (&query.words, Type::TEXT_ARRAY),
+            (&query.lo, Type::INT8),
+            (&query.hi, Type::INT8),
+            (&(query.fewest as i64), Type::INT8),
+            (&(q as i64), Type::INT8),
+            (&t, Type::FLOAT8),
+            (&(CANDIDATE_BATCH as i64), Type::INT8),
+        ],
+    )?;
+    let mut guarded = None;
+    for r in &found {
+        let id: i64 = get(r, 0, BEST)?;
+        let count: i64 = get(r, 1, BEST)?;
+        let shared: i64 = get(r, 2, BEST)?;
+        let similarity = jaccard(q, count as usize, shared as usize);
+        let cached: String = get(r, 3, BEST)?;
+        if options.negation_guard && differ_in_meaning(message, &cached) {
+            guarded.get_or_insert(NoMatch::Guarded {
+                id,
+                similarity,
+                message: cached,
+            });
+            continue;
+        }
+        return Ok(Some(Lookup {
+            found: Some(CacheMatch {
+                id,
+                kind: Outcome::Fuzzy,
+                similarity,
+                message: cached,
+                response: get(r, 4, BEST)?,
+            }),
+            no_match: None,
+        }));
+    }
+    if found.len() == CANDIDATE_BATCH {
+        return Ok(None);
+    }
+    Ok(Some(Lookup {
+        found: None,
+        no_match: guarded,
+    }))
+}
+
 /// Stores one pair and its postings (replacing the response of a message the agent
 /// has) with one statement; returns its id. `timeout` is the lock timeout in ms, set
 /// by the statement itself (a materialized CTE the upsert reads), so that the
@@ -495,6 +582,9 @@ impl ResponseOps for Postgres {
                 found: Some(hit),
                 no_match: None,
             });
+        }
+        if let Some(found) = self.read_one(|c| fuzzy_first(c, agent_id, message, options))? {
+            return Ok(found);
         }
         self.read(|c| fuzzy(c, agent_id, message, options))
     }
