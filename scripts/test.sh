@@ -21,6 +21,20 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# PgBouncer (Debian's package) for the test that runs the PostgreSQL engine through a
+# transaction-mode pooler.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing pgbouncer (Debian package) for the pooler test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer >/dev/null; }
+  else
+    echo "pgbouncer is not installed and cannot be installed here (not root, or no apt-get)" >&2
+    exit 1
+  fi
+fi
+export AGENTSTORE_REQUIRE_PGBOUNCER=1
+
 echo "== the Python test environment (target/pyenv)"
 PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null 2>&1 || { echo "$PYTHON is needed for the Python suites" >&2; exit 1; }

@@ -24,6 +24,7 @@ mod load;
 mod mcp;
 mod open;
 mod pg_engine;
+mod pgbouncer;
 mod postgres;
 mod readme;
 mod recall;
