@@ -21,7 +21,8 @@ fn bindir() -> Option<PathBuf> {
     dir.join("initdb").exists().then_some(dir)
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (server binaries then run as `postgres`).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -246,14 +246,23 @@ pub fn w1(b: &mut Bench) {
 
 // ---------------------------------------------------------------- W2 memory_cleanup
 
-pub fn w2(b: &mut Bench) {
+/// W2's plan: the sizes, (warm-up, timed) reps, and the entries of the largest size.
+pub type CleanupPlan = (&'static [usize], (usize, usize), Vec<(String, f64)>);
+
+/// W2's plan for this run (see [`CleanupPlan`]).
+pub fn cleanup_plan(b: &Bench) -> CleanupPlan {
     let sizes: &[usize] = if b.config.quick {
         &[10_000]
     } else {
         &[10_000, 100_000]
     };
-    let (warmups, timed) = if b.config.quick { (1, 3) } else { (1, 7) };
+    let reps = if b.config.quick { (1, 3) } else { (1, 7) };
     let all = memory_pairs(201, *sizes.iter().max().unwrap_or(&10_000), &b.vocab);
+    (sizes, reps, all)
+}
+
+pub fn w2(b: &mut Bench) {
+    let (sizes, (warmups, timed), all) = cleanup_plan(b);
     let mut ratios = serde_json::Map::new();
     for &n in sizes {
         let pairs = &all[..n];

@@ -637,13 +637,7 @@ pub fn stats(b: &mut Bench, pg: &mut Pg) {
 /// preloaded entries, against a bare `DELETE ... NOT IN (top 70%)`; both rebuilt
 /// before each rep, untimed.
 pub fn cleanup(b: &mut Bench, pg: &mut Pg) {
-    let sizes: &[usize] = if b.config.quick {
-        &[10_000]
-    } else {
-        &[10_000, 100_000]
-    };
-    let (warmups, timed) = if b.config.quick { (1, 3) } else { (1, 7) };
-    let all = memory_pairs(201, *sizes.iter().max().unwrap_or(&10_000), &b.vocab);
+    let (sizes, (warmups, timed), all) = crate::memory::cleanup_plan(b);
     let url = pg.url();
     let s = store(&url);
     let mut bare = pg.bare(BARE_MEMORY);
@@ -734,14 +728,7 @@ pub fn fuzzy(b: &mut Bench, pg: &mut Pg) {
         let s = store(&url);
         let agent = s.agent("bench").expect("agent");
         let cache = s.response_cache(&agent);
-        let pairs: Vec<(&str, String)> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.as_str(), format!("response-{i}")))
-            .collect();
-        for chunk in pairs.chunks(10_000) {
-            cache.put_many(chunk).expect("preload");
-        }
+        crate::responses::preload_fuzzy(&cache, messages);
         let kinds = fuzzy_queries(messages, r, &b.vocab);
         let lookup = |q: &str| cache.lookup_fuzzy(q, options).expect("lookup");
         lookup(&kinds[0][0].0);

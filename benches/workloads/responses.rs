@@ -271,6 +271,18 @@ pub fn fuzzy_queries(
     [hits, strangers, random]
 }
 
+/// Caches `messages`, the i-th with the response `response-i`, in bulk.
+pub fn preload_fuzzy(cache: &agentstore::ResponseCache, messages: &[String]) {
+    let pairs: Vec<(&str, String)> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.as_str(), format!("response-{i}")))
+        .collect();
+    for chunk in pairs.chunks(10_000) {
+        cache.put_many(chunk).expect("preload");
+    }
+}
+
 /// W8's sizes `(R, reps)` and the cached messages of the largest.
 pub fn fuzzy_sizes(b: &Bench) -> (&'static [(usize, usize)], Vec<String>) {
     let sizes: &[(usize, usize)] = if b.config.quick {
@@ -295,17 +307,7 @@ pub fn w8(b: &mut Bench) {
         let messages = &all[..r];
         let store = Store::open(b.db_path(), StoreOptions::default()).expect("open");
         let agent = store.agent("bench").expect("agent");
-        let pairs: Vec<(&str, String)> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.as_str(), format!("response-{i}")))
-            .collect();
-        for chunk in pairs.chunks(10_000) {
-            store
-                .response_cache(&agent)
-                .put_many(chunk)
-                .expect("preload");
-        }
+        preload_fuzzy(&store.response_cache(&agent), messages);
         store.checkpoint().expect("checkpoint");
         let kinds = fuzzy_queries(messages, r, &b.vocab);
         let lookup = |q: &str| {

@@ -12,6 +12,7 @@ use agentstore::{MemorySettings, SearchOptions, Store, StoreOptions};
 use postgres::NoTls;
 
 use crate::common::TestResult;
+use crate::postgres::is_root;
 
 fn pgbouncer_binary() -> Option<PathBuf> {
     ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
@@ -26,14 +27,6 @@ fn skip(why: &str) {
         "AGENTSTORE_REQUIRE_PGBOUNCER is set but {why}"
     );
     eprintln!("skipping the PgBouncer test: {why}");
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 /// A PgBouncer in front of `host:port`, transaction pooling over 2 server connections.

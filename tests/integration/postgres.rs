@@ -12,7 +12,7 @@ use crate::common::{TempDb, TestResult};
 #[path = "../../benches/support/pg_cluster.rs"]
 mod pg_cluster;
 
-pub use pg_cluster::Server;
+pub use pg_cluster::{Server, is_root};
 
 /// A server for one test: `AGENTSTORE_TEST_POSTGRES`, else a throwaway cluster; `None`
 /// (with the reason printed) when neither can be had, unless

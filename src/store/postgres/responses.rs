@@ -15,12 +15,12 @@ use super::{Postgres, args, exec, get, opt_row, refuse_nul, row, rows};
 use crate::error::{Error, Result};
 use crate::store::engine::ResponseOps;
 use crate::store::responses::{
-    TuneRule, check_size, message_hash, older_than, time_bucket, tuning,
+    TuneRule, check_size, message_hash, older_than, through_guard, time_bucket, tuning,
 };
-use crate::store::words::{FuzzyQuery, differ_in_meaning, jaccard, word_set};
+use crate::store::words::{FuzzyQuery, jaccard, word_set};
 use crate::store::{
-    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, NoMatch, Outcome,
-    ResponseOrder, ResponsePurge, ResponseTimeStats, TimeFigures, Tuning,
+    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, Outcome, ResponseOrder,
+    ResponsePurge, ResponseTimeStats, TimeFigures, Tuning,
 };
 
 /// Log rows deleted, at most, by each log write that finds the log over its retention.
@@ -110,24 +110,16 @@ fn fuzzy(c: &mut Client, agent_id: i64, message: &str, options: FuzzyOptions) ->
             let Some((cached, response)) = texts.get(&id) else {
                 continue;
             };
-            if options.negation_guard && differ_in_meaning(message, cached) {
-                guarded.get_or_insert(NoMatch::Guarded {
-                    id,
-                    similarity,
-                    message: cached.clone(),
-                });
-                continue;
+            let candidate = CacheMatch {
+                id,
+                kind: Outcome::Fuzzy,
+                similarity,
+                message: cached.clone(),
+                response: response.clone(),
+            };
+            if let Some(found) = through_guard(message, options, candidate, &mut guarded) {
+                return Ok(found);
             }
-            return Ok(Lookup {
-                found: Some(CacheMatch {
-                    id,
-                    kind: Outcome::Fuzzy,
-                    similarity,
-                    message: cached.clone(),
-                    response: response.clone(),
-                }),
-                no_match: None,
-            });
         }
     }
     none(guarded)
@@ -191,25 +183,16 @@ fn fuzzy_first(
         let count: i64 = get(r, 1, BEST)?;
         let shared: i64 = get(r, 2, BEST)?;
         let similarity = jaccard(q, count as usize, shared as usize);
-        let cached: String = get(r, 3, BEST)?;
-        if options.negation_guard && differ_in_meaning(message, &cached) {
-            guarded.get_or_insert(NoMatch::Guarded {
-                id,
-                similarity,
-                message: cached,
-            });
-            continue;
+        let candidate = CacheMatch {
+            id,
+            kind: Outcome::Fuzzy,
+            similarity,
+            message: get(r, 3, BEST)?,
+            response: get(r, 4, BEST)?,
+        };
+        if let Some(found) = through_guard(message, options, candidate, &mut guarded) {
+            return Ok(Some(found));
         }
-        return Ok(Some(Lookup {
-            found: Some(CacheMatch {
-                id,
-                kind: Outcome::Fuzzy,
-                similarity,
-                message: cached,
-                response: get(r, 4, BEST)?,
-            }),
-            no_match: None,
-        }));
     }
     if found.len() == CANDIDATE_BATCH {
         return Ok(None);

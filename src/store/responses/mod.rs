@@ -108,6 +108,30 @@ pub struct CacheMatch {
     pub response: String,
 }
 
+/// One fuzzy candidate, taken best first, through the negation guard: the lookup's
+/// answer when the guard lets it through; else `None`, the first candidate blocked
+/// kept in `guarded` (both engines' lookups walk their candidates with this).
+pub(crate) fn through_guard(
+    message: &str,
+    options: FuzzyOptions,
+    candidate: CacheMatch,
+    guarded: &mut Option<NoMatch>,
+) -> Option<Lookup> {
+    if options.negation_guard && crate::store::words::differ_in_meaning(message, &candidate.message)
+    {
+        guarded.get_or_insert(NoMatch::Guarded {
+            id: candidate.id,
+            similarity: candidate.similarity,
+            message: candidate.message,
+        });
+        return None;
+    }
+    Some(Lookup {
+        found: Some(candidate),
+        no_match: None,
+    })
+}
+
 /// Why a lookup that looked found nothing to return.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]

@@ -11,11 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::stmt::{SqlContext, opt_row};
 use crate::error::Result;
-use crate::store::responses::message_hash;
-use crate::store::words::{
-    FuzzyQuery as Query, differ_in_meaning, jaccard, shared_words, word_set,
-};
-use crate::store::{CacheMatch, FuzzyOptions, Lookup, NoMatch, Outcome};
+use crate::store::responses::{message_hash, through_guard};
+use crate::store::words::{FuzzyQuery as Query, jaccard, shared_words, word_set};
+use crate::store::{CacheMatch, FuzzyOptions, Lookup, Outcome};
 
 const EXACT: &str =
     "SELECT id, message, response FROM response_cache WHERE agent_id = ?1 AND message_hash = ?2";
@@ -181,24 +179,16 @@ fn first_unguarded(
         else {
             continue; // a posting whose row was deleted outside agentstore
         };
-        if options.negation_guard && differ_in_meaning(message, &cached) {
-            guarded.get_or_insert(NoMatch::Guarded {
-                id,
-                similarity,
-                message: cached,
-            });
-            continue;
+        let candidate = CacheMatch {
+            id,
+            kind: Outcome::Fuzzy,
+            similarity,
+            message: cached,
+            response,
+        };
+        if let Some(found) = through_guard(message, options, candidate, &mut guarded) {
+            return Ok(found);
         }
-        return Ok(Lookup {
-            found: Some(CacheMatch {
-                id,
-                kind: Outcome::Fuzzy,
-                similarity,
-                message: cached,
-                response,
-            }),
-            no_match: None,
-        });
     }
     Ok(Lookup {
         found: None,
