@@ -35,6 +35,9 @@ pub(crate) fn finish_off_worker(f: impl FnOnce() + Send) {
 /// outside a runtime right here.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn off_runtime<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
+    if ON_BLOCKING_THREAD.with(std::cell::Cell::get) {
+        return f(); // a blocking-pool thread: it may block, and drives no tasks
+    }
     match Handle::try_current() {
         Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
@@ -42,6 +45,24 @@ pub(crate) fn off_runtime<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Res
         Ok(_) => on_helper_thread(f),
         Err(_) => f(),
     }
+}
+
+thread_local! {
+    /// Set while this thread runs a task of a runtime's blocking pool (see
+    /// [`as_blocking`]).
+    static ON_BLOCKING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, which the caller runs on a runtime's blocking pool (`spawn_blocking`),
+/// marked as such: a database call in it then runs right here. Such a thread has the
+/// runtime's handle but drives no tasks, so the `postgres` client may block on it; a
+/// helper thread per call (what a current-thread runtime's own thread needs) would
+/// only cost a thread start.
+pub(crate) fn as_blocking<T>(f: impl FnOnce() -> T) -> T {
+    let before = ON_BLOCKING_THREAD.with(|b| b.replace(true));
+    let out = f();
+    ON_BLOCKING_THREAD.with(|b| b.set(before));
+    out
 }
 
 /// Moves a value to the helper thread of [`on_helper_thread`] and back.

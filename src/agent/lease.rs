@@ -59,9 +59,10 @@ impl Lease {
             loop {
                 tokio::time::sleep(every).await;
                 let s = s.clone();
-                let renewed =
-                    tokio::task::spawn_blocking(move || s.lease_renew(&key, holder(), duration))
-                        .await;
+                let renewed = tokio::task::spawn_blocking(move || {
+                    crate::offload::as_blocking(|| s.lease_renew(&key, holder(), duration))
+                })
+                .await;
                 if !matches!(renewed, Ok(Ok(true))) {
                     // Lost (a store error, or taken over after expiring): the result is
                     // still stored when the call ends; a waiter may have run it too.
@@ -88,7 +89,7 @@ impl Drop for Lease {
             let _ = store.lease_release(&key, holder());
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(release)),
+            Ok(rt) => drop(rt.spawn_blocking(|| crate::offload::as_blocking(release))),
             Err(_) => release(),
         }
     }
