@@ -53,12 +53,20 @@ thread_local! {
     static ON_BLOCKING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f`, which the caller runs on a runtime's blocking pool (`spawn_blocking`),
-/// marked as such: a database call in it then runs right here. Such a thread has the
-/// runtime's handle but drives no tasks, so the `postgres` client may block on it; a
-/// helper thread per call (what a current-thread runtime's own thread needs) would
-/// only cost a thread start.
-pub(crate) fn as_blocking<T>(f: impl FnOnce() -> T) -> T {
+/// `rt.spawn_blocking(f)`, the one way the crate sends work to a blocking pool: `f`
+/// runs marked (see [`as_blocking`]), so that a database call in it runs right there.
+pub(crate) fn spawn_blocking<T: Send + 'static>(
+    rt: &Handle,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    rt.spawn_blocking(|| as_blocking(f))
+}
+
+/// Runs `f`, which runs on a runtime's blocking pool, marked as such: a database call
+/// in it then runs right here. Such a thread has the runtime's handle but drives no
+/// tasks, so the `postgres` client may block on it; a helper thread per call (what a
+/// current-thread runtime's own thread needs) would only cost a thread start.
+fn as_blocking<T>(f: impl FnOnce() -> T) -> T {
     let before = ON_BLOCKING_THREAD.with(|b| b.replace(true));
     let out = f();
     ON_BLOCKING_THREAD.with(|b| b.set(before));

@@ -25,7 +25,7 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
         Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
-        Ok(rt) => match rt.spawn_blocking(|| crate::offload::as_blocking(f)).await {
+        Ok(rt) => match crate::offload::spawn_blocking(&rt, f).await {
             Ok(v) => v,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         },
@@ -37,7 +37,7 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 pub(crate) fn detach_blocking(f: impl FnOnce() + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
-            rt.spawn_blocking(|| crate::offload::as_blocking(f));
+            crate::offload::spawn_blocking(&rt, f);
         }
         Err(_) => f(),
     }
@@ -75,7 +75,7 @@ pub(crate) fn flush_when<F: Flush>(owner: &std::sync::Arc<F>, due: Due) {
                 Ok(rt) => {
                     rt.spawn(async move {
                         tokio::time::sleep(delay).await;
-                        tokio::task::spawn_blocking(|| crate::offload::as_blocking(fire));
+                        crate::offload::spawn_blocking(&tokio::runtime::Handle::current(), fire);
                     });
                 }
                 Err(_) => {

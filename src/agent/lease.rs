@@ -59,10 +59,11 @@ impl Lease {
             loop {
                 tokio::time::sleep(every).await;
                 let s = s.clone();
-                let renewed = tokio::task::spawn_blocking(move || {
-                    crate::offload::as_blocking(|| s.lease_renew(&key, holder(), duration))
-                })
-                .await;
+                let renewed =
+                    crate::offload::spawn_blocking(&tokio::runtime::Handle::current(), move || {
+                        s.lease_renew(&key, holder(), duration)
+                    })
+                    .await;
                 if !matches!(renewed, Ok(Ok(true))) {
                     // Lost (a store error, or taken over after expiring): the result is
                     // still stored when the call ends; a waiter may have run it too.
@@ -89,7 +90,7 @@ impl Drop for Lease {
             let _ = store.lease_release(&key, holder());
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(|| crate::offload::as_blocking(release))),
+            Ok(rt) => drop(crate::offload::spawn_blocking(&rt, release)),
             Err(_) => release(),
         }
     }

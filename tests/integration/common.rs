@@ -260,3 +260,14 @@ pub fn reference_context(entries: &[RefEntry], wi: f64, wr: f64, max_chars: u64)
     }
     lines.join("\n")
 }
+
+/// Says why a test that needs `what` skips here, or fails it when the environment
+/// variable `require` is set (the README's test command sets them: a suite it needs
+/// must run, not skip).
+pub fn skip(require: &str, what: &str, why: &str) {
+    assert!(
+        std::env::var_os(require).is_none(),
+        "{require} is set but {why}"
+    );
+    eprintln!("skipping {what}: {why}");
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agentstore::{MemorySettings, SearchOptions, Store, StoreOptions};
 use postgres::NoTls;
 
-use crate::common::TestResult;
+use crate::common::{TestResult, skip};
 use crate::postgres::is_root;
 
 fn pgbouncer_binary() -> Option<PathBuf> {
@@ -19,14 +19,6 @@ fn pgbouncer_binary() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-}
-
-fn skip(why: &str) {
-    assert!(
-        std::env::var_os("AGENTSTORE_REQUIRE_PGBOUNCER").is_none(),
-        "AGENTSTORE_REQUIRE_PGBOUNCER is set but {why}"
-    );
-    eprintln!("skipping the PgBouncer test: {why}");
 }
 
 /// A PgBouncer in front of `host:port`, transaction pooling over 2 server connections.
@@ -99,7 +91,11 @@ fn start(bin: &Path, host: &str, port: u16) -> Bouncer {
 #[test]
 fn the_engine_works_through_pgbouncer_in_transaction_mode() -> TestResult {
     let Some(bin) = pgbouncer_binary() else {
-        skip("there is no pgbouncer binary");
+        skip(
+            "AGENTSTORE_REQUIRE_PGBOUNCER",
+            "the PgBouncer test",
+            "there is no pgbouncer binary",
+        );
         return Ok(());
     };
     let Some(server) = crate::postgres::server() else {

@@ -14,11 +14,12 @@ impl LeaseOps for Postgres {
         now: i64,
         until: i64,
     ) -> Result<Option<i64>> {
-        // One autocommit statement (its lock timeout set first, by a materialized CTE
-        // the others read): up to 8 other expired leases removed, then the take; the
-        // holder's expiry when the take lost (seen by the statement's snapshot).
-        const TAKE: &str = "WITH timeout AS MATERIALIZED (
-                SELECT set_config('lock_timeout', $5, true) AS ms),
+        // One autocommit statement: up to 8 other expired leases removed, then the
+        // take; the holder's expiry when the take lost (seen by the statement's
+        // snapshot).
+        const TAKE: &str = concat!(
+            lock_timeout_first!("$5"),
+            ",
             gone AS (
                 DELETE FROM leases WHERE key IN (
                     SELECT l2.key FROM leases l2, timeout
@@ -31,13 +32,14 @@ impl LeaseOps for Postgres {
                     expires_at = excluded.expires_at
                  WHERE l.expires_at <= $4 OR l.holder = excluded.holder
                 RETURNING holder)
-            SELECT (SELECT count(*) FROM took), (SELECT expires_at FROM leases WHERE key = $1)";
+            SELECT (SELECT count(*) FROM took), (SELECT expires_at FROM leases WHERE key = $1)"
+        );
         // A holder that committed after that snapshot began.
         const HELD: &str = "SELECT expires_at FROM leases WHERE key = $1";
         let key: &[u8] = key;
         let timeout = self.lock_timeout_ms();
         let (took, held): (i64, Option<i64>) = self.write_one(|c| {
-            let r = row(c, TAKE, args![key, holder, until, now, timeout.as_str()])?;
+            let r = row(c, TAKE, args![key, holder, until, now, timeout])?;
             Ok((get(&r, 0, TAKE)?, get(&r, 1, TAKE)?))
         })?;
         if took > 0 {
@@ -54,23 +56,27 @@ impl LeaseOps for Postgres {
     }
 
     fn lease_renew(&self, key: &[u8; 32], holder: &str, until: i64) -> Result<bool> {
-        const RENEW: &str = "WITH timeout AS MATERIALIZED (
-                SELECT set_config('lock_timeout', $4, true) AS ms)
+        const RENEW: &str = concat!(
+            lock_timeout_first!("$4"),
+            "
             UPDATE leases SET expires_at = $3 FROM timeout
-             WHERE key = $1 AND holder = $2 AND timeout.ms IS NOT NULL";
+             WHERE key = $1 AND holder = $2 AND timeout.ms IS NOT NULL"
+        );
         let key: &[u8] = key;
         let timeout = self.lock_timeout_ms();
-        Ok(self.write_one(|c| exec(c, RENEW, args![key, holder, until, timeout.as_str()]))? > 0)
+        Ok(self.write_one(|c| exec(c, RENEW, args![key, holder, until, timeout]))? > 0)
     }
 
     fn lease_release(&self, key: &[u8; 32], holder: &str) -> Result<()> {
-        const RELEASE: &str = "WITH timeout AS MATERIALIZED (
-                SELECT set_config('lock_timeout', $3, true) AS ms)
+        const RELEASE: &str = concat!(
+            lock_timeout_first!("$3"),
+            "
             DELETE FROM leases USING timeout
-             WHERE key = $1 AND holder = $2 AND timeout.ms IS NOT NULL";
+             WHERE key = $1 AND holder = $2 AND timeout.ms IS NOT NULL"
+        );
         let key: &[u8] = key;
         let timeout = self.lock_timeout_ms();
-        self.write_one(|c| exec(c, RELEASE, args![key, holder, timeout.as_str()]))?;
+        self.write_one(|c| exec(c, RELEASE, args![key, holder, timeout]))?;
         Ok(())
     }
 }

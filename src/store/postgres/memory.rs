@@ -59,11 +59,11 @@ const COUNTERS: &str = "SELECT entries, bytes FROM memory_counters WHERE agent_i
 /// a cleanup point, and the entries fit under both caps at the end of the batch (so
 /// after each of them: the counts only grow), with the arithmetic of [`add_in`]
 /// (float8, as in Rust). Otherwise it changes nothing and returns no row, and
-/// [`add_in`] does the add in a transaction. The lock timeout is set first (a
-/// materialized CTE the UPDATE joins, so it is evaluated before the counters row is
-/// locked). Entries come as arrays, numbered in order after the reserved range.
-const ADD_FAST: &str = "WITH timeout AS MATERIALIZED (
-        SELECT set_config('lock_timeout', $5, true) AS ms),
+/// [`add_in`] does the add in a transaction. Entries come as arrays, numbered in
+/// order after the reserved range.
+const ADD_FAST: &str = concat!(
+    lock_timeout_first!("$5"),
+    ",
     r AS (
         UPDATE memory_counters c SET message_count = c.message_count + $6
           FROM agents a, timeout
@@ -79,7 +79,8 @@ const ADD_FAST: &str = "WITH timeout AS MATERIALIZED (
     SELECT $1, u.i, $9, r.message_count - $6 + u.n, octet_length(u.x), u.x, u.r
       FROM r, unnest($2::float8[], $3::text[], $4::text[]) WITH ORDINALITY AS u (i, x, r, n)
      ORDER BY u.n
-    RETURNING id";
+    RETURNING id"
+);
 
 /// One statement for a whole batch of entries: arrays unnested in order.
 const INSERT_MANY: &str = "INSERT INTO memory_entries

@@ -14,6 +14,22 @@
 //! dropped, on a tokio worker thread. The store's callers (the agent layer) run every
 //! store call off the workers, because [`Engine::reads_inline`] says no here.
 
+/// The first part of a statement that writes alone in autocommit, where no `BEGIN`
+/// carries a `SET LOCAL lock_timeout`: a CTE `timeout` that sets it for this
+/// statement's transaction from the parameter `$param` ([`Postgres::lock_timeout_ms`]).
+/// It is `MATERIALIZED` and the statement's row-locking parts read `timeout.ms`, so it
+/// is evaluated before any row is locked. Used as
+/// `concat!(lock_timeout_first!("$5"), ", r AS (...) ...")`.
+macro_rules! lock_timeout_first {
+    ($param:literal) => {
+        concat!(
+            "WITH timeout AS MATERIALIZED (SELECT set_config('lock_timeout', ",
+            $param,
+            ", true) AS ms)"
+        )
+    };
+}
+
 mod admin;
 mod agents;
 mod lease;
@@ -50,6 +66,9 @@ pub(crate) struct Postgres {
     /// timeout), sent with its `BEGIN`.
     preamble: String,
     lock_timeout: Duration,
+    /// The lock timeout in milliseconds, as text: the parameter of the statements
+    /// that set it themselves (see [`lock_timeout_first`]).
+    lock_timeout_ms: String,
     /// The schema that holds agentstore's tables (a plain identifier).
     schema: String,
     /// Qualifies statements with the schema (set once the schema is known).
@@ -320,6 +339,7 @@ impl Postgres {
             identity: String::new(),
             preamble,
             lock_timeout: options.postgres.lock_timeout,
+            lock_timeout_ms: lock_ms.to_string(),
             schema: String::new(),
             qualifier: None,
             generation,
@@ -435,8 +455,7 @@ impl Postgres {
     /// Runs `f`, one statement that writes, outside a transaction (autocommit: the
     /// statement is its own transaction, one round trip). Never retried, as
     /// [`Postgres::write`]. The statement sets its own lock timeout
-    /// (`set_config('lock_timeout', ..., true)`, see [`Postgres::lock_timeout_ms`]):
-    /// there is no preamble.
+    /// (see [`lock_timeout_first`]): there is no preamble.
     pub(crate) fn write_one<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         let result = self.autocommit(&mut f);
         self.write_result(result)
@@ -467,12 +486,10 @@ impl Postgres {
         })
     }
 
-    /// The lock timeout of writes, in milliseconds, as text for `set_config`.
-    pub(crate) fn lock_timeout_ms(&self) -> String {
-        self.lock_timeout
-            .as_millis()
-            .clamp(1, i32::MAX as u128)
-            .to_string()
+    /// The lock timeout of writes, in milliseconds, as text for `set_config` (the
+    /// parameter of [`lock_timeout_first`]).
+    pub(crate) fn lock_timeout_ms(&self) -> &str {
+        &self.lock_timeout_ms
     }
 
     /// A write's outcome; a lost connection is said to leave the write undecided.

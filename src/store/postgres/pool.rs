@@ -4,9 +4,8 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
@@ -106,26 +105,8 @@ impl Connector {
             return Ok(Connector::Plain);
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = || -> Result<Arc<RootCertStore>> {
-            let mut roots = RootCertStore::empty();
-            match url.root_cert() {
-                Some(path) => {
-                    let bad = |e: &dyn std::fmt::Display| {
-                        Error::invalid(format!("{url}: sslrootcert {path}: {e}"))
-                    };
-                    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
-                        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-                    }
-                    if roots.is_empty() {
-                        return Err(bad(&"no certificate in the file"));
-                    }
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            }
-            Ok(Arc::new(roots))
-        };
         let chain = || -> Result<Option<Arc<WebPkiServerVerifier>>> {
-            WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
+            WebPkiServerVerifier::builder_with_provider(trusted(url)?, provider.clone())
                 .build()
                 .map(Some)
                 .map_err(|e| Error::invalid(format!("{url}: sslrootcert: {e}")))
@@ -158,6 +139,24 @@ impl Connector {
             Connector::Tls(tls) => config.connect(tls.clone()),
         }
     }
+}
+
+/// The authorities a server's certificate may chain to: the URL's `sslrootcert`
+/// (a PEM file), else the Mozilla roots.
+fn trusted(url: &PostgresUrl) -> Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    let Some(path) = url.root_cert() else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(Arc::new(roots));
+    };
+    let bad = |e: &dyn std::fmt::Display| Error::invalid(format!("{url}: sslrootcert {path}: {e}"));
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no certificate in the file"));
+    }
+    Ok(Arc::new(roots))
 }
 
 /// The server's certificate check: none for `prefer` and `require` without a root

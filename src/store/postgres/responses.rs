@@ -6,8 +6,6 @@
 //! comparing every cached message. The percentiles are exact: the duration buckets
 //! locate each one, and one statement walks to all five inside their buckets.
 
-use std::collections::HashMap;
-
 use postgres::Client;
 use postgres::types::Type;
 
@@ -19,15 +17,17 @@ use crate::store::responses::{
 };
 use crate::store::words::{FuzzyQuery, jaccard, word_set};
 use crate::store::{
-    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, Outcome, ResponseOrder,
-    ResponsePurge, ResponseTimeStats, TimeFigures, Tuning,
+    CacheMatch, CachedResponse, FuzzyOptions, LoggedResponse, Lookup, NoMatch, Outcome,
+    ResponseOrder, ResponsePurge, ResponseTimeStats, TimeFigures, Tuning,
 };
 
 /// Log rows deleted, at most, by each log write that finds the log over its retention.
 const LOG_TRIM_BATCH: i64 = 5000;
 
-/// Candidates read per round of the guard (the best first).
-const CANDIDATE_BATCH: usize = 16;
+/// Candidates a fuzzy lookup reads in its first round (the best first), and in each
+/// later one, which only a guard that blocked a whole round needs.
+const FIRST_ROUND: i64 = 16;
+const LATER_ROUND: i64 = 256;
 
 const EXACT: &str =
     "SELECT id, message, response FROM response_cache WHERE agent_id = $1 AND message_hash = $2";
@@ -51,93 +51,32 @@ fn exact(c: &mut Client, agent_id: i64, message: &str) -> Result<Option<CacheMat
     }))
 }
 
-fn fuzzy(c: &mut Client, agent_id: i64, message: &str, options: FuzzyOptions) -> Result<Lookup> {
-    // One index range per query word (a lateral subquery kept apart by OFFSET 0), so
-    // that the plan does not depend on statistics: on a table bulk-loaded and not yet
-    // analyzed, `word = ANY($2)` was planned as a filter over every posting of the
-    // agent in the length range (22 ms instead of 0.2 at 10k cached).
-    const SHARED: &str = "SELECT w.response_id, w.word_count, count(*)
-         FROM unnest($2::text[]) AS q (word) CROSS JOIN LATERAL (
-             SELECT response_id, word_count FROM response_words
-             WHERE agent_id = $1 AND word = q.word AND word_count BETWEEN $3 AND $4
-             OFFSET 0) AS w
-         GROUP BY w.response_id, w.word_count HAVING count(*) >= $5";
-    const BY_IDS: &str = "SELECT id, message, response FROM response_cache
-         WHERE agent_id = $1 AND id = ANY($2)";
-    let none = |no_match| {
-        Ok(Lookup {
-            found: None,
-            no_match,
-        })
-    };
-    let query = match FuzzyQuery::new(message, options.threshold) {
-        Ok(query) => query,
-        Err(no_match) => return none(no_match),
-    };
-    let (words, q, t) = (&query.words, query.len(), query.threshold);
-    let (lo, hi, fewest) = (query.lo, query.hi, query.fewest);
-    let found = super::rows(
-        c,
-        SHARED,
-        &[
-            (&agent_id, Type::INT8),
-            (words, Type::TEXT_ARRAY),
-            (&lo, Type::INT8),
-            (&hi, Type::INT8),
-            (&(fewest as i64), Type::INT8),
-        ],
-    )?;
-    let mut candidates: Vec<(f64, i64)> = Vec::new();
-    for r in &found {
-        let id: i64 = get(r, 0, SHARED)?;
-        let count: i64 = get(r, 1, SHARED)?;
-        let shared: i64 = get(r, 2, SHARED)?;
-        let similarity = jaccard(q, count as usize, shared as usize);
-        if similarity > t {
-            candidates.push((similarity, id));
-        }
-    }
-    // The scan keeps the first message of the highest similarity: best, then oldest id.
-    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut guarded = None;
-    for batch in candidates.chunks(CANDIDATE_BATCH) {
-        let ids: Vec<i64> = batch.iter().map(|b| b.1).collect();
-        let texts: HashMap<i64, (String, String)> = rows(c, BY_IDS, args![agent_id, ids])?
-            .iter()
-            .map(|r| Ok((get(r, 0, BY_IDS)?, (get(r, 1, BY_IDS)?, get(r, 2, BY_IDS)?))))
-            .collect::<Result<_>>()?;
-        for &(similarity, id) in batch {
-            let Some((cached, response)) = texts.get(&id) else {
-                continue;
-            };
-            let candidate = CacheMatch {
-                id,
-                kind: Outcome::Fuzzy,
-                similarity,
-                message: cached.clone(),
-                response: response.clone(),
-            };
-            if let Some(found) = through_guard(message, options, candidate, &mut guarded) {
-                return Ok(found);
-            }
-        }
-    }
-    none(guarded)
+/// What one round of a fuzzy lookup found: the answer, or only candidates the guard
+/// blocked (the first of them, and whether the round was full: more may follow).
+enum Round {
+    Found(Lookup),
+    Blocked { first: Option<NoMatch>, more: bool },
 }
 
-/// The fuzzy lookup in one statement (one round trip): the best `CANDIDATE_BATCH`
-/// candidates above the threshold, by similarity then id (as the scan and [`fuzzy`]
-/// order them), with their texts. `None` when the guard blocked all of them and there
-/// may be more: [`fuzzy`] then reads on, batch by batch.
-fn fuzzy_first(
+/// One round of the fuzzy lookup, one statement: the candidates above the threshold
+/// at `offset..offset + limit` by similarity then id (the scan's order), with their
+/// texts, walked through the guard. The postings are read one index range per query
+/// word (a lateral subquery kept apart by OFFSET 0), so that the plan does not depend
+/// on statistics: on a table bulk-loaded and not yet analyzed, `word = ANY(...)` was
+/// planned as a filter over every posting of the agent (22 ms instead of 0.2 at 10k
+/// cached). The similarity is computed as `words::jaccard` does (one float8 division
+/// of the same integers: the same bits), so the order and the threshold are the
+/// scan's.
+fn fuzzy_round(
     c: &mut Client,
     agent_id: i64,
     message: &str,
+    query: &FuzzyQuery,
     options: FuzzyOptions,
-) -> Result<Option<Lookup>> {
-    // The similarity is computed as `words::jaccard` does (one float8 division of the
-    // same integers: the same bits), so the order and the threshold are the scan's.
-    const BEST: &str = "WITH shared AS (
+    offset: i64,
+    limit: i64,
+) -> Result<Round> {
+    const ROUND: &str = "WITH shared AS (
             SELECT w.response_id, w.word_count, count(*) AS n
               FROM unnest($2::text[]) AS q (word) CROSS JOIN LATERAL (
                   SELECT response_id, word_count FROM response_words
@@ -152,20 +91,11 @@ fn fuzzy_first(
           FROM scored s JOIN response_cache r ON r.agent_id = $1 AND r.id = s.response_id
          WHERE s.similarity > $7
          ORDER BY s.similarity DESC, s.response_id
-         LIMIT $8";
-    let query = match FuzzyQuery::new(message, options.threshold) {
-        Ok(query) => query,
-        Err(no_match) => {
-            return Ok(Some(Lookup {
-                found: None,
-                no_match,
-            }));
-        }
-    };
-    let (q, t) = (query.len(), query.threshold);
-    let found = super::rows(
+         LIMIT $8 OFFSET $9";
+    let q = query.len();
+    let found = rows(
         c,
-        BEST,
+        ROUND,
         &[
             (&agent_id, Type::INT8),
             (&query.words, Type::TEXT_ARRAY),
@@ -173,40 +103,36 @@ fn fuzzy_first(
             (&query.hi, Type::INT8),
             (&(query.fewest as i64), Type::INT8),
             (&(q as i64), Type::INT8),
-            (&t, Type::FLOAT8),
-            (&(CANDIDATE_BATCH as i64), Type::INT8),
+            (&query.threshold, Type::FLOAT8),
+            (&limit, Type::INT8),
+            (&offset, Type::INT8),
         ],
     )?;
     let mut guarded = None;
     for r in &found {
-        let id: i64 = get(r, 0, BEST)?;
-        let count: i64 = get(r, 1, BEST)?;
-        let shared: i64 = get(r, 2, BEST)?;
-        let similarity = jaccard(q, count as usize, shared as usize);
+        let count: i64 = get(r, 1, ROUND)?;
+        let shared: i64 = get(r, 2, ROUND)?;
         let candidate = CacheMatch {
-            id,
+            id: get(r, 0, ROUND)?,
             kind: Outcome::Fuzzy,
-            similarity,
-            message: get(r, 3, BEST)?,
-            response: get(r, 4, BEST)?,
+            similarity: jaccard(q, count as usize, shared as usize),
+            message: get(r, 3, ROUND)?,
+            response: get(r, 4, ROUND)?,
         };
         if let Some(found) = through_guard(message, options, candidate, &mut guarded) {
-            return Ok(Some(found));
+            return Ok(Round::Found(found));
         }
     }
-    if found.len() == CANDIDATE_BATCH {
-        return Ok(None);
-    }
-    Ok(Some(Lookup {
-        found: None,
-        no_match: guarded,
-    }))
+    Ok(Round::Blocked {
+        first: guarded,
+        more: found.len() as i64 == limit,
+    })
 }
 
 /// Stores one pair and its postings (replacing the response of a message the agent
-/// has) with one statement; returns its id. `timeout` is the lock timeout in ms, set
-/// by the statement itself (a materialized CTE the upsert reads), so that the
-/// statement can run alone in autocommit: one round trip.
+/// has) with one statement; returns its id. `timeout` is the lock timeout the
+/// statement sets itself (see `lock_timeout_first`), so that it can run alone in
+/// autocommit: one round trip.
 fn put_on(
     c: &mut Client,
     agent_id: i64,
@@ -215,8 +141,9 @@ fn put_on(
     now: i64,
     timeout: &str,
 ) -> Result<i64> {
-    const PUT: &str = "WITH timeout AS MATERIALIZED (
-            SELECT set_config('lock_timeout', $7, true) AS ms),
+    const PUT: &str = concat!(
+        lock_timeout_first!("$7"),
+        ",
         r AS (
             INSERT INTO response_cache (agent_id, message_hash, message, response, word_count,
                                         created_at, last_used_at, indexed)
@@ -228,7 +155,8 @@ fn put_on(
             INSERT INTO response_words (agent_id, word, word_count, response_id)
             SELECT $1, u.w, $5, r.id FROM r, unnest($8::text[]) AS u (w) WHERE r.inserted
             ON CONFLICT DO NOTHING)
-        SELECT id FROM r";
+        SELECT id FROM r"
+    );
     refuse_nul("the message", message)?;
     refuse_nul("the response", response)?;
     let words = word_set(message);
@@ -558,30 +486,62 @@ impl ResponseOps for Postgres {
         options: FuzzyOptions,
         fuzzy_only: bool,
     ) -> Result<Lookup> {
-        // The exact lookup alone first (one round trip); the fuzzy one reads from a
-        // snapshot of its own.
+        // The exact lookup alone first (one round trip).
         if !fuzzy_only && let Some(hit) = self.read_one(|c| exact(c, agent_id, message))? {
             return Ok(Lookup {
                 found: Some(hit),
                 no_match: None,
             });
         }
-        if let Some(found) = self.read_one(|c| fuzzy_first(c, agent_id, message, options))? {
-            return Ok(found);
+        let query = match FuzzyQuery::new(message, options.threshold) {
+            Ok(query) => query,
+            Err(no_match) => {
+                return Ok(Lookup {
+                    found: None,
+                    no_match,
+                });
+            }
+        };
+        // Nearly every lookup ends with its first round, one statement in autocommit;
+        // only a guard that blocked all of it reads on, in one snapshot.
+        let round = |c: &mut Client, offset, limit| {
+            fuzzy_round(c, agent_id, message, &query, options, offset, limit)
+        };
+        let (first, more) = match self.read_one(|c| round(c, 0, FIRST_ROUND))? {
+            Round::Found(found) => return Ok(found),
+            Round::Blocked { first, more } => (first, more),
+        };
+        if more {
+            let later = self.read(|c| {
+                let mut offset = FIRST_ROUND;
+                loop {
+                    match round(c, offset, LATER_ROUND)? {
+                        Round::Found(found) => return Ok(Some(found)),
+                        Round::Blocked { more: true, .. } => offset += LATER_ROUND,
+                        Round::Blocked { more: false, .. } => return Ok(None),
+                    }
+                }
+            })?;
+            if let Some(found) = later {
+                return Ok(found);
+            }
         }
-        self.read(|c| fuzzy(c, agent_id, message, options))
+        Ok(Lookup {
+            found: None,
+            no_match: first,
+        })
     }
 
     fn response_put(&self, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64> {
         let timeout = self.lock_timeout_ms();
-        self.write_one(|c| put_on(c, agent_id, message, response, now, &timeout))
+        self.write_one(|c| put_on(c, agent_id, message, response, now, timeout))
     }
 
     fn response_put_many(&self, agent_id: i64, pairs: &[(&str, &str)], now: i64) -> Result<()> {
         let timeout = self.lock_timeout_ms();
         self.write(|c| {
             for (m, r) in pairs {
-                put_on(c, agent_id, m, r, now, &timeout)?;
+                put_on(c, agent_id, m, r, now, timeout)?;
             }
             Ok(())
         })

@@ -195,11 +195,11 @@ impl ToolOps for Postgres {
         ] {
             refuse_nul(what, text)?;
         }
-        // One autocommit statement: the lock timeout (a materialized CTE the others
-        // read), a bounded batch of other expired rows removed over the expiry index,
-        // the upsert.
-        const PUT: &str = "WITH timeout AS MATERIALIZED (
-                SELECT set_config('lock_timeout', $8, true) AS ms),
+        // One autocommit statement: a bounded batch of other expired rows removed over
+        // the expiry index, then the upsert.
+        const PUT: &str = concat!(
+            lock_timeout_first!("$8"),
+            ",
             gone AS (
                 DELETE FROM tool_cache WHERE key IN (
                     SELECT t.key FROM tool_cache t, timeout
@@ -208,7 +208,8 @@ impl ToolOps for Postgres {
             INSERT INTO tool_cache (key, scope, tool, params, result, created_at, expires_at)
             SELECT $1, $2, $3, $4, $5, $6, $7 FROM timeout WHERE timeout.ms IS NOT NULL
             ON CONFLICT (key) DO UPDATE SET result = excluded.result,
-                created_at = excluded.created_at, expires_at = excluded.expires_at";
+                created_at = excluded.created_at, expires_at = excluded.expires_at"
+        );
         let timeout = self.lock_timeout_ms();
         let key: &[u8] = &key.0;
         self.write_one(|c| {
@@ -223,7 +224,7 @@ impl ToolOps for Postgres {
                     result,
                     now,
                     expires_at,
-                    timeout.as_str(),
+                    timeout,
                     EXPIRE_BATCH_ON_WRITE
                 ],
             )?;
