@@ -1,7 +1,7 @@
--- agentstore schema for PostgreSQL, version 5: the same tables, constraints, views
--- and view columns as schema.sql (SQLite), in PostgreSQL's types. The PostgreSQL
--- engine is being built (issue 14); this file is its schema, tested against a real
--- server (tests/integration/postgres.rs) but not yet used by `Store::connect`.
+-- agentstore schema for PostgreSQL, version 6: the same tables, constraints, views
+-- and view columns as schema.sql (SQLite, version 5), in PostgreSQL's types; the
+-- functions of the hot writes are in schema-postgres-functions.sql, applied after this
+-- file (version 6 is this file's version 5 and those functions).
 --
 -- Types: times are `bigint` microseconds since the Unix epoch (UTC), as in SQLite,
 -- so exports compare byte for byte; floats are `double precision` (`real` is 4 bytes
@@ -15,7 +15,7 @@ CREATE TABLE agentstore_schema (
     application text    NOT NULL CHECK (application = 'agentstore'),
     version     integer NOT NULL CHECK (version > 0)
 );
-INSERT INTO agentstore_schema (application, version) VALUES ('agentstore', 5);
+INSERT INTO agentstore_schema (application, version) VALUES ('agentstore', 6);
 
 CREATE TABLE agents (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

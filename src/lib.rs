@@ -58,12 +58,12 @@ pub use store::{
     ForgetReport, ForgetTarget, FuzzyOptions, ImportReport, ListOrder, Location, LoggedResponse,
     Lookup, MAX_CONTENT_BYTES, MAX_FUZZY_WORDS, MAX_IMPORT_LINE, MAX_NAME_CHARS, MAX_PARAMS_DEPTH,
     MAX_QUERY_BYTES, MAX_QUERY_TERMS, Memory, MemoryEntry, MemorySettings, MemoryStats, NewEntry,
-    NoMatch, Optimization, Outcome, PageUse, PostgresOptions, PostgresUrl, Prune, PruneReport,
-    PurgeReport, QueryResult, QuerySink, ResponseCache, ResponseOrder, ResponsePurge,
-    ResponsePurgeReport, ResponseTimeStats, Role, SCHEMA_SQL, SCHEMA_VERSION, SearchHit,
-    SearchOptions, SqliteOptions, StatsView, Store, StoreOptions, Synchronous, TimeFigures,
-    TlsMode, ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, Tuning, canonical_json,
-    query_read_only, query_read_only_with, report, words,
+    NoMatch, Optimization, Outcome, POSTGRES_SCHEMA_VERSION, PageUse, PostgresOptions, PostgresUrl,
+    Prune, PruneReport, PurgeReport, QueryResult, QuerySink, ResponseCache, ResponseOrder,
+    ResponsePurge, ResponsePurgeReport, ResponseTimeStats, Role, SCHEMA_SQL, SCHEMA_VERSION,
+    SearchHit, SearchOptions, SqliteOptions, StatsView, Store, StoreOptions, Synchronous,
+    TimeFigures, TlsMode, ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, Tuning,
+    canonical_json, query_read_only, query_read_only_with, report, words,
 };
 
 #[cfg(test)]

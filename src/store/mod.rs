@@ -44,6 +44,12 @@ pub use responses::{
     ResponseTimeStats, TimeFigures, Tuning,
 };
 pub use sqlite::{APPLICATION_ID, SCHEMA_SQL, SCHEMA_VERSION};
+
+/// The schema version the PostgreSQL engine writes and reads (`agentstore_schema`):
+/// up to 5 the numbering is SQLite's; 6 is SQLite's 5 plus the server-side functions
+/// of the hot writes (`schema-postgres-functions.sql`). Older schemas from 4 on are
+/// upgraded in one transaction.
+pub const POSTGRES_SCHEMA_VERSION: i64 = 6;
 pub use tool_cache::{
     CacheFilter, CacheKey, CachedToolResult, DEFAULT_TOOL_TTL, MAX_PARAMS_DEPTH, PurgeReport,
     ToolCache, ToolCallStats, ToolCounts, ToolResults, ToolStats, canonical_json,

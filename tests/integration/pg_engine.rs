@@ -383,6 +383,106 @@ fn foreign_newer_and_missing_schemas_are_refused_untouched() -> TestResult {
     Ok(())
 }
 
+/// The functions of schema 6, as `pg_proc` names them.
+const FUNCTIONS: [&str; 6] = [
+    "lease_release",
+    "lease_renew",
+    "lease_take",
+    "memory_add_fast",
+    "response_cache_put",
+    "tool_cache_put",
+];
+
+#[test]
+fn older_schemas_are_upgraded_in_one_step_or_refused_untouched() -> TestResult {
+    let Some(server) = crate::postgres::server() else {
+        return Ok(());
+    };
+    let mut c = crate::postgres::client(&server);
+    let functions = |c: &mut postgres::Client, schema: &str| -> Vec<String> {
+        c.query(
+            "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = $1 AND p.proname = ANY($2) ORDER BY 1",
+            &[&schema, &FUNCTIONS.to_vec()],
+        )
+        .expect("functions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let version = |c: &mut postgres::Client, schema: &str| -> i32 {
+        c.query_one(
+            &format!("SELECT version FROM {schema}.agentstore_schema"),
+            &[],
+        )
+        .expect("version")
+        .get(0)
+    };
+    // Schema 5 (as an earlier build made it: no functions) and schema 4 (no leases).
+    let clock = ManualClock::new(1_700_000_000_000_000);
+    for (schema, from) in [("v5", 5), ("v4", 4)] {
+        let store = pg_store(&server, schema, &clock)?;
+        store
+            .memory(&store.agent("bot")?)
+            .add("kept across the upgrade", 0.5)?;
+        drop(store);
+        let mut undo = format!("UPDATE {schema}.agentstore_schema SET version = {from};");
+        for f in FUNCTIONS {
+            undo.push_str(&format!("DROP FUNCTION {schema}.{f};"));
+        }
+        if from == 4 {
+            undo.push_str(&format!("DROP TABLE {schema}.leases;"));
+        }
+        c.batch_execute(&undo)?;
+        assert!(functions(&mut c, schema).is_empty());
+        if from == 5 {
+            // `check` names a missing function (at the version that has them).
+            c.batch_execute(&format!(
+                "UPDATE {schema}.agentstore_schema SET version = 6"
+            ))?;
+            let store = pg_store(&server, schema, &clock)?;
+            let problems = store.check()?.problems;
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("function tool_cache_put is missing")),
+                "{problems:?}"
+            );
+            drop(store);
+            c.batch_execute(&format!(
+                "UPDATE {schema}.agentstore_schema SET version = 5"
+            ))?;
+        }
+
+        // Without migration: refused, naming the version, and nothing changed.
+        let url = format!("{}?schema={schema}", server.url());
+        let err = Store::connect(&url, StoreOptions::default().with_migrate(false))
+            .map(|_| ())
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains(&format!("version {from}")), "{text}");
+        assert!(text.contains("agentstore init"), "{text}");
+        assert_eq!(version(&mut c, schema), from);
+        assert!(functions(&mut c, schema).is_empty());
+
+        // With it: upgraded, the entries kept, and every write works.
+        let store = pg_store(&server, schema, &clock)?;
+        assert_eq!(
+            version(&mut c, schema) as i64,
+            agentstore::POSTGRES_SCHEMA_VERSION
+        );
+        assert_eq!(functions(&mut c, schema), FUNCTIONS.to_vec());
+        let agent = store.existing_agent("bot")?;
+        let memory = store.memory(&agent);
+        assert_eq!(memory.list(ListOrder::Time, 10)?.len(), 1);
+        memory.add("after", 0.5)?;
+        assert_eq!(memory.stats()?.total_entries, 2);
+        let report = store.check()?;
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+    Ok(())
+}
+
 #[test]
 fn nul_bytes_are_refused_before_anything_is_written() -> TestResult {
     let Some(server) = crate::postgres::server() else {

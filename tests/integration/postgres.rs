@@ -48,6 +48,8 @@ fn schema_client(server: &Server, name: &str) -> Client {
     .expect("schema");
     c.batch_execute(include_str!("../../schema-postgres.sql"))
         .expect("schema-postgres.sql applies");
+    c.batch_execute(include_str!("../../schema-postgres-functions.sql"))
+        .expect("schema-postgres-functions.sql applies");
     c
 }
 
@@ -115,7 +117,7 @@ fn the_postgres_schema_applies_and_its_views_have_the_sqlite_columns() -> TestRe
     let version: i32 = c
         .query_one("SELECT version FROM agentstore_schema", &[])?
         .get(0);
-    assert_eq!(version as i64, agentstore::SCHEMA_VERSION);
+    assert_eq!(version as i64, agentstore::POSTGRES_SCHEMA_VERSION);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `agentstore init`: create the file and its schema.
 
-use agentstore::SCHEMA_VERSION;
+use agentstore::{POSTGRES_SCHEMA_VERSION, SCHEMA_VERSION};
 use serde_json::json;
 
 use crate::cli::Context;
@@ -24,9 +24,13 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<Reply> {
     let store = ctx.open_for_init()?;
     let path = store.location().to_string();
     let verb = if existed { "checked" } else { "created" };
+    let version = match &ctx.location {
+        agentstore::Location::Sqlite(_) => SCHEMA_VERSION,
+        _ => POSTGRES_SCHEMA_VERSION,
+    };
     Ok(Output::Text {
-        text: format!("{verb} {path} (schema {SCHEMA_VERSION})"),
-        json: json!({ "path": path, "created": !existed, "schema_version": SCHEMA_VERSION }),
+        text: format!("{verb} {path} (schema {version})"),
+        json: json!({ "path": path, "created": !existed, "schema_version": version }),
     }
     .into())
 }

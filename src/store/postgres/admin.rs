@@ -17,8 +17,8 @@ use crate::store::forget::Needles;
 use crate::store::memory::{Forget, Query};
 use crate::store::transfer::{ImportSink, Record};
 use crate::store::{
-    CheckReport, CompactReport, ForgetEverywhereReport, ImportReport, PageUse, QueryResult,
-    QuerySink, SCHEMA_VERSION, StatsView,
+    CheckReport, CompactReport, ForgetEverywhereReport, ImportReport, POSTGRES_SCHEMA_VERSION,
+    PageUse, QueryResult, QuerySink, StatsView,
 };
 
 /// agentstore's tables, counted by `check`.
@@ -89,10 +89,26 @@ fn check_on(c: &mut Client) -> Result<CheckReport> {
     };
     const VERSION: &str = "SELECT version::int8 FROM agentstore_schema";
     report.schema_version = get(&row(c, VERSION, args![])?, 0, VERSION)?;
-    if report.schema_version != SCHEMA_VERSION {
+    if report.schema_version != POSTGRES_SCHEMA_VERSION {
         report.problems.push(format!(
-            "schema version {}, expected {SCHEMA_VERSION}",
+            "schema version {}, expected {POSTGRES_SCHEMA_VERSION}",
             report.schema_version
+        ));
+    }
+    // The functions of the hot writes, in the schema that holds the version table.
+    const FUNCTIONS: &str = "SELECT f FROM unnest($1::text[]) AS f WHERE NOT EXISTS (
+        SELECT 1 FROM pg_proc p JOIN pg_class t ON t.relnamespace = p.pronamespace
+         WHERE t.oid = (SELECT tableoid FROM agentstore_schema LIMIT 1) AND p.proname = f)
+      ORDER BY f";
+    let wanted: Vec<&str> = super::migrate::FUNCTIONS.to_vec();
+    for r in rows(
+        c,
+        FUNCTIONS,
+        &[(&wanted, postgres::types::Type::TEXT_ARRAY)],
+    )? {
+        let missing: String = get(&r, 0, FUNCTIONS)?;
+        report.problems.push(format!(
+            "function {missing} is missing (schema-postgres-functions.sql applies it again)"
         ));
     }
     for table in TABLES {

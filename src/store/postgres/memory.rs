@@ -60,27 +60,9 @@ const COUNTERS: &str = "SELECT entries, bytes FROM memory_counters WHERE agent_i
 /// after each of them: the counts only grow), with the arithmetic of [`add_in`]
 /// (float8, as in Rust). Otherwise it changes nothing and returns no row, and
 /// [`add_in`] does the add in a transaction. Entries come as arrays, numbered in
-/// order after the reserved range.
-const ADD_FAST: &str = concat!(
-    lock_timeout_first!("$5"),
-    ",
-    r AS (
-        UPDATE memory_counters c SET message_count = c.message_count + $6
-          FROM agents a, timeout
-         WHERE c.agent_id = $1 AND a.id = c.agent_id AND timeout.ms IS NOT NULL
-           AND (a.cleanup_interval <= 0
-                OR (c.message_count + $6) / a.cleanup_interval
-                   = c.message_count / a.cleanup_interval)
-           AND c.entries + $6 <= a.max_entries
-           AND (c.bytes + $7)::float8 <= a.max_memory_mb * 1024::float8 * 1024::float8
-           AND c.message_count + $6 <= $8
-        RETURNING c.message_count)
-    INSERT INTO memory_entries (agent_id, importance, created_at, id, size_bytes, content, role)
-    SELECT $1, u.i, $9, r.message_count - $6 + u.n, octet_length(u.x), u.x, u.r
-      FROM r, unnest($2::float8[], $3::text[], $4::text[]) WITH ORDINALITY AS u (i, x, r, n)
-     ORDER BY u.n
-    RETURNING id"
-);
+/// order after the reserved range. The statement is the schema's function
+/// `memory_add_fast` (schema-postgres-functions.sql), whose plan the server keeps.
+const ADD_FAST: &str = "SELECT * FROM memory_add_fast($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// One statement for a whole batch of entries: arrays unnested in order.
 const INSERT_MANY: &str = "INSERT INTO memory_entries

@@ -11,8 +11,13 @@ use super::{PgContext, Postgres, args, get, ident, opt_row, row};
 use crate::error::{Error, Result};
 use crate::store::{PostgresUrl, StoreOptions};
 
-/// The schema of the PostgreSQL engine, as `schema-postgres.sql` holds it.
+/// The schema of the PostgreSQL engine, as `schema-postgres.sql` holds it: tables,
+/// views and triggers.
 pub(super) const SCHEMA_POSTGRES_SQL: &str = include_str!("../../../schema-postgres.sql");
+
+/// The functions of the hot writes (`schema-postgres-functions.sql`): applied after
+/// [`SCHEMA_POSTGRES_SQL`], and alone by the migration from schema 5.
+pub(super) const FUNCTIONS_SQL: &str = include_str!("../../../schema-postgres-functions.sql");
 
 /// Schema 4 to 5: leases of calls in progress (single-flight across processes).
 const TO_5: &str = "CREATE TABLE leases (
@@ -22,8 +27,21 @@ const TO_5: &str = "CREATE TABLE leases (
 );
 UPDATE agentstore_schema SET version = 5;";
 
-/// The schema version this build writes and reads (the same numbering as SQLite's).
-const VERSION: i64 = 5;
+/// The functions of [`FUNCTIONS_SQL`], which `check` expects to find.
+pub(super) const FUNCTIONS: [&str; 6] = [
+    "lease_release",
+    "lease_renew",
+    "lease_take",
+    "memory_add_fast",
+    "response_cache_put",
+    "tool_cache_put",
+];
+
+/// Schema 5 to 6: the functions of the hot writes; the tables are unchanged.
+const TO_6: &str = "UPDATE agentstore_schema SET version = 6;";
+
+/// The schema version this build writes and reads.
+const VERSION: i64 = crate::store::POSTGRES_SCHEMA_VERSION;
 
 /// The advisory lock key of schema creation: one per schema name, the same in every
 /// agentstore process (a transaction-scoped lock: safe behind a pooler).
@@ -102,15 +120,21 @@ pub(super) fn open(
                     known: VERSION,
                 });
             }
-            Some(4) if may_create => {
-                // Schema 4 to 5: the leases of calls in progress.
+            Some(found @ 4..VERSION) if may_create => {
+                // Each step from `found` on, in this transaction: all or nothing.
+                let mut steps = String::new();
+                if found < 5 {
+                    steps.push_str(TO_5); // the leases of calls in progress
+                }
+                steps.push_str(FUNCTIONS_SQL);
+                steps.push_str(TO_6);
                 c.batch_execute(&format!(
-                    "SET LOCAL search_path TO {}, pg_catalog; {TO_5}",
+                    "SET LOCAL search_path TO {}, pg_catalog; {steps}",
                     ident(&target)
                 ))
-                .sql("schema 4 to 5")?;
+                .sql(&format!("schema {found} to {VERSION}"))?;
             }
-            Some(4) => return Err(missing_upgrade(&shown)),
+            Some(found @ 4..VERSION) => return Err(missing_upgrade(&shown, found)),
             Some(found) => {
                 return Err(refused(
                     &shown,
@@ -136,7 +160,8 @@ pub(super) fn open(
                 // The schema file's objects land in `target`: it is first on the path
                 // for this transaction, and its functions keep that path.
                 c.batch_execute(&format!(
-                    "SET LOCAL search_path TO {}, pg_catalog; {SCHEMA_POSTGRES_SQL}",
+                    "SET LOCAL search_path TO {}, pg_catalog; {SCHEMA_POSTGRES_SQL} \
+                     {FUNCTIONS_SQL}",
                     ident(&target)
                 ))
                 .sql("schema-postgres.sql")?;
@@ -253,11 +278,13 @@ fn refused(location: &str, detail: &str) -> Error {
 }
 
 /// An older schema that may not be upgraded here.
-fn missing_upgrade(location: &str) -> Error {
+fn missing_upgrade(location: &str, found: i64) -> Error {
     refused(
         location,
-        "the schema is version 4 and automatic migration is off; upgrade it with \
-         `agentstore init`",
+        &format!(
+            "the schema is version {found} and automatic migration is off; upgrade it \
+             with `agentstore init`"
+        ),
     )
 }
 

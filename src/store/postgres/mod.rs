@@ -14,22 +14,6 @@
 //! dropped, on a tokio worker thread. The store's callers (the agent layer) run every
 //! store call off the workers, because [`Engine::reads_inline`] says no here.
 
-/// The first part of a statement that writes alone in autocommit, where no `BEGIN`
-/// carries a `SET LOCAL lock_timeout`: a CTE `timeout` that sets it for this
-/// statement's transaction from the parameter `$param` ([`Postgres::lock_timeout_ms`]).
-/// It is `MATERIALIZED` and the statement's row-locking parts read `timeout.ms`, so it
-/// is evaluated before any row is locked. Used as
-/// `concat!(lock_timeout_first!("$5"), ", r AS (...) ...")`.
-macro_rules! lock_timeout_first {
-    ($param:literal) => {
-        concat!(
-            "WITH timeout AS MATERIALIZED (SELECT set_config('lock_timeout', ",
-            $param,
-            ", true) AS ms)"
-        )
-    };
-}
-
 mod admin;
 mod agents;
 mod lease;
@@ -66,8 +50,8 @@ pub(crate) struct Postgres {
     /// timeout), sent with its `BEGIN`.
     preamble: String,
     lock_timeout: Duration,
-    /// The lock timeout in milliseconds, as text: the parameter of the statements
-    /// that set it themselves (see [`lock_timeout_first`]).
+    /// The lock timeout in milliseconds, as text: the parameter of the schema's
+    /// functions that write alone in autocommit and set it themselves.
     lock_timeout_ms: String,
     /// The schema that holds agentstore's tables (a plain identifier).
     schema: String,
@@ -454,8 +438,9 @@ impl Postgres {
 
     /// Runs `f`, one statement that writes, outside a transaction (autocommit: the
     /// statement is its own transaction, one round trip). Never retried, as
-    /// [`Postgres::write`]. The statement sets its own lock timeout
-    /// (see [`lock_timeout_first`]): there is no preamble.
+    /// [`Postgres::write`]. The statement sets its own lock timeout (it calls one
+    /// of the schema's functions, schema-postgres-functions.sql, which sets it
+    /// first): there is no preamble.
     pub(crate) fn write_one<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         let result = self.autocommit(&mut f);
         self.write_result(result)
@@ -486,8 +471,8 @@ impl Postgres {
         })
     }
 
-    /// The lock timeout of writes, in milliseconds, as text for `set_config` (the
-    /// parameter of [`lock_timeout_first`]).
+    /// The lock timeout of writes, in milliseconds, as text for `set_config` (a
+    /// parameter of the schema's functions that write in autocommit).
     pub(crate) fn lock_timeout_ms(&self) -> &str {
         &self.lock_timeout_ms
     }

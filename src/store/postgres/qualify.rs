@@ -1,4 +1,4 @@
-//! Statements with agentstore's table and view names qualified by the store's schema
+//! Statements with agentstore's table, view and function names qualified by the store's schema
 //! (`team_a.memory_entries`), so that a statement needs no `search_path`: a read of one
 //! statement then runs in autocommit, one round trip, with no session state. The
 //! rewritten text of each statement is computed once and cached.
@@ -8,10 +8,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The names qualified.
-const NAMES: [&str; 17] = [
+const NAMES: [&str; 23] = [
     "agents",
     "agentstore_schema",
+    "lease_release",
+    "lease_renew",
+    "lease_take",
     "leases",
+    "memory_add_fast",
     "memory_by_role",
     "memory_counters",
     "memory_entries",
@@ -19,11 +23,13 @@ const NAMES: [&str; 17] = [
     "memory_stats",
     "recent_responses",
     "response_cache",
+    "response_cache_put",
     "response_log",
     "response_stats",
     "response_time_buckets",
     "response_words",
     "tool_cache",
+    "tool_cache_put",
     "tool_counters",
     "tool_stats",
 ];

@@ -131,8 +131,8 @@ fn fuzzy_round(
 
 /// Stores one pair and its postings (replacing the response of a message the agent
 /// has) with one statement; returns its id. `timeout` is the lock timeout the
-/// statement sets itself (see `lock_timeout_first`), so that it can run alone in
-/// autocommit: one round trip.
+/// statement sets itself (the schema's `response_cache_put`), so that it can run
+/// alone in autocommit: one round trip.
 fn put_on(
     c: &mut Client,
     agent_id: i64,
@@ -141,22 +141,7 @@ fn put_on(
     now: i64,
     timeout: &str,
 ) -> Result<i64> {
-    const PUT: &str = concat!(
-        lock_timeout_first!("$7"),
-        ",
-        r AS (
-            INSERT INTO response_cache (agent_id, message_hash, message, response, word_count,
-                                        created_at, last_used_at, indexed)
-            SELECT $1, $2, $3, $4, $5, $6, $6, true FROM timeout WHERE timeout.ms IS NOT NULL
-            ON CONFLICT (agent_id, message_hash) DO UPDATE SET
-                response = excluded.response, last_used_at = excluded.last_used_at
-            RETURNING id, (xmax = 0) AS inserted),
-        postings AS (
-            INSERT INTO response_words (agent_id, word, word_count, response_id)
-            SELECT $1, u.w, $5, r.id FROM r, unnest($8::text[]) AS u (w) WHERE r.inserted
-            ON CONFLICT DO NOTHING)
-        SELECT id FROM r"
-    );
+    const PUT: &str = "SELECT response_cache_put($1, $2, $3, $4, $5, $6, $7, $8)";
     refuse_nul("the message", message)?;
     refuse_nul("the response", response)?;
     let words = word_set(message);

@@ -195,21 +195,9 @@ impl ToolOps for Postgres {
         ] {
             refuse_nul(what, text)?;
         }
-        // One autocommit statement: a bounded batch of other expired rows removed over
-        // the expiry index, then the upsert.
-        const PUT: &str = concat!(
-            lock_timeout_first!("$8"),
-            ",
-            gone AS (
-                DELETE FROM tool_cache WHERE key IN (
-                    SELECT t.key FROM tool_cache t, timeout
-                     WHERE expires_at <= $6 AND key <> $1 AND timeout.ms IS NOT NULL
-                     ORDER BY expires_at LIMIT $9 FOR UPDATE OF t SKIP LOCKED))
-            INSERT INTO tool_cache (key, scope, tool, params, result, created_at, expires_at)
-            SELECT $1, $2, $3, $4, $5, $6, $7 FROM timeout WHERE timeout.ms IS NOT NULL
-            ON CONFLICT (key) DO UPDATE SET result = excluded.result,
-                created_at = excluded.created_at, expires_at = excluded.expires_at"
-        );
+        // One autocommit statement (the schema's `tool_cache_put`): a bounded batch of
+        // other expired rows removed over the expiry index, then the upsert.
+        const PUT: &str = "SELECT tool_cache_put($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         let timeout = self.lock_timeout_ms();
         let key: &[u8] = &key.0;
         self.write_one(|c| {
