@@ -43,10 +43,12 @@ END $$;
 
 -- A tool result stored (replacing the row of its key), after up to `p_batch` other
 -- expired rows are removed over the expiry index (rows another writer holds are left
--- for the next store).
+-- for the next store); with `p_holder`, that holder's lease on the key is given up in
+-- the same statement (the call that held it has stored its result).
 CREATE OR REPLACE FUNCTION tool_cache_put(
     p_key bytea, p_scope text, p_tool text, p_params text, p_result text,
-    p_now bigint, p_expires_at bigint, p_lock_timeout text, p_batch bigint)
+    p_now bigint, p_expires_at bigint, p_lock_timeout text, p_batch bigint,
+    p_holder text)
 RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM set_config('lock_timeout', p_lock_timeout, true);
@@ -59,13 +61,17 @@ BEGIN
     VALUES (p_key, p_scope, p_tool, p_params, p_result, p_now, p_expires_at)
     ON CONFLICT (key) DO UPDATE SET result = excluded.result,
         created_at = excluded.created_at, expires_at = excluded.expires_at;
+    IF p_holder IS NOT NULL THEN
+        DELETE FROM leases WHERE key = p_key AND holder = p_holder;
+    END IF;
 END $$;
 
 -- A response stored with its postings (a message the agent has keeps its row and
--- postings, and gets the new response); the row's id.
+-- postings, and gets the new response); the row's id. With `p_holder`, that holder's
+-- lease `p_lease` (on answering the message) is given up in the same statement.
 CREATE OR REPLACE FUNCTION response_cache_put(
     p_agent bigint, p_hash bytea, p_message text, p_response text, p_word_count bigint,
-    p_now bigint, p_lock_timeout text, p_words text[])
+    p_now bigint, p_lock_timeout text, p_words text[], p_lease bytea, p_holder text)
 RETURNS bigint LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     stored bigint;
@@ -84,6 +90,9 @@ BEGIN
          WHERE r.inserted
         ON CONFLICT DO NOTHING)
     SELECT id INTO stored FROM r;
+    IF p_holder IS NOT NULL THEN
+        DELETE FROM leases WHERE key = p_lease AND holder = p_holder;
+    END IF;
     RETURN stored;
 END $$;
 

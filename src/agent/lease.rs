@@ -34,11 +34,14 @@ pub(crate) fn holder() -> &'static str {
     })
 }
 
-/// A lease this process holds: renewed in the background, given up on drop.
+/// A lease this process holds: renewed in the background, given up on drop (or by
+/// the write that stores its call's result, see [`Lease::given_up`]).
 pub(crate) struct Lease {
     store: Store,
     key: [u8; 32],
     renewer: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the drop still has to give it up.
+    held: bool,
 }
 
 impl Lease {
@@ -75,7 +78,19 @@ impl Lease {
             store: store.clone(),
             key,
             renewer: Some(renewer),
+            held: true,
         }))
+    }
+
+    /// The key the lease is on.
+    pub(crate) fn key(&self) -> [u8; 32] {
+        self.key
+    }
+
+    /// Ends a lease that a store has already given up (a write with this process as
+    /// the holder): the renewals stop, and nothing more is sent.
+    pub(crate) fn given_up(mut self) {
+        self.held = false;
     }
 }
 
@@ -83,6 +98,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(r) = self.renewer.take() {
             r.abort();
+        }
+        if !self.held {
+            return;
         }
         let (store, key) = (self.store.clone(), self.key);
         let release = move || {

@@ -159,6 +159,7 @@ pub(crate) trait ToolOps {
         result: &str,
         now: i64,
         expires_at: i64,
+        lease_holder: Option<&str>,
     ) -> Result<()>;
     /// Rows `filter` covers.
     fn tool_count(&self, filter: &CacheFilter, now: i64) -> Result<u64>;
@@ -199,7 +200,14 @@ pub(crate) trait ResponseOps {
         fuzzy_only: bool,
     ) -> Result<Lookup>;
     /// Stores one pair (indexing the agent's waiting rows when too many wait).
-    fn response_put(&self, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64>;
+    fn response_put(
+        &self,
+        agent_id: i64,
+        message: &str,
+        response: &str,
+        now: i64,
+        lease: Option<(&[u8; 32], &str)>,
+    ) -> Result<i64>;
     /// Stores many pairs and indexes them, in one transaction.
     fn response_put_many(&self, agent_id: i64, pairs: &[(&str, &str)], now: i64) -> Result<()>;
     /// Indexes every waiting row, in batches.

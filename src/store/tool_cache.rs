@@ -372,7 +372,7 @@ impl ToolCache {
     /// [`canonical_json`] refuses; database errors ([`Error::DiskFull`], ...), in
     /// which case nothing was stored.
     pub fn put(&self, tool: &str, params: &Value, result: &Value, ttl: Duration) -> Result<bool> {
-        self.put_call(&self.call(tool, params)?, result, ttl)
+        self.put_call(&self.call(tool, params)?, result, ttl, None)
     }
 
     /// A call of `tool` with `params` in this scope: its canonical params and the key
@@ -388,8 +388,15 @@ impl ToolCache {
     }
 
     /// [`ToolCache::put`] of a call made by [`ToolCache::call`] (so the key is always
-    /// the one derived from the params).
-    pub(crate) fn put_call(&self, call: &Call, result: &Value, ttl: Duration) -> Result<bool> {
+    /// the one derived from the params); with `lease_holder`, that holder's lease on
+    /// the key is given up in the same write when the result is stored.
+    pub(crate) fn put_call(
+        &self,
+        call: &Call,
+        result: &Value,
+        ttl: Duration,
+        lease_holder: Option<&str>,
+    ) -> Result<bool> {
         let result = result.to_string();
         if result.len() > MAX_CONTENT_BYTES {
             return Ok(false);
@@ -404,6 +411,7 @@ impl ToolCache {
             &result,
             now,
             expires,
+            lease_holder,
         )?;
         Ok(true)
     }

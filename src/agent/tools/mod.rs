@@ -451,12 +451,15 @@ impl Tools {
                     let ttl = tool.ttl().unwrap_or(inner.config.default_ttl);
                     let cache = inner.cache.clone();
                     let (put, result) = blocking(move || {
-                        let put = cache.put_call(&call, &result, ttl);
+                        let put = cache.put_call(&call, &result, ttl, Some(lease::holder()));
                         (put, result)
                     })
                     .await;
-                    // Given up once the result is stored (or could not be).
-                    drop(lease);
+                    // Given up by the store itself (one statement fewer), else now.
+                    match put {
+                        Ok(true) => lease.given_up(),
+                        _ => drop(lease),
+                    }
                     match put {
                         // Stored, or too large to cache: either way the caller gets it.
                         Ok(_) => Ok(result),

@@ -140,14 +140,19 @@ fn put_on(
     response: &str,
     now: i64,
     timeout: &str,
+    lease: Option<(&[u8; 32], &str)>,
 ) -> Result<i64> {
-    const PUT: &str = "SELECT response_cache_put($1, $2, $3, $4, $5, $6, $7, $8)";
+    const PUT: &str = "SELECT response_cache_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     refuse_nul("the message", message)?;
     refuse_nul("the response", response)?;
     let words = word_set(message);
     let hash = message_hash(message);
     let hash: &[u8] = &hash;
     let count = words.len() as i64;
+    let (lease_key, holder): (Option<&[u8]>, Option<&str>) = match lease {
+        Some((key, holder)) => (Some(&key[..]), Some(holder)),
+        None => (None, None),
+    };
     let r = row(
         c,
         PUT,
@@ -160,6 +165,8 @@ fn put_on(
             (&now, Type::INT8),
             (&timeout, Type::TEXT),
             (&words, Type::TEXT_ARRAY),
+            (&lease_key, Type::BYTEA),
+            (&holder, Type::TEXT),
         ],
     )?;
     get(&r, 0, PUT)
@@ -517,16 +524,23 @@ impl ResponseOps for Postgres {
         })
     }
 
-    fn response_put(&self, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64> {
+    fn response_put(
+        &self,
+        agent_id: i64,
+        message: &str,
+        response: &str,
+        now: i64,
+        lease: Option<(&[u8; 32], &str)>,
+    ) -> Result<i64> {
         let timeout = self.lock_timeout_ms();
-        self.write_one(|c| put_on(c, agent_id, message, response, now, timeout))
+        self.write_one(|c| put_on(c, agent_id, message, response, now, timeout, lease))
     }
 
     fn response_put_many(&self, agent_id: i64, pairs: &[(&str, &str)], now: i64) -> Result<()> {
         let timeout = self.lock_timeout_ms();
         self.write(|c| {
             for (m, r) in pairs {
-                put_on(c, agent_id, m, r, now, timeout)?;
+                put_on(c, agent_id, m, r, now, timeout, None)?;
             }
             Ok(())
         })

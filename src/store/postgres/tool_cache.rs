@@ -186,6 +186,7 @@ impl ToolOps for Postgres {
         result: &str,
         now: i64,
         expires_at: i64,
+        lease_holder: Option<&str>,
     ) -> Result<()> {
         for (what, text) in [
             ("the scope", scope),
@@ -196,8 +197,9 @@ impl ToolOps for Postgres {
             refuse_nul(what, text)?;
         }
         // One autocommit statement (the schema's `tool_cache_put`): a bounded batch of
-        // other expired rows removed over the expiry index, then the upsert.
-        const PUT: &str = "SELECT tool_cache_put($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        // other expired rows removed over the expiry index, the upsert, and the
+        // holder's lease on the key given up.
+        const PUT: &str = "SELECT tool_cache_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         let timeout = self.lock_timeout_ms();
         let key: &[u8] = &key.0;
         self.write_one(|c| {
@@ -213,7 +215,8 @@ impl ToolOps for Postgres {
                     now,
                     expires_at,
                     timeout,
-                    EXPIRE_BATCH_ON_WRITE
+                    EXPIRE_BATCH_ON_WRITE,
+                    lease_holder
                 ],
             )?;
             Ok(())

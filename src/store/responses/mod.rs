@@ -345,12 +345,23 @@ impl ResponseCache {
     /// [`Error::InvalidArgument`] for empty text or text over 1 MiB; database errors,
     /// in which case nothing was stored.
     pub fn put(&self, message: &str, response: &str) -> Result<i64> {
+        self.put_releasing(message, response, None)
+    }
+
+    /// [`ResponseCache::put`], giving up `lease` (its key and holder) in the same
+    /// write: the lease on answering `message`, held by this process.
+    pub(crate) fn put_releasing(
+        &self,
+        message: &str,
+        response: &str,
+        lease: Option<(&[u8; 32], &str)>,
+    ) -> Result<i64> {
         check_size("the message", message)?;
         check_size("the response", response)?;
         let now = self.store.now_micros();
         self.store
             .engine()
-            .response_put(self.agent_id, message, response, now)
+            .response_put(self.agent_id, message, response, now, lease)
     }
 
     /// Adds the words of every row waiting for the word index (every agent's), in

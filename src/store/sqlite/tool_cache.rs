@@ -94,7 +94,9 @@ impl ToolOps for Sqlite {
         result: &str,
         now: i64,
         expires_at: i64,
+        lease_holder: Option<&str>,
     ) -> Result<()> {
+        const RELEASE: &str = "DELETE FROM leases WHERE key = ?1 AND holder = ?2";
         self.write(|tx| {
             upsert(
                 tx,
@@ -107,6 +109,9 @@ impl ToolOps for Sqlite {
                 expires_at,
             )?;
             expire_batch(tx, now, EXPIRE_BATCH_ON_WRITE)?;
+            if let Some(holder) = lease_holder {
+                exec(tx, RELEASE, params![&key.0[..], holder])?;
+            }
             Ok(())
         })
     }

@@ -66,9 +66,20 @@ impl ResponseOps for Sqlite {
         self.snapshot(|c| fuzzy::lookup(c, agent_id, message, options, fuzzy_only))
     }
 
-    fn response_put(&self, agent_id: i64, message: &str, response: &str, now: i64) -> Result<i64> {
+    fn response_put(
+        &self,
+        agent_id: i64,
+        message: &str,
+        response: &str,
+        now: i64,
+        lease: Option<(&[u8; 32], &str)>,
+    ) -> Result<i64> {
+        const RELEASE: &str = "DELETE FROM leases WHERE key = ?1 AND holder = ?2";
         let (id, waiting_rows) = self.write(|tx| {
             let id = put_on(tx, agent_id, message, response, now)?;
+            if let Some((key, holder)) = lease {
+                exec(tx, RELEASE, params![&key[..], holder])?;
+            }
             Ok((id, waiting(tx, agent_id)?))
         })?;
         if waiting_rows >= UNINDEXED_MAX {
