@@ -266,6 +266,8 @@ engines_async! {
             .map(|r| r["outcome"].clone())
             .collect();
         assert_eq!(outcomes, ["generated", "exact", "fuzzy"]);
+        // The store of the generated answer gave up the lease on answering it.
+        assert_eq!(db.sql("SELECT count(*) AS n FROM leases")[0]["n"], 0);
         Ok(())
     }
 }

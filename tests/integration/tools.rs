@@ -131,6 +131,8 @@ engines_async! {
 
         let first = tools.execute_tool_cached("lookup", p.clone()).await?;
         assert_eq!(first, json!({"echo": p}));
+        // The store of the result gave up the call's lease, in the same write.
+        assert_eq!(db.sql("SELECT count(*) AS n FROM leases")[0]["n"], 0);
         clock.advance(Duration::from_secs(3599));
         assert_eq!(tools.execute_tool_cached("lookup", p.clone()).await?, first);
         assert_eq!(probe.runs(), 1, "a hit before expiry runs nothing");

@@ -445,7 +445,7 @@ impl Tools {
                     let cache = inner.cache.clone();
                     async move { blocking(move || cache.get_key(&key)).await }
                 };
-                let run = |lease| async move {
+                let run = |lease: lease::Lease| async move {
                     *ran_ref = true;
                     let result = run_contained(tool.as_ref(), params).await?;
                     let ttl = tool.ttl().unwrap_or(inner.config.default_ttl);
