@@ -1079,6 +1079,8 @@ fn every_sql_trick_is_refused_on_postgres_and_changes_nothing() -> TestResult {
         "EXPLAIN ANALYZE DELETE FROM memory_entries".to_string(),
         "VACUUM".to_string(),
         "LOCK agents".to_string(),
+        "SELECT lease_take('\\x00'::bytea, 'me', 1, 0, '100')".to_string(),
+        "SELECT * FROM memory_add_fast(1, '{0.5}', '{x}', '{note}', '100', 1, 1, 9, 0)".to_string(),
     ];
     for trick in &tricks {
         let out = agentstore_at(&pg, &["sql", trick]);

@@ -38,6 +38,17 @@ const REFUSED_FUNCTIONS: &[(&str, &str)] = &[
     ("pg_stat_file", "pg_stat_file reads server files"),
     ("pg_file_*", "pg_file_* writes server files"),
     ("dblink*", "dblink reaches other databases"),
+    // agentstore's own write functions (schema-postgres-functions.sql): they would
+    // fail in the read-only transaction anyway; refused first, with a clear reason.
+    ("memory_add_fast", "memory_add_fast writes memory entries"),
+    ("tool_cache_put", "tool_cache_put writes the tool cache"),
+    (
+        "response_cache_put",
+        "response_cache_put writes the response cache",
+    ),
+    ("lease_take", "lease_take writes leases"),
+    ("lease_renew", "lease_renew writes leases"),
+    ("lease_release", "lease_release writes leases"),
     ("pg_advisory*", "advisory locks outlive the query"),
     ("pg_try_advisory*", "advisory locks outlive the query"),
     (
