@@ -219,7 +219,7 @@ pub fn memory(b: &mut Bench, pg: &mut Pg) {
     // W12: full-text search, ten best, of two vocabulary words.
     let top = bare
         .prepare(
-            "SELECT id, content, ts_rank_cd(search, q) AS s FROM m, to_tsquery('simple', $1) q
+            "SELECT id, content, ts_rank(search, q) AS s FROM m, to_tsquery('simple', $1) q
             WHERE agent_id = 1 AND search @@ q ORDER BY s DESC, id DESC LIMIT 10",
         )
         .expect("prepare");

@@ -183,7 +183,7 @@ fn observe(store: &Store) -> String {
         out += &format!("{:?}\n", memory.context(budget).expect("context"));
     }
     for word in ["tide", "otter", "storm"] {
-        // Which entries match (the scores are each engine's own: BM25, ts_rank_cd).
+        // Which entries match (the scores are each engine's own: BM25, ts_rank).
         let mut ids: Vec<i64> = memory
             .search(word, &SearchOptions::default().with_limit(1000))
             .expect("search")

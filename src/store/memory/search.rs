@@ -188,7 +188,7 @@ pub struct SearchHit {
     /// When it was added (RFC 3339 UTC with microseconds in JSON).
     #[serde(serialize_with = "serialize_micros")]
     pub created_at: i64,
-    /// Relevance, higher is better: BM25 on SQLite, `ts_rank_cd` on PostgreSQL.
+    /// Relevance, higher is better: BM25 on SQLite, `ts_rank` on PostgreSQL.
     pub score: f64,
     /// A short passage around the matches, each match between `[` and `]`.
     pub snippet: String,

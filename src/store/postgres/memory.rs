@@ -242,14 +242,17 @@ pub(super) fn tsquery(query: &Query, all: bool) -> String {
 }
 
 /// The `limit` best matches of `query` (any term): (id, score), best first, ties by
-/// newer id. The score is `ts_rank_cd` (cover density; PostgreSQL has no BM25).
+/// newer id. The score is `ts_rank` (term frequency, as BM25 weighs it; PostgreSQL has
+/// no BM25). Not `ts_rank_cd`: cover density costs about ten times as much per match
+/// (2.8 against 0.3 ms for 85 matches of a 16-word message), and every match is
+/// ranked before the best are kept.
 fn top_matches(
     c: &mut Client,
     agent_id: i64,
     query: &Query,
     options: &SearchOptions,
 ) -> Result<Vec<(i64, f64)>> {
-    const TOP: &str = "SELECT id, ts_rank_cd(search, q)::float8 AS score
+    const TOP: &str = "SELECT id, ts_rank(search, q)::float8 AS score
           FROM memory_entries, to_tsquery('simple', $2) q
          WHERE agent_id = $1 AND search @@ q
            AND ($3::text IS NULL OR role = $3) AND created_at >= $4
