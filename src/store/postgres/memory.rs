@@ -409,9 +409,14 @@ fn compressed_context(
           WHERE agent_id = $1 AND importance >= $6
           ORDER BY score DESC, created_at DESC, id DESC"
     );
-    let by_ids = format!(
-        "SELECT created_at, id, content, {SCORE} AS score, role FROM memory_entries
-          WHERE agent_id = $1 AND id = ANY($6)"
+    // The query's best matches with their texts and scores, in the same statement
+    // as their rank (as `top_matches` ranks them, without its filters).
+    let matched = format!(
+        "SELECT created_at, id, content, {SCORE} AS score, role,
+                ts_rank(search, q)::float8 AS rank
+           FROM memory_entries, to_tsquery('simple', $6) q
+          WHERE agent_id = $1 AND search @@ q
+          ORDER BY rank DESC, id DESC LIMIT $7"
     );
     let r = row(c, ENDS, args![agent_id])?;
     let total: i64 = get(&r, 0, ENDS)?;
@@ -434,22 +439,31 @@ fn compressed_context(
     // The query's best matches, scored whole (relevance: rank over the best one's).
     let mut matches: Vec<Scored> = match query {
         Some(q) if wq > 0.0 => {
-            let options = SearchOptions::default().with_limit(crate::store::CONTEXT_MATCHES);
-            let found = top_matches(c, agent_id, q, &options)?;
-            let best = found.first().map_or(0.0, |t| t.1);
-            let relevance: std::collections::HashMap<i64, f64> = found
+            let text = tsquery(q, false);
+            let limit = crate::store::CONTEXT_MATCHES as i64;
+            let found = if text.is_empty() {
+                Vec::new()
+            } else {
+                rows(
+                    c,
+                    &matched,
+                    args![agent_id, wi, wr, newest, span, text, limit],
+                )?
+            };
+            // Relevance: rank over the best one's.
+            let best: f64 = match found.first() {
+                Some(r) => get(r, 5, &matched)?,
+                None => 0.0,
+            };
+            found
                 .iter()
-                .map(|&(id, s)| (id, if best > 0.0 { s / best } else { 1.0 }))
-                .collect();
-            let ids: Vec<i64> = found.iter().map(|t| t.0).collect();
-            let mut read = rows(c, &by_ids, args![agent_id, wi, wr, newest, span, ids])?
-                .iter()
-                .map(|r| decode(r, &by_ids))
-                .collect::<Result<Vec<_>>>()?;
-            for m in &mut read {
-                m.score += wq * relevance.get(&m.id).copied().unwrap_or(0.0);
-            }
-            read
+                .map(|r| {
+                    let mut m = decode(r, &matched)?;
+                    let rank: f64 = get(r, 5, &matched)?;
+                    m.score += wq * if best > 0.0 { rank / best } else { 1.0 };
+                    Ok(m)
+                })
+                .collect::<Result<Vec<_>>>()?
         }
         _ => Vec::new(),
     };
