@@ -383,15 +383,16 @@ fn foreign_newer_and_missing_schemas_are_refused_untouched() -> TestResult {
     Ok(())
 }
 
-/// The functions of schema 6, as `pg_proc` names them.
-const FUNCTIONS: [&str; 6] = [
-    "lease_release",
-    "lease_renew",
-    "lease_take",
-    "memory_add_fast",
-    "response_cache_put",
-    "tool_cache_put",
-];
+/// The functions of schema 6, as `schema-postgres-functions.sql` creates them, sorted.
+fn functions_of_the_file() -> Vec<String> {
+    let mut names: Vec<String> = include_str!("../../schema-postgres-functions.sql")
+        .lines()
+        .filter_map(|l| l.strip_prefix("CREATE OR REPLACE FUNCTION "))
+        .map(|rest| rest.split('(').next().unwrap_or("").trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
 
 #[test]
 fn older_schemas_are_upgraded_in_one_step_or_refused_untouched() -> TestResult {
@@ -399,11 +400,13 @@ fn older_schemas_are_upgraded_in_one_step_or_refused_untouched() -> TestResult {
         return Ok(());
     };
     let mut c = crate::postgres::client(&server);
+    let expected = functions_of_the_file();
+    assert_eq!(expected.len(), 6, "{expected:?}");
     let functions = |c: &mut postgres::Client, schema: &str| -> Vec<String> {
         c.query(
             "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
               WHERE n.nspname = $1 AND p.proname = ANY($2) ORDER BY 1",
-            &[&schema, &FUNCTIONS.to_vec()],
+            &[&schema, &expected],
         )
         .expect("functions")
         .iter()
@@ -427,7 +430,7 @@ fn older_schemas_are_upgraded_in_one_step_or_refused_untouched() -> TestResult {
             .add("kept across the upgrade", 0.5)?;
         drop(store);
         let mut undo = format!("UPDATE {schema}.agentstore_schema SET version = {from};");
-        for f in FUNCTIONS {
+        for f in &expected {
             undo.push_str(&format!("DROP FUNCTION {schema}.{f};"));
         }
         if from == 4 {
@@ -471,7 +474,7 @@ fn older_schemas_are_upgraded_in_one_step_or_refused_untouched() -> TestResult {
             version(&mut c, schema) as i64,
             agentstore::POSTGRES_SCHEMA_VERSION
         );
-        assert_eq!(functions(&mut c, schema), FUNCTIONS.to_vec());
+        assert_eq!(functions(&mut c, schema), expected);
         let agent = store.existing_agent("bot")?;
         let memory = store.memory(&agent);
         assert_eq!(memory.list(ListOrder::Time, 10)?.len(), 1);
