@@ -12,6 +12,14 @@
 -- the call (`set_config(..., true)`, undone when the function returns, because of its
 -- `SET search_path` clause), so that no row lock is waited for longer.
 
+-- A lease given up, if this holder still has it.
+CREATE OR REPLACE FUNCTION lease_release(p_key bytea, p_holder text, p_lock_timeout text)
+RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM set_config('lock_timeout', p_lock_timeout, true);
+    DELETE FROM leases WHERE key = p_key AND holder = p_holder;
+END $$;
+
 -- An add (or a batch) that takes no retention step: the message counter bumped and the
 -- entries inserted with the ids it gives; nothing at all (no row) when a cleanup is
 -- due, the cap or the byte budget would be passed, or the ids would run out, and the
@@ -62,7 +70,7 @@ BEGIN
     ON CONFLICT (key) DO UPDATE SET result = excluded.result,
         created_at = excluded.created_at, expires_at = excluded.expires_at;
     IF p_holder IS NOT NULL THEN
-        DELETE FROM leases WHERE key = p_key AND holder = p_holder;
+        PERFORM lease_release(p_key, p_holder, p_lock_timeout);
     END IF;
 END $$;
 
@@ -91,7 +99,7 @@ BEGIN
         ON CONFLICT DO NOTHING)
     SELECT id INTO stored FROM r;
     IF p_holder IS NOT NULL THEN
-        DELETE FROM leases WHERE key = p_lease AND holder = p_holder;
+        PERFORM lease_release(p_lease, p_holder, p_lock_timeout);
     END IF;
     RETURN stored;
 END $$;
@@ -130,12 +138,4 @@ BEGIN
     PERFORM set_config('lock_timeout', p_lock_timeout, true);
     UPDATE leases SET expires_at = p_until WHERE key = p_key AND holder = p_holder;
     RETURN FOUND;
-END $$;
-
--- A lease given up, if this holder still has it.
-CREATE OR REPLACE FUNCTION lease_release(p_key bytea, p_holder text, p_lock_timeout text)
-RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-BEGIN
-    PERFORM set_config('lock_timeout', p_lock_timeout, true);
-    DELETE FROM leases WHERE key = p_key AND holder = p_holder;
 END $$;

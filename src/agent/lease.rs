@@ -35,7 +35,7 @@ pub(crate) fn holder() -> &'static str {
 }
 
 /// A lease this process holds: renewed in the background, given up on drop (or by
-/// the write that stores its call's result, see [`Lease::given_up`]).
+/// the write that stores its call's result, see [`Lease::end`]).
 pub(crate) struct Lease {
     store: Store,
     key: [u8; 32],
@@ -87,10 +87,11 @@ impl Lease {
         self.key
     }
 
-    /// Ends a lease that a store has already given up (a write with this process as
-    /// the holder): the renewals stop, and nothing more is sent.
-    pub(crate) fn given_up(mut self) {
-        self.held = false;
+    /// Ends the lease: the renewals stop, and it is given up unless a store has
+    /// already done it (`given_up_by_store`: the write of the call's result, with this
+    /// process as the holder, succeeded).
+    pub(crate) fn end(mut self, given_up_by_store: bool) {
+        self.held = !given_up_by_store;
     }
 }
 

@@ -444,20 +444,8 @@ impl Responder {
                         .map(|_| (response, true))
                 })
                 .await;
-                let response = match stored {
-                    Ok((response, true)) => {
-                        lease.given_up();
-                        response
-                    }
-                    Ok((response, false)) => {
-                        drop(lease);
-                        response
-                    }
-                    Err(e) => {
-                        drop(lease);
-                        return Err(e);
-                    }
-                };
+                lease.end(matches!(stored, Ok((_, true))));
+                let (response, _) = stored?;
                 self.note(None, start, Outcome::Generated);
                 Ok(Reply {
                     response,
@@ -507,7 +495,7 @@ impl Responder {
         let message = message.to_string();
         let task = tokio::spawn(async move {
             // The lease lasts until the response is cached (the store gives it up) or
-            // the grace period ends.
+            // the grace period ends (dropped with this task).
             match tokio::time::timeout(left, &mut generation).await {
                 Ok(Ok(Ok(response))) if cacheable(&message, &response) => {
                     let kept = response.clone();
@@ -516,21 +504,13 @@ impl Responder {
                         cache.put_releasing(&message, &response, Some((&key, lease::holder())))
                     })
                     .await;
-                    match cached {
-                        Ok(_) => {
-                            lease.given_up();
-                            if let Some(late) = late {
-                                late(kept).await;
-                            }
-                        }
-                        Err(_) => drop(lease),
+                    lease.end(cached.is_ok());
+                    if let (Ok(_), Some(late)) = (cached, late) {
+                        late(kept).await;
                     }
                 }
-                Ok(_) => drop(lease),
-                Err(_) => {
-                    generation.abort();
-                    drop(lease);
-                }
+                Ok(_) => {}
+                Err(_) => generation.abort(),
             }
         });
         let mut background = lock(&self.inner.background);

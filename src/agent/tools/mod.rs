@@ -456,10 +456,7 @@ impl Tools {
                     })
                     .await;
                     // Given up by the store itself (one statement fewer), else now.
-                    match put {
-                        Ok(true) => lease.given_up(),
-                        _ => drop(lease),
-                    }
+                    lease.end(matches!(put, Ok(true)));
                     match put {
                         // Stored, or too large to cache: either way the caller gets it.
                         Ok(_) => Ok(result),

@@ -100,7 +100,7 @@ fn check_on(c: &mut Client) -> Result<CheckReport> {
         SELECT 1 FROM pg_proc p JOIN pg_class t ON t.relnamespace = p.pronamespace
          WHERE t.oid = (SELECT tableoid FROM agentstore_schema LIMIT 1) AND p.proname = f)
       ORDER BY f";
-    let wanted: Vec<&str> = super::migrate::FUNCTIONS.to_vec();
+    let wanted = super::migrate::functions();
     for r in rows(
         c,
         FUNCTIONS,

@@ -241,22 +241,53 @@ pub(super) fn tsquery(query: &Query, all: bool) -> String {
     parts.join(if all { " & " } else { " | " })
 }
 
-/// The `limit` best matches of `query` (any term): (id, score), best first, ties by
-/// newer id. The score is `ts_rank` (term frequency, as BM25 weighs it; PostgreSQL has
-/// no BM25). Not `ts_rank_cd`: cover density costs about ten times as much per match
-/// (2.8 against 0.3 ms for 85 matches of a 16-word message), and every match is
-/// ranked before the best are kept.
+/// The ranking of a query's matches, the one rule of search and of the relevant
+/// context: the columns a statement selects come before it, then `rank`; `$1` is the
+/// agent, `$2` the `tsquery` text, `$3` a role or NULL, `$4` the earliest creation
+/// time, `$5` how many. Entries matching any term, best first, ties by newer id. The
+/// rank is `ts_rank` (term frequency, as BM25 weighs it; PostgreSQL has no BM25), not
+/// `ts_rank_cd`: cover density costs about ten times as much per match (2.8 against
+/// 0.3 ms for 85 matches of a 16-word message), and every match is ranked before the
+/// best are kept.
+macro_rules! ranked_matches {
+    () => {
+        "ts_rank(search, q)::float8 AS rank
+           FROM memory_entries, to_tsquery('simple', $2) q
+          WHERE agent_id = $1 AND search @@ q
+            AND ($3::text IS NULL OR role = $3) AND created_at >= $4
+          ORDER BY rank DESC, id DESC LIMIT $5"
+    };
+}
+
+/// The score of the context's walk without relevance, with the arithmetic of the
+/// SQLite engine's walk: the importance and recency weights, the newest creation time
+/// and the span of creation times are the parameters named.
+macro_rules! walk_score {
+    ($importance:literal, $recency:literal, $newest:literal, $span:literal) => {
+        concat!(
+            $importance,
+            " * importance + ",
+            $recency,
+            " * (CASE WHEN ",
+            $span,
+            " = 0 THEN 1.0::float8 ELSE 1.0::float8 - (",
+            $newest,
+            " - created_at)::float8 / ",
+            $span,
+            "::float8 END)"
+        )
+    };
+}
+
+/// The `limit` best matches of `query` (any term): (id, rank), as
+/// [`ranked_matches`] orders them.
 fn top_matches(
     c: &mut Client,
     agent_id: i64,
     query: &Query,
     options: &SearchOptions,
 ) -> Result<Vec<(i64, f64)>> {
-    const TOP: &str = "SELECT id, ts_rank(search, q)::float8 AS score
-          FROM memory_entries, to_tsquery('simple', $2) q
-         WHERE agent_id = $1 AND search @@ q
-           AND ($3::text IS NULL OR role = $3) AND created_at >= $4
-         ORDER BY score DESC, id DESC LIMIT $5";
+    const TOP: &str = concat!("SELECT id, ", ranked_matches!());
     let text = tsquery(query, false);
     if text.is_empty() {
         return Ok(Vec::new());
@@ -401,22 +432,21 @@ fn compressed_context(
             (SELECT min(created_at) FROM memory_entries m WHERE m.agent_id = a.id),
             (SELECT max(created_at) FROM memory_entries m WHERE m.agent_id = a.id)
        FROM agents a JOIN memory_counters c ON c.agent_id = a.id WHERE a.id = $1";
-    // Scores without relevance, with the arithmetic of the SQLite engine's walk.
-    const SCORE: &str = "$2 * importance + $3 * (CASE WHEN $5 = 0 THEN 1.0::float8
-                 ELSE 1.0::float8 - ($4 - created_at)::float8 / $5::float8 END)";
-    let ranked = format!(
-        "SELECT created_at, id, content, {SCORE} AS score, role FROM memory_entries
+    // The walk: entries above an importance cutoff ($6), best score first.
+    const RANKED: &str = concat!(
+        "SELECT created_at, id, content, ",
+        walk_score!("$2", "$3", "$4", "$5"),
+        " AS score, role FROM memory_entries
           WHERE agent_id = $1 AND importance >= $6
           ORDER BY score DESC, created_at DESC, id DESC"
     );
-    // The query's best matches with their texts and scores, in the same statement
-    // as their rank (as `top_matches` ranks them, without its filters).
-    let matched = format!(
-        "SELECT created_at, id, content, {SCORE} AS score, role,
-                ts_rank(search, q)::float8 AS rank
-           FROM memory_entries, to_tsquery('simple', $6) q
-          WHERE agent_id = $1 AND search @@ q
-          ORDER BY rank DESC, id DESC LIMIT $7"
+    // The query's best matches with their texts and walk scores, in the statement
+    // that ranks them (as search ranks them, without its filters).
+    const MATCHED: &str = concat!(
+        "SELECT created_at, id, content, ",
+        walk_score!("$6", "$7", "$8", "$9"),
+        " AS score, role, ",
+        ranked_matches!()
     );
     let r = row(c, ENDS, args![agent_id])?;
     let total: i64 = get(&r, 0, ENDS)?;
@@ -444,22 +474,20 @@ fn compressed_context(
             let found = if text.is_empty() {
                 Vec::new()
             } else {
-                rows(
-                    c,
-                    &matched,
-                    args![agent_id, wi, wr, newest, span, text, limit],
-                )?
+                let none: Option<&str> = None;
+                let args = args![agent_id, text, none, i64::MIN, limit, wi, wr, newest, span];
+                rows(c, MATCHED, args)?
             };
             // Relevance: rank over the best one's.
             let best: f64 = match found.first() {
-                Some(r) => get(r, 5, &matched)?,
+                Some(r) => get(r, 5, MATCHED)?,
                 None => 0.0,
             };
             found
                 .iter()
                 .map(|r| {
-                    let mut m = decode(r, &matched)?;
-                    let rank: f64 = get(r, 5, &matched)?;
+                    let mut m = decode(r, MATCHED)?;
+                    let rank: f64 = get(r, 5, MATCHED)?;
                     m.score += wq * if best > 0.0 { rank / best } else { 1.0 };
                     Ok(m)
                 })
@@ -483,7 +511,7 @@ fn compressed_context(
         let everything = cutoff <= 0.0;
         // Any unread entry scores below this (a small margin absorbs rounding).
         let unread_bound = wi * cutoff + wr + 1e-9;
-        let mut walk = super::stream(c, &ranked, args![agent_id, wi, wr, newest, span, cutoff])?;
+        let mut walk = super::stream(c, RANKED, args![agent_id, wi, wr, newest, span, cutoff])?;
         use postgres::fallible_iterator::FallibleIterator;
         let mut chosen: Vec<Scored> = Vec::new();
         let mut pending = matches.iter().peekable();
@@ -499,8 +527,8 @@ fn compressed_context(
         };
         let mut settled = everything;
         let mut full = false;
-        'walk: while let Some(r) = walk.next().map_err(|e| super::wrap(e, &ranked))? {
-            let e = decode(&r, &ranked)?;
+        'walk: while let Some(r) = walk.next().map_err(|e| super::wrap(e, RANKED))? {
+            let e = decode(&r, RANKED)?;
             if matched.contains(&e.id) {
                 continue;
             }

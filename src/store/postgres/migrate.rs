@@ -27,15 +27,16 @@ const TO_5: &str = "CREATE TABLE leases (
 );
 UPDATE agentstore_schema SET version = 5;";
 
-/// The functions of [`FUNCTIONS_SQL`], which `check` expects to find.
-pub(super) const FUNCTIONS: [&str; 6] = [
-    "lease_release",
-    "lease_renew",
-    "lease_take",
-    "memory_add_fast",
-    "response_cache_put",
-    "tool_cache_put",
-];
+/// The names of the functions [`FUNCTIONS_SQL`] creates, which `check` expects to
+/// find (read from the file, so the two cannot drift apart).
+pub(super) fn functions() -> Vec<&'static str> {
+    FUNCTIONS_SQL
+        .lines()
+        .filter_map(|l| l.strip_prefix("CREATE OR REPLACE FUNCTION "))
+        .filter_map(|rest| rest.split('(').next())
+        .map(str::trim)
+        .collect()
+}
 
 /// Schema 5 to 6: the functions of the hot writes; the tables are unchanged.
 const TO_6: &str = "UPDATE agentstore_schema SET version = 6;";

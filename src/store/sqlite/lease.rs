@@ -1,7 +1,7 @@
 //! Leases on SQLite: one upsert that takes a free or expired lease, a renewal and a
 //! release, each its own short write transaction.
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::Sqlite;
 use super::stmt::{exec, opt_row};
@@ -10,6 +10,14 @@ use crate::store::engine::LeaseOps;
 
 /// Expired leases removed, at most, by each take (holders that died leave theirs).
 const EXPIRE_BATCH: i64 = 8;
+
+/// Gives up `holder`'s lease on `key` in the transaction `tx` (a release, or the store
+/// of the result the lease was held for).
+pub(super) fn release_on(tx: &Connection, key: &[u8; 32], holder: &str) -> Result<()> {
+    const RELEASE: &str = "DELETE FROM leases WHERE key = ?1 AND holder = ?2";
+    exec(tx, RELEASE, params![&key[..], holder])?;
+    Ok(())
+}
 
 impl LeaseOps for Sqlite {
     fn lease_take(
@@ -47,8 +55,6 @@ impl LeaseOps for Sqlite {
     }
 
     fn lease_release(&self, key: &[u8; 32], holder: &str) -> Result<()> {
-        const RELEASE: &str = "DELETE FROM leases WHERE key = ?1 AND holder = ?2";
-        self.write(|tx| exec(tx, RELEASE, params![&key[..], holder]))?;
-        Ok(())
+        self.write(|tx| release_on(tx, key, holder))
     }
 }

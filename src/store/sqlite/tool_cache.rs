@@ -96,7 +96,6 @@ impl ToolOps for Sqlite {
         expires_at: i64,
         lease_holder: Option<&str>,
     ) -> Result<()> {
-        const RELEASE: &str = "DELETE FROM leases WHERE key = ?1 AND holder = ?2";
         self.write(|tx| {
             upsert(
                 tx,
@@ -110,7 +109,7 @@ impl ToolOps for Sqlite {
             )?;
             expire_batch(tx, now, EXPIRE_BATCH_ON_WRITE)?;
             if let Some(holder) = lease_holder {
-                exec(tx, RELEASE, params![&key.0[..], holder])?;
+                super::lease::release_on(tx, &key.0, holder)?;
             }
             Ok(())
         })

@@ -74,11 +74,10 @@ impl ResponseOps for Sqlite {
         now: i64,
         lease: Option<(&[u8; 32], &str)>,
     ) -> Result<i64> {
-        const RELEASE: &str = "DELETE FROM leases WHERE key = ?1 AND holder = ?2";
         let (id, waiting_rows) = self.write(|tx| {
             let id = put_on(tx, agent_id, message, response, now)?;
             if let Some((key, holder)) = lease {
-                exec(tx, RELEASE, params![&key[..], holder])?;
+                crate::store::sqlite::lease::release_on(tx, key, holder)?;
             }
             Ok((id, waiting(tx, agent_id)?))
         })?;
